@@ -1,0 +1,142 @@
+//! The command line: argument parsing, store resolution, rendering of
+//! plans and events, and the mapping of errors to exit statuses
+//! (0 success, 1 a stage failed, 2 the workflow or arguments are invalid).
+
+mod inspect;
+mod report;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::workflow::{self, Loaded, WorkflowError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "swestar",
+    version,
+    about = "Agentic-distillation experiments as declarative, cached pipelines"
+)]
+pub struct Cli {
+    /// Store directory (default: [workflow] store, else .swestar in the current directory).
+    #[arg(long, global = true, env = "SWESTAR_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Execute the stages that are not cached.
+    Run(run::RunArgs),
+    /// Show, per stage, whether it would run or is cached, and why.
+    Plan(run::PlanArgs),
+    /// Show what the last run (or RUN) did.
+    Status(inspect::StatusArgs),
+    /// Print an artifact's schema, row count and first rows.
+    Show(inspect::ShowArgs),
+    /// Write an artifact to a .jsonl or .parquet file.
+    Export(inspect::ExportArgs),
+    /// Remove objects that no ref or run record references.
+    Gc(inspect::GcArgs),
+    /// Print the JSON Schema of the workflow format.
+    Schema,
+    /// Run one stage body from a job file (used by the executors).
+    #[command(hide = true)]
+    Exec {
+        #[arg(long)]
+        job: PathBuf,
+    },
+}
+
+/// A failure at the CLI edge, with its exit status.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn invalid(message: impl Into<String>) -> Exit {
+        Exit {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    pub fn failed(message: impl Into<String>) -> Exit {
+        Exit {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<WorkflowError> for Exit {
+    fn from(e: WorkflowError) -> Exit {
+        match e {
+            WorkflowError::Argument(m) => Exit::invalid(format!("error: {m}")),
+            WorkflowError::Invalid(_) => Exit::invalid(e.to_string()),
+            WorkflowError::Read { .. } => Exit::invalid(format!("error: {e}")),
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(cli.store.as_deref(), args),
+        Command::Plan(args) => run::plan(cli.store.as_deref(), args),
+        Command::Status(args) => inspect::status(cli.store.as_deref(), args),
+        Command::Show(args) => inspect::show(cli.store.as_deref(), args),
+        Command::Export(args) => inspect::export(cli.store.as_deref(), args),
+        Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),
+        Command::Schema => {
+            print!("{}", workflow::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { job } => match crate::exec::job::run_job_file(&job) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(Exit::failed(format!("error: {e}"))),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(exit) => {
+            if !exit.message.is_empty() {
+                eprintln!("{}", exit.message);
+            }
+            ExitCode::from(exit.code)
+        }
+    }
+}
+
+/// Loads a workflow, mapping problems to exit status 2.
+fn load(path: &Path, sets: &[String]) -> Result<Loaded, Exit> {
+    Ok(workflow::load(path, sets)?)
+}
+
+/// `--store`/`SWESTAR_STORE`, else the workflow's `[workflow] store`, else
+/// `.swestar` in the current directory.
+fn store_dir(flag: Option<&Path>, loaded: Option<&Loaded>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| loaded.and_then(|l| l.variants[0].store.clone()))
+        .unwrap_or_else(|| PathBuf::from(".swestar"))
+}
+
+/// Human-readable byte counts.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,179 @@
+//! Rendering: the plan table and the live progress of a run (indicatif
+//! spinners on a terminal, plain lines otherwise).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::dag::{Decision, Plan};
+use crate::exec::Event;
+
+/// The plan as a table: action, stage, and why.
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let width = plan
+        .nodes
+        .iter()
+        .map(|n| n.label().chars().count())
+        .max()
+        .unwrap_or(0);
+    for n in plan.nodes.iter().filter(|n| n.selected) {
+        let (action, why) = match &n.decision {
+            Decision::Cached { key, .. } => ("cached", key.short().to_string()),
+            Decision::Run { reasons, .. } => (
+                "run",
+                reasons
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        out.push_str(&format!("  {action:<6}  {:<width$}  {why}\n", n.label()));
+    }
+    out
+}
+
+/// Turns executor events into terminal output.
+pub struct Reporter {
+    multi: MultiProgress,
+    bars: HashMap<usize, ProgressBar>,
+    fancy: bool,
+    pub committed: usize,
+    pub cached: usize,
+    pub early_cutoff: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub interrupted: usize,
+}
+
+impl Reporter {
+    pub fn new() -> Reporter {
+        let fancy = std::io::stderr().is_terminal();
+        let target = if fancy {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Reporter {
+            multi: MultiProgress::with_draw_target(target),
+            bars: HashMap::new(),
+            fancy,
+            committed: 0,
+            cached: 0,
+            early_cutoff: 0,
+            failed: 0,
+            skipped: 0,
+            interrupted: 0,
+        }
+    }
+
+    fn line(&self, text: String) {
+        if self.fancy {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::Cached {
+                label,
+                key,
+                early_cutoff,
+                ..
+            } => {
+                self.cached += 1;
+                if early_cutoff {
+                    self.early_cutoff += 1;
+                    self.line(format!(
+                        "  cached   {label}  {} (upstream output unchanged)",
+                        key.short()
+                    ));
+                }
+            }
+            Event::Started {
+                node,
+                label,
+                reasons,
+                ..
+            } => {
+                let why = reasons
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if self.fancy {
+                    let bar = self.multi.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                            .expect("static template"),
+                    );
+                    bar.set_message(format!("running  {label}"));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    self.bars.insert(node, bar);
+                } else {
+                    self.line(format!("  running  {label}  ({why})"));
+                }
+            }
+            Event::Committed {
+                node,
+                label,
+                rows,
+                bytes,
+                seconds,
+                ..
+            } => {
+                self.committed += 1;
+                if let Some(bar) = self.bars.remove(&node) {
+                    bar.finish_and_clear();
+                }
+                self.line(format!(
+                    "  done     {label}  {rows} rows, {}, {seconds:.1}s",
+                    super::bytes(bytes)
+                ));
+            }
+            Event::Failed {
+                node,
+                label,
+                error,
+                log_tail,
+                log,
+            } => {
+                self.failed += 1;
+                if let Some(bar) = self.bars.remove(&node) {
+                    bar.finish_and_clear();
+                }
+                let mut text = format!("  FAILED   {label}: {error}");
+                if !log_tail.trim().is_empty() {
+                    text.push_str("\n  --- stderr (last lines) ---\n");
+                    for l in log_tail.lines() {
+                        text.push_str(&format!("  | {l}\n"));
+                    }
+                    text.push_str("  ---");
+                }
+                if !log.as_os_str().is_empty() {
+                    text.push_str(&format!("\n  log: {}", log.display()));
+                }
+                self.line(text);
+            }
+            Event::Skipped { label, because, .. } => {
+                self.skipped += 1;
+                self.line(format!("  skipped  {label}  ({because})"));
+            }
+            Event::Interrupted { node, label } => {
+                self.interrupted += 1;
+                if let Some(bar) = self.bars.remove(&node) {
+                    bar.finish_and_clear();
+                }
+                self.line(format!(
+                    "  stopped  {label}  (interrupted; nothing committed)"
+                ));
+            }
+            Event::Stopping => self.line("  interrupt: stopping running stages...".to_string()),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `swestar run` and `swestar plan`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::report::{plan_text, Reporter};
+use super::{load, store_dir, Exit};
+use crate::dag::Plan;
+use crate::exec::{local, Outcome, RunOptions};
+use crate::store::runs::{new_run_id, RunRecord};
+use crate::store::{Store, StoreLock};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow file.
+    workflow: PathBuf,
+    /// Override a value: a dotted path into the TOML (stages.train.params.lr=1e-5).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Run only these stages (and what they need).
+    #[arg(long = "only", value_name = "STAGE")]
+    only: Vec<String>,
+    /// How many stages run at once (default: [executor] jobs, else the number of CPUs).
+    #[arg(short = 'j', long = "jobs")]
+    jobs: Option<usize>,
+    /// Executor (only `local` in this version).
+    #[arg(long, value_name = "local", default_value = "local", value_parser = ["local"])]
+    executor: String,
+    /// Wait for another writer of the store to finish instead of failing.
+    #[arg(long)]
+    wait: bool,
+    /// After a failure, go on with the stages that do not depend on it.
+    #[arg(long)]
+    keep_going: bool,
+    /// Print the run record as JSON when done.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    workflow: PathBuf,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn build_plan(
+    loaded: &crate::workflow::Loaded,
+    store: Option<&Store>,
+    stat_root: &Path,
+) -> Result<Plan, Exit> {
+    let mut stat = match store {
+        Some(s) => s.stat_cache(),
+        None => crate::store::statcache::StatCache::load(stat_root.join("statcache.json")),
+    };
+    let plan = Plan::build(&loaded.variants, store, &mut stat)
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    if store.is_some() {
+        let _ = stat.save();
+    }
+    Ok(plan)
+}
+
+pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit> {
+    let loaded = load(&args.workflow, &args.sets)?;
+    let dir = store_dir(store_flag, Some(&loaded));
+    let store = Store::existing(&dir);
+    let plan = build_plan(&loaded, store.as_ref(), &dir)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan.to_json()).expect("plain data")
+        );
+    } else {
+        println!("plan for {} ({})", plan.workflow, args.workflow.display());
+        print!("{}", plan_text(&plan));
+        println!("{} stages: {}", plan.nodes.len(), plan.summary());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
+    let loaded = load(&args.workflow, &args.sets)?;
+    let dir = store_dir(store_flag, Some(&loaded));
+    let store =
+        Store::open(&dir).map_err(|e| Exit::failed(format!("error: cannot open store: {e}")))?;
+    let run_id = new_run_id();
+    let _lock = StoreLock::acquire(&store.root, args.wait, &format!("swestar run {run_id}"))
+        .map_err(|e| Exit::failed(format!("error: {e}")))?;
+    let mut plan = build_plan(&loaded, Some(&store), &dir)?;
+    plan.select(&args.only)
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let summary = plan.summary();
+    let total = plan.nodes.iter().filter(|n| n.selected).count();
+
+    let mut record = RunRecord {
+        id: run_id.clone(),
+        workflow: plan.workflow.clone(),
+        workflow_path: std::fs::canonicalize(&args.workflow).unwrap_or(args.workflow.clone()),
+        pid: std::process::id(),
+        started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        finished: None,
+        status: "running".into(),
+        stages: local::initial_records(&plan),
+    };
+    eprintln!(
+        "run {run_id}: {} ({}), store {}",
+        plan.workflow,
+        args.workflow.display(),
+        store.root.display()
+    );
+    eprintln!("{total} stages: {summary}");
+    let jobs = args
+        .jobs
+        .or(loaded.variants[0].jobs)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let opts = RunOptions {
+        jobs,
+        keep_going: args.keep_going,
+        run_id: run_id.clone(),
+        exe: std::env::current_exe()
+            .map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?,
+    };
+    let mut refs = store.refs(&plan.workflow);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Exit::failed(format!("error: cannot start runtime: {e}")))?;
+    let started = std::time::Instant::now();
+    let (outcome, reporter) = runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let printer = tokio::spawn(async move {
+            let mut reporter = Reporter::new();
+            while let Some(event) = rx.recv().await {
+                reporter.handle(event);
+            }
+            reporter
+        });
+        let outcome = local::execute(&plan, &store, &opts, &mut record, &mut refs, tx).await;
+        let reporter = printer.await.expect("reporter task");
+        (outcome, reporter)
+    });
+    record.status = outcome.as_str().into();
+    record.finished =
+        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    let _ = store.write_run(&record);
+
+    let secs = started.elapsed().as_secs_f64();
+    let r = &reporter;
+    let line = if r.committed == 0 && r.failed == 0 && r.interrupted == 0 && r.skipped == 0 {
+        format!("nothing to do: all {} stages cached ({secs:.2}s)", r.cached)
+    } else {
+        let mut parts = vec![
+            format!("{} committed", r.committed),
+            format!("{} cached", r.cached),
+        ];
+        if r.early_cutoff > 0 {
+            parts.push(format!("{} cut off early", r.early_cutoff));
+        }
+        if r.failed > 0 {
+            parts.push(format!("{} failed", r.failed));
+        }
+        if r.skipped > 0 {
+            parts.push(format!("{} skipped", r.skipped));
+        }
+        if r.interrupted > 0 {
+            parts.push(format!("{} interrupted", r.interrupted));
+        }
+        format!(
+            "run {}: {} ({secs:.1}s)",
+            outcome.as_str(),
+            parts.join(", ")
+        )
+    };
+    eprintln!("{line}");
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&record).expect("plain data")
+        );
+    }
+    match outcome {
+        Outcome::Succeeded => Ok(ExitCode::SUCCESS),
+        Outcome::Failed => Ok(ExitCode::from(1)),
+        Outcome::Interrupted => Ok(ExitCode::from(130)),
+    }
+}

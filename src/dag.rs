@@ -1,0 +1,752 @@
+//! The plan: the stages of every variant as one DAG (petgraph), in
+//! dependency order, with stages that are identical across variants merged
+//! into one node, and for each node `cached` or `run` with every reason.
+//!
+//! A node below one that will run gets its real key only after that
+//! upstream commits (see `exec`): an upstream that reproduces identical
+//! content leaves it cached (early cutoff). Until then the plan says
+//! `upstream X reruns`, plus any change of its own.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+
+use petgraph::graphmap::DiGraphMap;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cache::{self, CacheKey, Change, Difference, Preimage, PREIMAGE_SCHEMA};
+use crate::store::statcache::StatCache;
+use crate::store::{Lookup, Manifest, Refs, Store};
+use crate::workflow::{Ref, Stage, TableFormat, Workflow};
+
+/// Why a stage runs. Rendered by the CLI; serialized with a `reason` tag.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Reason {
+    NoCachedArtifact,
+    ArtifactMissing,
+    ArtifactCorrupt {
+        detail: String,
+    },
+    CacheFormatChanged {
+        old: u32,
+        new: u32,
+    },
+    KindChanged {
+        old: String,
+        new: String,
+    },
+    ImplVersionChanged {
+        old: u32,
+        new: u32,
+    },
+    CommandChanged,
+    SettingChanged {
+        name: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    ParamChanged {
+        name: String,
+        old: Value,
+        new: Value,
+    },
+    ParamAdded {
+        name: String,
+        value: Value,
+    },
+    ParamRemoved {
+        name: String,
+        value: Value,
+    },
+    DataChanged {
+        path: String,
+    },
+    FileChanged {
+        path: String,
+    },
+    FileAdded {
+        path: String,
+    },
+    FileRemoved {
+        path: String,
+    },
+    UpstreamChanged {
+        stage: String,
+    },
+    InputAdded {
+        name: String,
+    },
+    InputRemoved {
+        name: String,
+    },
+    EnvChanged {
+        name: String,
+    },
+    PendingUpstream {
+        stage: String,
+    },
+}
+
+impl Reason {
+    /// Caused by something upstream rather than by this stage itself.
+    pub fn is_cascade(&self) -> bool {
+        matches!(
+            self,
+            Reason::PendingUpstream { .. } | Reason::UpstreamChanged { .. }
+        )
+    }
+}
+
+/// A parameter value as a user would write it (`5e-5`, not `0.00005`).
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .map(|f| format!("{f:?}"))
+            .unwrap_or_else(|| n.to_string()),
+        other => other.to_string(),
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NoCachedArtifact => write!(f, "no cached artifact"),
+            Reason::ArtifactMissing => write!(f, "cached artifact was removed from the store"),
+            Reason::ArtifactCorrupt { detail } => {
+                write!(f, "cached artifact is damaged ({detail})")
+            }
+            Reason::CacheFormatChanged { old, new } => {
+                write!(f, "cache key format changed {old} → {new}")
+            }
+            Reason::KindChanged { old, new } => write!(f, "stage kind changed {old} → {new}"),
+            Reason::ImplVersionChanged { old, new } => {
+                write!(f, "stage implementation version changed {old} → {new}")
+            }
+            Reason::CommandChanged => write!(f, "command changed"),
+            Reason::SettingChanged { name, old, new } => {
+                let o = old.as_ref().map(show).unwrap_or_else(|| "(unset)".into());
+                let n = new.as_ref().map(show).unwrap_or_else(|| "(unset)".into());
+                write!(f, "setting {name} changed {o} → {n}")
+            }
+            Reason::ParamChanged { name, old, new } => {
+                write!(f, "parameter {name} changed {} → {}", show(old), show(new))
+            }
+            Reason::ParamAdded { name, value } => {
+                write!(f, "parameter {name} added ({})", show(value))
+            }
+            Reason::ParamRemoved { name, value } => {
+                write!(f, "parameter {name} removed (was {})", show(value))
+            }
+            Reason::DataChanged { path } => write!(f, "data source {path} changed"),
+            Reason::FileChanged { path } => write!(f, "file {path} changed"),
+            Reason::FileAdded { path } => write!(f, "file {path} added"),
+            Reason::FileRemoved { path } => write!(f, "file {path} removed"),
+            Reason::UpstreamChanged { stage } => write!(f, "upstream {stage} produced new content"),
+            Reason::InputAdded { name } => write!(f, "input {name} added"),
+            Reason::InputRemoved { name } => write!(f, "input {name} removed"),
+            Reason::EnvChanged { name } => write!(f, "environment variable {name} changed"),
+            Reason::PendingUpstream { stage } => write!(f, "upstream {stage} reruns"),
+        }
+    }
+}
+
+/// What the plan decided for a node.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Cached {
+        key: CacheKey,
+        manifest: Box<Manifest>,
+    },
+    /// `key` is `None` while an upstream still has to run.
+    Run {
+        key: Option<CacheKey>,
+        reasons: Vec<Reason>,
+    },
+}
+
+/// An upstream edge: which node, and under which input name (`None` for
+/// an ordering-only `needs`).
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub input: Option<String>,
+    pub stage: String,
+    pub node: usize,
+}
+
+/// A data source read by a node, hashed.
+#[derive(Debug, Clone)]
+pub struct DataInput {
+    pub rel: String,
+    pub path: PathBuf,
+    pub format: TableFormat,
+    pub hash: String,
+}
+
+/// One stage of one or more variants.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub stage: String,
+    /// Variant names this node belongs to (`""` without a sweep).
+    pub variants: Vec<String>,
+    pub spec: Stage,
+    pub workdir: PathBuf,
+    pub upstream: Vec<Edge>,
+    pub data: BTreeMap<String, DataInput>,
+    /// The preimage without upstream content hashes (filled by `preimage`).
+    pub partial: Preimage,
+    pub decision: Decision,
+    /// Set by `select`; unselected nodes are not executed.
+    pub selected: bool,
+}
+
+impl Node {
+    /// The full preimage once every upstream content hash is known.
+    pub fn preimage(&self, upstream_hash: impl Fn(usize) -> Option<String>) -> Option<Preimage> {
+        let mut p = self.partial.clone();
+        for e in &self.upstream {
+            let h = upstream_hash(e.node)?;
+            match &e.input {
+                Some(name) => p.inputs.insert(name.clone(), h),
+                None => p.needs.insert(e.stage.clone(), h),
+            };
+        }
+        Some(p)
+    }
+
+    pub fn key(&self) -> Option<&CacheKey> {
+        match &self.decision {
+            Decision::Cached { key, .. } => Some(key),
+            Decision::Run { key, .. } => key.as_ref(),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self.variants.as_slice() {
+            [one] if one.is_empty() => self.stage.clone(),
+            [one] => format!("{} [{one}]", self.stage),
+            many if many.iter().all(|v| v.is_empty()) => self.stage.clone(),
+            many => format!("{} [{} variants]", self.stage, many.len()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub workflow: String,
+    pub path: PathBuf,
+    pub variants: Vec<String>,
+    /// In dependency order.
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot hash {}: {source}", path.display())]
+    Hash {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no stage named `{name}` in {workflow}{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownStage {
+        name: String,
+        workflow: String,
+        suggestion: Option<String>,
+    },
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub run: usize,
+    pub changed: usize,
+    pub downstream: usize,
+    pub cached: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} run", self.run)?;
+        if self.run > 0 {
+            write!(
+                f,
+                " ({} changed, {} downstream)",
+                self.changed, self.downstream
+            )?;
+        }
+        write!(f, ", {} cached", self.cached)
+    }
+}
+
+impl Plan {
+    /// Plans every variant against the store (`None`: nothing is cached).
+    pub fn build(
+        variants: &[Workflow],
+        store: Option<&Store>,
+        stat: &mut StatCache,
+    ) -> Result<Plan, PlanError> {
+        let first = &variants[0];
+        let refs = store.map(|s| s.refs(&first.name)).unwrap_or_default();
+        let mut plan = Plan {
+            workflow: first.name.clone(),
+            path: first.path.clone(),
+            variants: variants.iter().map(|v| v.variant.name.clone()).collect(),
+            nodes: Vec::new(),
+        };
+        // Definition id (kind, settings, files, data and upstream identities) → node.
+        let mut by_def: HashMap<String, usize> = HashMap::new();
+        for wf in variants {
+            let mut local: HashMap<&str, (usize, String)> = HashMap::new();
+            for name in order(wf) {
+                let stage = &wf.stages[name];
+                let partial = partial_preimage(wf, stage, stat)?;
+                let data = data_inputs(wf, stage, &partial);
+                let mut upstream = Vec::new();
+                let mut ids: BTreeMap<String, String> = BTreeMap::new();
+                for (input, r) in &stage.inputs {
+                    if let Ref::Stage(up) = r {
+                        let (node, def) = &local[up.as_str()];
+                        upstream.push(Edge {
+                            input: Some(input.clone()),
+                            stage: up.clone(),
+                            node: *node,
+                        });
+                        ids.insert(format!("input:{input}"), def.clone());
+                    }
+                }
+                for up in &stage.needs {
+                    let (node, def) = &local[up.as_str()];
+                    upstream.push(Edge {
+                        input: None,
+                        stage: up.clone(),
+                        node: *node,
+                    });
+                    ids.insert(format!("needs:{up}"), def.clone());
+                }
+                let def = cache::hash_str(&format!(
+                    "{}\0{}\0{}",
+                    partial.canonical(),
+                    serde_json::to_string(&ids).expect("strings"),
+                    name
+                ));
+                if let Some(&idx) = by_def.get(&def) {
+                    plan.nodes[idx].variants.push(wf.variant.name.clone());
+                    local.insert(name, (idx, def));
+                    continue;
+                }
+                let idx = plan.nodes.len();
+                plan.nodes.push(Node {
+                    stage: name.to_string(),
+                    variants: vec![wf.variant.name.clone()],
+                    spec: stage.clone(),
+                    workdir: wf.dir.clone(),
+                    upstream,
+                    data,
+                    partial,
+                    decision: Decision::Run {
+                        key: None,
+                        reasons: Vec::new(),
+                    },
+                    selected: true,
+                });
+                by_def.insert(def.clone(), idx);
+                local.insert(name, (idx, def));
+            }
+        }
+        for idx in 0..plan.nodes.len() {
+            let decision = decide(&plan, idx, store, &refs);
+            plan.nodes[idx].decision = decision;
+        }
+        Ok(plan)
+    }
+
+    /// Restricts execution to the named stages and what they need.
+    pub fn select(&mut self, only: &[String]) -> Result<(), PlanError> {
+        if only.is_empty() {
+            return Ok(());
+        }
+        for name in only {
+            if !self.nodes.iter().any(|n| &n.stage == name) {
+                let names: Vec<&str> = self.nodes.iter().map(|n| n.stage.as_str()).collect();
+                return Err(PlanError::UnknownStage {
+                    name: name.clone(),
+                    workflow: self.path.display().to_string(),
+                    suggestion: crate::workflow::did_you_mean(name, names).map(str::to_string),
+                });
+            }
+        }
+        let mut keep = vec![false; self.nodes.len()];
+        for idx in (0..self.nodes.len()).rev() {
+            if only.contains(&self.nodes[idx].stage) || keep[idx] {
+                keep[idx] = true;
+                for e in &self.nodes[idx].upstream {
+                    keep[e.node] = true;
+                }
+            }
+        }
+        for (n, k) in self.nodes.iter_mut().zip(keep) {
+            n.selected = k;
+        }
+        Ok(())
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for n in self.nodes.iter().filter(|n| n.selected) {
+            match &n.decision {
+                Decision::Cached { .. } => s.cached += 1,
+                Decision::Run { reasons, .. } => {
+                    s.run += 1;
+                    if reasons.iter().all(Reason::is_cascade) {
+                        s.downstream += 1;
+                    } else {
+                        s.changed += 1;
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// The machine-readable plan (`plan --json`).
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.nodes
+                .iter()
+                .filter(|n| n.selected)
+                .map(|n| {
+                    let (action, reasons, key) = match &n.decision {
+                        Decision::Cached { key, .. } => ("cached", Vec::new(), Some(key.to_string())),
+                        Decision::Run { key, reasons } => ("run", reasons.clone(), key.as_ref().map(|k| k.to_string())),
+                    };
+                    let variant = match n.variants.as_slice() {
+                        [one] if !one.is_empty() => Value::String(one.clone()),
+                        _ => Value::Null,
+                    };
+                    serde_json::json!({
+                        "stage": n.stage,
+                        "variant": variant,
+                        "variants": n.variants.iter().filter(|v| !v.is_empty()).collect::<Vec<_>>(),
+                        "action": action,
+                        "reason": reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "),
+                        "reasons": reasons,
+                        "key": key,
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A variant's stages in dependency order, ties broken by file order
+/// (Kahn's algorithm over the petgraph graph).
+fn order(wf: &Workflow) -> Vec<&str> {
+    let mut g = DiGraphMap::<&str, ()>::new();
+    for (name, s) in &wf.stages {
+        g.add_node(name.as_str());
+        for up in s.upstream() {
+            g.add_edge(up, name.as_str(), ());
+        }
+    }
+    let pos = |n: &str| wf.stages.get_index_of(n).unwrap_or(usize::MAX);
+    let mut indegree: HashMap<&str, usize> = g
+        .nodes()
+        .map(|n| {
+            (
+                n,
+                g.neighbors_directed(n, petgraph::Direction::Incoming)
+                    .count(),
+            )
+        })
+        .collect();
+    let mut ready: BinaryHeap<Reverse<(usize, &str)>> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(n, _)| Reverse((pos(n), *n)))
+        .collect();
+    let mut out = Vec::new();
+    while let Some(Reverse((_, n))) = ready.pop() {
+        out.push(n);
+        for m in g.neighbors_directed(n, petgraph::Direction::Outgoing) {
+            let d = indegree.get_mut(m).expect("node");
+            *d -= 1;
+            if *d == 0 {
+                ready.push(Reverse((pos(m), m)));
+            }
+        }
+    }
+    out
+}
+
+fn partial_preimage(
+    wf: &Workflow,
+    stage: &Stage,
+    stat: &mut StatCache,
+) -> Result<Preimage, PlanError> {
+    let hash = |stat: &mut StatCache, path: &PathBuf| {
+        stat.hash(path).map_err(|source| PlanError::Hash {
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut files = BTreeMap::new();
+    for dep in &stage.deps {
+        files.insert(dep.rel.clone(), hash(stat, &dep.path)?);
+    }
+    let mut inputs = BTreeMap::new();
+    for (input, r) in &stage.inputs {
+        if let Ref::Data(d) = r {
+            inputs.insert(input.clone(), hash(stat, &wf.data[d.as_str()].path)?);
+        }
+    }
+    let env = stage
+        .env
+        .iter()
+        .map(|name| {
+            (
+                name.clone(),
+                std::env::var(name).ok().map(|v| cache::hash_str(&v)),
+            )
+        })
+        .collect();
+    Ok(Preimage {
+        schema: PREIMAGE_SCHEMA,
+        kind: stage.kind.name().to_string(),
+        impl_version: stage.kind.impl_version(),
+        definition: stage.kind.definition(),
+        params: stage.params.clone(),
+        files,
+        inputs,
+        needs: BTreeMap::new(),
+        env,
+    })
+}
+
+fn data_inputs(wf: &Workflow, stage: &Stage, partial: &Preimage) -> BTreeMap<String, DataInput> {
+    stage
+        .inputs
+        .iter()
+        .filter_map(|(input, r)| match r {
+            Ref::Data(d) => {
+                let src = &wf.data[d.as_str()];
+                Some((
+                    input.clone(),
+                    DataInput {
+                        rel: src.rel.clone(),
+                        path: src.path.clone(),
+                        format: src.format,
+                        hash: partial.inputs[input].clone(),
+                    },
+                ))
+            }
+            Ref::Stage(_) => None,
+        })
+        .collect()
+}
+
+fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decision {
+    let node = &plan.nodes[idx];
+    let upstream_hash = |i: usize| match &plan.nodes[i].decision {
+        Decision::Cached { manifest, .. } => Some(manifest.content_hash.clone()),
+        Decision::Run { .. } => None,
+    };
+    let previous = previous_preimage(node, store, refs);
+    match node.preimage(upstream_hash) {
+        Some(pre) => {
+            let key = pre.key();
+            if let Some(store) = store {
+                match store.lookup(&key) {
+                    Lookup::Present(manifest) => return Decision::Cached { key, manifest },
+                    Lookup::Corrupt(detail) => {
+                        return Decision::Run {
+                            key: Some(key),
+                            reasons: vec![Reason::ArtifactCorrupt { detail }],
+                        };
+                    }
+                    Lookup::Missing => {}
+                }
+            }
+            let reasons = match &previous {
+                Some(old) => {
+                    let r = reasons(node, old, &pre, &[]);
+                    if r.is_empty() {
+                        vec![Reason::ArtifactMissing]
+                    } else {
+                        r
+                    }
+                }
+                None => vec![Reason::NoCachedArtifact],
+            };
+            Decision::Run {
+                key: Some(key),
+                reasons,
+            }
+        }
+        None => {
+            let pending: Vec<&Edge> = node
+                .upstream
+                .iter()
+                .filter(|e| upstream_hash(e.node).is_none())
+                .collect();
+            let ignore: Vec<&str> = pending
+                .iter()
+                .map(|e| e.input.as_deref().unwrap_or(e.stage.as_str()))
+                .collect();
+            let mut reasons = match &previous {
+                Some(old) => {
+                    // Compare with the pending hashes copied from the old preimage.
+                    let mut new = node.partial.clone();
+                    for e in &node.upstream {
+                        let h = upstream_hash(e.node)
+                            .or_else(|| match &e.input {
+                                Some(n) => old.inputs.get(n).cloned(),
+                                None => old.needs.get(&e.stage).cloned(),
+                            })
+                            .unwrap_or_default();
+                        match &e.input {
+                            Some(n) => new.inputs.insert(n.clone(), h),
+                            None => new.needs.insert(e.stage.clone(), h),
+                        };
+                    }
+                    reasons(node, old, &new, &ignore)
+                }
+                None => vec![Reason::NoCachedArtifact],
+            };
+            // A stage that never ran needs no further explanation.
+            if reasons != [Reason::NoCachedArtifact] {
+                for e in pending {
+                    let r = Reason::PendingUpstream {
+                        stage: e.stage.clone(),
+                    };
+                    if !reasons.contains(&r) {
+                        reasons.push(r);
+                    }
+                }
+            }
+            Decision::Run { key: None, reasons }
+        }
+    }
+}
+
+/// The preimage of the last artifact committed for this stage in any of
+/// the node's variants, read from its manifest.
+fn previous_preimage(node: &Node, store: Option<&Store>, refs: &Refs) -> Option<Preimage> {
+    let store = store?;
+    node.variants.iter().find_map(|v| {
+        let key = refs.variants.get(v)?.get(&node.stage)?;
+        match store.lookup(key) {
+            Lookup::Present(m) => Some(m.preimage),
+            _ => None,
+        }
+    })
+}
+
+/// Turns preimage differences into reasons a user reads.
+pub fn reasons(node: &Node, old: &Preimage, new: &Preimage, ignore: &[&str]) -> Vec<Reason> {
+    let upstream_of = |input: &str| {
+        node.upstream
+            .iter()
+            .find(|e| e.input.as_deref() == Some(input))
+            .map(|e| e.stage.clone())
+    };
+    cache::diff(old, new, ignore)
+        .into_iter()
+        .map(|d| match d {
+            Difference::Schema { old, new } => Reason::CacheFormatChanged { old, new },
+            Difference::Kind { old, new } => Reason::KindChanged { old, new },
+            Difference::ImplVersion { old, new } => Reason::ImplVersionChanged { old, new },
+            Difference::Definition { name, .. } if name == "run" => Reason::CommandChanged,
+            Difference::Definition { name, change } => {
+                let (old, new) = match change {
+                    Change::Added(n) => (None, Some(n)),
+                    Change::Removed(o) => (Some(o), None),
+                    Change::Changed(o, n) => (Some(o), Some(n)),
+                };
+                Reason::SettingChanged { name, old, new }
+            }
+            Difference::Param { name, change } => match change {
+                Change::Added(value) => Reason::ParamAdded { name, value },
+                Change::Removed(value) => Reason::ParamRemoved { name, value },
+                Change::Changed(old, new) => Reason::ParamChanged { name, old, new },
+            },
+            Difference::File { path, change } => match change {
+                Change::Added(_) => Reason::FileAdded { path },
+                Change::Removed(_) => Reason::FileRemoved { path },
+                Change::Changed(..) => Reason::FileChanged { path },
+            },
+            Difference::Input { name, change } => match change {
+                Change::Added(_) => Reason::InputAdded { name },
+                Change::Removed(_) => Reason::InputRemoved { name },
+                Change::Changed(..) => match (node.data.get(&name), upstream_of(&name)) {
+                    (Some(d), _) => Reason::DataChanged {
+                        path: d.rel.clone(),
+                    },
+                    (None, Some(stage)) => Reason::UpstreamChanged { stage },
+                    (None, None) => Reason::InputAdded { name },
+                },
+            },
+            Difference::Need { stage, change } => match change {
+                Change::Changed(..) => Reason::UpstreamChanged { stage },
+                Change::Added(_) => Reason::InputAdded {
+                    name: format!("needs {stage}"),
+                },
+                Change::Removed(_) => Reason::InputRemoved {
+                    name: format!("needs {stage}"),
+                },
+            },
+            Difference::Env { name } => Reason::EnvChanged { name },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_render_as_the_cli_promises() {
+        let r = Reason::ParamChanged {
+            name: "lr".into(),
+            old: serde_json::json!(5e-5),
+            new: serde_json::json!(1e-5),
+        };
+        assert_eq!(r.to_string(), "parameter lr changed 5e-5 → 1e-5");
+        assert_eq!(
+            Reason::UpstreamChanged {
+                stage: "segment".into()
+            }
+            .to_string(),
+            "upstream segment produced new content"
+        );
+        assert_eq!(
+            Reason::DataChanged {
+                path: "data/x.parquet".into()
+            }
+            .to_string(),
+            "data source data/x.parquet changed"
+        );
+        assert_eq!(Reason::NoCachedArtifact.to_string(), "no cached artifact");
+        assert_eq!(Reason::CommandChanged.to_string(), "command changed");
+        assert_eq!(
+            Reason::ImplVersionChanged { old: 1, new: 2 }.to_string(),
+            "stage implementation version changed 1 → 2"
+        );
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["reason"], "param_changed");
+    }
+
+    #[test]
+    fn summary_separates_roots_from_cascade() {
+        let s = Summary {
+            run: 3,
+            changed: 1,
+            downstream: 2,
+            cached: 4,
+        };
+        assert_eq!(s.to_string(), "3 run (1 changed, 2 downstream), 4 cached");
+    }
+}

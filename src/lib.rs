@@ -1,0 +1,13 @@
+//! swestar: agentic-distillation experiments as declarative, cached
+//! pipelines. Data flows one way: TOML → [`workflow`] (validated model) →
+//! [`dag`] (plan) → [`exec`] (execution) → [`store`] (artifacts), with
+//! [`cache`] keys naming every artifact and [`stages`] holding one file
+//! per stage kind. [`cli`] is the only place that prints.
+
+pub mod cache;
+pub mod cli;
+pub mod dag;
+pub mod exec;
+pub mod stages;
+pub mod store;
+pub mod workflow;

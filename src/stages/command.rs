@@ -1,0 +1,310 @@
+//! The `command` kind: a shell command rendered with minijinja and run by
+//! bash in the workflow's directory. It sees `{{ inputs.NAME }}` (a file
+//! path per input), `{{ params.NAME }}` and `{{ output }}`. With
+//! `format = "jsonl"` inputs arrive as JSON Lines and the JSON Lines the
+//! command writes are stored as Parquet, so plain shell tools can take part.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Job, StageError, StageImpl};
+use crate::store::table;
+use crate::workflow::TableFormat;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    pub run: String,
+    pub format: TableFormat,
+}
+
+/// Environment variables every command gets besides the declared ones:
+/// what a shell needs to find programs and behave, nothing experiment-
+/// specific.
+const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SHELL",
+];
+
+/// The process group of the running command, for the signal handler of
+/// `swestar exec` (0 when none).
+pub static CHILD_PGID: AtomicI32 = AtomicI32::new(0);
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+/// Checks a `run` template when the workflow is loaded: it must parse, and
+/// every `inputs.X` / `params.X` it uses must exist.
+pub fn check_template(
+    run: &str,
+    inputs: &IndexMap<String, String>,
+    params: &toml::Table,
+) -> Result<(), String> {
+    let env = environment();
+    let tmpl = env
+        .template_from_str(run)
+        .map_err(|e| template_error("", &e))?;
+    let mut problems = Vec::new();
+    let mut used: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+    used.sort();
+    for var in used {
+        let mut parts = var.splitn(2, '.');
+        let (head, rest) = (parts.next().unwrap_or(""), parts.next());
+        match (head, rest) {
+            ("inputs", Some(name)) if !inputs.contains_key(name) => {
+                problems.push(format!("`{{{{ inputs.{name} }}}}` is not an input of this stage"))
+            }
+            ("params", Some(name)) if !params.contains_key(name) => {
+                problems.push(format!("`{{{{ params.{name} }}}}` is not a parameter of this stage"))
+            }
+            ("inputs" | "params" | "output" | "stage", _) => {}
+            (other, _) => problems.push(format!(
+                "the command uses `{other}`, which is not defined (it can use inputs, params, output and stage)"
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn template_error(what: &str, e: &minijinja::Error) -> String {
+    let line = e
+        .line()
+        .map(|l| format!(" (line {l} of the command)"))
+        .unwrap_or_default();
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    format!("{what}template error{line}: {}{detail}", e.kind())
+}
+
+/// Renders the command for a job.
+pub fn render(
+    spec: &CommandSpec,
+    stage: &str,
+    inputs: &BTreeMap<String, String>,
+    params: &BTreeMap<String, Value>,
+    output: &str,
+) -> Result<String, StageError> {
+    let env = environment();
+    let tmpl = env
+        .template_from_str(&spec.run)
+        .map_err(|e| StageError::Template(template_error("", &e)))?;
+    let ctx = serde_json::json!({
+        "inputs": inputs,
+        "params": params,
+        "output": output,
+        "stage": stage,
+    });
+    tmpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
+        .map_err(|e| StageError::Template(template_error("cannot render the command: ", &e)))
+}
+
+impl StageImpl for CommandSpec {
+    const VERSION: u32 = 1;
+
+    fn definition(&self) -> BTreeMap<String, Value> {
+        let format = match self.format {
+            TableFormat::Parquet => "parquet",
+            TableFormat::Jsonl => "jsonl",
+        };
+        [
+            ("run".to_string(), Value::String(self.run.clone())),
+            ("format".to_string(), Value::String(format.to_string())),
+        ]
+        .into()
+    }
+
+    fn execute(&self, job: &Job) -> Result<(), StageError> {
+        let mut inputs = BTreeMap::new();
+        for (name, input) in &job.inputs {
+            let path = hand_over(name, &input.paths, input.format, self.format, &job.tmp_dir)?;
+            inputs.insert(name.clone(), path.to_string_lossy().into_owned());
+        }
+        let part = job.out_dir.join("part-00000.parquet");
+        let output = match self.format {
+            TableFormat::Parquet => part.clone(),
+            TableFormat::Jsonl => job.tmp_dir.join("output.jsonl"),
+        };
+        let script = render(
+            self,
+            &job.stage,
+            &inputs,
+            &job.params,
+            &output.to_string_lossy(),
+        )?;
+        run_bash(&script, job, &output)?;
+        if !output.is_file() {
+            return Err(StageError::NoOutput(output));
+        }
+        match self.format {
+            TableFormat::Parquet => {
+                table::parquet_info(&part)?;
+            }
+            TableFormat::Jsonl => {
+                table::jsonl_to_parquet(&output, &part)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path an input is handed to the command as, converting between
+/// Parquet and JSON Lines (or joining parts) only when needed.
+fn hand_over(
+    name: &str,
+    paths: &[PathBuf],
+    have: TableFormat,
+    want: TableFormat,
+    tmp: &Path,
+) -> Result<PathBuf, StageError> {
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    match (have, want) {
+        (a, b) if a == b && paths.len() == 1 => Ok(paths[0].clone()),
+        (TableFormat::Parquet, TableFormat::Parquet) => {
+            let dst = tmp.join(format!("input-{name}.parquet"));
+            table::concat_parquet(&refs, &dst)?;
+            Ok(dst)
+        }
+        (TableFormat::Parquet, TableFormat::Jsonl) => {
+            let dst = tmp.join(format!("input-{name}.jsonl"));
+            table::parquet_to_jsonl(&refs, &dst)?;
+            Ok(dst)
+        }
+        (TableFormat::Jsonl, _) => {
+            // Data sources are single files; JSON Lines become Parquet here.
+            let dst = tmp.join(format!("input-{name}.parquet"));
+            table::jsonl_to_parquet(&paths[0], &dst)?;
+            Ok(dst)
+        }
+    }
+}
+
+fn run_bash(script: &str, job: &Job, output: &Path) -> Result<(), StageError> {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("set -eo pipefail\n{script}"))
+        .current_dir(&job.workdir)
+        .env_clear()
+        .stdin(Stdio::null());
+    for var in BASE_ENV
+        .iter()
+        .copied()
+        .chain(job.env.iter().map(String::as_str))
+    {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd.env("TMPDIR", &job.tmp_dir)
+        .env("SWESTAR_STAGE", &job.stage)
+        .env("SWESTAR_KEY", &job.key)
+        .env("SWESTAR_OUTPUT", output);
+    // Its own process group, so a time limit or an interrupt kills the
+    // command and everything it started, and nothing else.
+    cmd.process_group(0);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(StageError::Spawn)?;
+    let pgid = child.id() as i32;
+    CHILD_PGID.store(pgid, Ordering::SeqCst);
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
+    if let Some(limit) = job.time_limit_s {
+        let (timed_out, finished) = (timed_out.clone(), finished.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(limit);
+            while std::time::Instant::now() < deadline {
+                if finished.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !finished.load(Ordering::SeqCst) {
+                timed_out.store(true, Ordering::SeqCst);
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+        });
+    }
+    let status = child.wait().map_err(StageError::Spawn)?;
+    finished.store(true, Ordering::SeqCst);
+    // Whatever the command left running in its group goes with it.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    CHILD_PGID.store(0, Ordering::SeqCst);
+    if timed_out.load(Ordering::SeqCst) {
+        return Err(StageError::Timeout(job.time_limit_s.unwrap_or(0)));
+    }
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(code), _) => Err(StageError::Exit(code)),
+        (None, Some(sig)) => Err(StageError::Signal(sig)),
+        (None, None) => Err(StageError::Exit(-1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(names: &[&str]) -> IndexMap<String, String> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), "data.x".to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn check_template_names_unknown_inputs_and_params() {
+        let params: toml::Table = toml::from_str("factor = 2").unwrap();
+        assert!(check_template(
+            "x {{ inputs.a }} {{ params.factor }} {{ output }}",
+            &inputs(&["a"]),
+            &params
+        )
+        .is_ok());
+        let e = check_template(
+            "{{ inputs.b }} {{ params.fator }}",
+            &inputs(&["a"]),
+            &params,
+        )
+        .unwrap_err();
+        assert!(e.contains("inputs.b") && e.contains("params.fator"), "{e}");
+        let e = check_template("{{ oops }}", &inputs(&[]), &params).unwrap_err();
+        assert!(e.contains("`oops`"), "{e}");
+        let e = check_template("{% if %}", &inputs(&[]), &params).unwrap_err();
+        assert!(e.contains("template error"), "{e}");
+    }
+
+    #[test]
+    fn render_fills_paths_and_params() {
+        let spec = CommandSpec {
+            run: "cp {{ inputs.a }} {{ output }} # {{ params.k }}".into(),
+            format: TableFormat::Parquet,
+        };
+        let out = render(
+            &spec,
+            "s",
+            &[("a".to_string(), "/x/a.parquet".to_string())].into(),
+            &[("k".to_string(), serde_json::json!(5e-5))].into(),
+            "/o.parquet",
+        )
+        .unwrap();
+        assert_eq!(out, "cp /x/a.parquet /o.parquet # 0.00005");
+    }
+}

@@ -1,0 +1,83 @@
+//! `manifest.json`: what an artifact is, how it was made, and the preimage
+//! of its key (so `plan` can say field by field why a stage reruns).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cache::{CacheKey, Preimage};
+
+/// Bumped when the manifest layout changes incompatibly.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    pub key: CacheKey,
+    pub stage: String,
+    pub kind: String,
+    pub kind_version: u32,
+    /// The resolved parameters (canonical JSON values).
+    pub params: BTreeMap<String, Value>,
+    /// Input name → content hash.
+    pub inputs: BTreeMap<String, String>,
+    /// blake3 over the part files' names and hashes: what downstream keys use.
+    pub content_hash: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub schema: Vec<Field>,
+    pub parts: Vec<Part>,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub duration_s: f64,
+    /// Provenance only; never part of the key.
+    pub workflow: String,
+    pub variants: Vec<String>,
+    pub run: String,
+    pub preimage: Preimage,
+}
+
+/// One column of the Arrow schema.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Field {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Part {
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+/// The content hash of a set of parts: order-independent in the parts'
+/// listing, dependent on names and bytes.
+pub fn content_hash(parts: &[Part]) -> String {
+    let mut sorted: Vec<&Part> = parts.iter().collect();
+    sorted.sort_by(|a, b| a.file.cmp(&b.file));
+    let mut h = blake3::Hasher::new();
+    for p in sorted {
+        h.update(p.file.as_bytes());
+        h.update(&[0]);
+        h.update(p.blake3.as_bytes());
+        h.update(&[0]);
+    }
+    h.finalize().to_hex().to_string()
+}
+
+pub fn fields_of(schema: &arrow::datatypes::Schema) -> Vec<Field> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| Field {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}

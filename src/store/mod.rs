@@ -1,0 +1,368 @@
+//! The store: a global, content-addressed directory of artifacts.
+//!
+//! ```text
+//! <store>/objects/<k0k1>/<key>/manifest.json, part-00000.parquet ...
+//! <store>/staging/<key>/out/                  a stage's output before commit
+//! <store>/refs/<workflow>.json                last committed key per variant and stage
+//! <store>/runs/<run-id>.json                  what each run did
+//! <store>/logs/<run-id>/<stage>.{out,err}     stage logs, kept on failure too
+//! <store>/statcache.json                      stat → content hash of files read by path
+//! <store>/lock                                one writer at a time
+//! ```
+//! An artifact either exists whole or not at all: it is written under
+//! staging, fsynced, and renamed into `objects/`.
+
+pub mod gc;
+pub mod lock;
+pub mod manifest;
+pub mod runs;
+pub mod statcache;
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::CacheKey;
+pub use lock::StoreLock;
+pub use manifest::Manifest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store {} is in use by another writer: {holder}\n  = help: wait for it to finish, or pass --wait to queue behind it", store.display())]
+    Locked { store: PathBuf, holder: String },
+    #[error(transparent)]
+    Table(#[from] table::TableError),
+    #[error("stage wrote no output: expected {} (the command must write to {{{{ output }}}})", expected.display())]
+    NoOutput { expected: PathBuf },
+    #[error("part files disagree on the schema: {a} has [{a_schema}], {b} has [{b_schema}]")]
+    SchemaMismatch {
+        a: String,
+        a_schema: String,
+        b: String,
+        b_schema: String,
+    },
+}
+
+impl StoreError {
+    pub fn io(path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What a key resolves to in the store.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Missing,
+    Present(Box<Manifest>),
+    /// The object exists but cannot be trusted; it is never used.
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// Per workflow: variant → stage → last committed key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Refs {
+    pub variants: BTreeMap<String, BTreeMap<String, CacheKey>>,
+}
+
+/// What `commit` needs besides the staged files.
+#[derive(Debug, Clone)]
+pub struct CommitMeta {
+    pub key: CacheKey,
+    pub stage: String,
+    pub preimage: crate::cache::Preimage,
+    pub workflow: String,
+    pub variants: Vec<String>,
+    pub run: String,
+    pub duration_s: f64,
+}
+
+impl Store {
+    /// Opens a store, creating its layout on first use.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for sub in ["objects", "staging", "refs", "runs", "logs"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+        }
+        let root = std::fs::canonicalize(root).map_err(|e| StoreError::io(root, e))?;
+        Ok(Store { root })
+    }
+
+    /// Opens an existing store read-only; `None` when there is none yet.
+    pub fn existing(root: &Path) -> Option<Store> {
+        root.join("objects")
+            .is_dir()
+            .then(|| std::fs::canonicalize(root).ok())
+            .flatten()
+            .map(|root| Store { root })
+    }
+
+    pub fn object_dir(&self, key: &CacheKey) -> PathBuf {
+        self.root
+            .join("objects")
+            .join(&key.as_str()[..2])
+            .join(key.as_str())
+    }
+
+    pub fn staging_dir(&self, key: &CacheKey) -> PathBuf {
+        self.root.join("staging").join(key.as_str())
+    }
+
+    pub fn logs_dir(&self, run: &str) -> PathBuf {
+        self.root.join("logs").join(run)
+    }
+
+    pub fn stat_cache(&self) -> statcache::StatCache {
+        statcache::StatCache::load(self.root.join("statcache.json"))
+    }
+
+    /// Finds an artifact and checks its manifest against its files (by
+    /// size: cheap enough for every plan; content was hashed at commit).
+    pub fn lookup(&self, key: &CacheKey) -> Lookup {
+        let dir = self.object_dir(key);
+        let manifest_path = dir.join("manifest.json");
+        let bytes = match std::fs::read(&manifest_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return if dir.exists() {
+                    Lookup::Corrupt("object has no manifest.json".into())
+                } else {
+                    Lookup::Missing
+                };
+            }
+            Err(e) => return Lookup::Corrupt(format!("cannot read manifest.json: {e}")),
+        };
+        let manifest: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => return Lookup::Corrupt(format!("manifest.json does not parse: {e}")),
+        };
+        if manifest.key != *key || manifest.format != manifest::MANIFEST_FORMAT {
+            return Lookup::Corrupt("manifest.json names another key or format".into());
+        }
+        for part in &manifest.parts {
+            match std::fs::metadata(dir.join(&part.file)) {
+                Ok(m) if m.len() == part.bytes => {}
+                Ok(m) => {
+                    return Lookup::Corrupt(format!(
+                        "{} has {} bytes, manifest says {}",
+                        part.file,
+                        m.len(),
+                        part.bytes
+                    ))
+                }
+                Err(_) => return Lookup::Corrupt(format!("{} is missing", part.file)),
+            }
+        }
+        Lookup::Present(Box::new(manifest))
+    }
+
+    /// Moves a damaged object aside so it is redone, never used, and can
+    /// still be inspected.
+    pub fn quarantine(&self, key: &CacheKey) -> Result<PathBuf, StoreError> {
+        let from = self.object_dir(key);
+        let qdir = self.root.join("quarantine");
+        std::fs::create_dir_all(&qdir).map_err(|e| StoreError::io(&qdir, e))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let to = qdir.join(format!("{}-{stamp}", key.as_str()));
+        std::fs::rename(&from, &to).map_err(|e| StoreError::io(&from, e))?;
+        Ok(to)
+    }
+
+    /// Prepares an empty staging area for a key, removing what an earlier,
+    /// interrupted attempt left there. Returns the `out` directory.
+    pub fn begin(&self, key: &CacheKey) -> Result<PathBuf, StoreError> {
+        let dir = self.staging_dir(key);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).map_err(|e| StoreError::io(&out, e))?;
+        std::fs::create_dir_all(dir.join("tmp")).map_err(|e| StoreError::io(&dir, e))?;
+        Ok(out)
+    }
+
+    /// Turns a staged `out` directory into an artifact: hashes and describes
+    /// every part, writes the manifest, fsyncs, and renames into `objects/`.
+    pub fn commit(&self, meta: CommitMeta) -> Result<Manifest, StoreError> {
+        let staging = self.staging_dir(&meta.key);
+        let out = staging.join("out");
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .map_err(|e| StoreError::io(&out, e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("part-") && n.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        if names.is_empty() {
+            return Err(StoreError::NoOutput {
+                expected: out.join("part-00000.parquet"),
+            });
+        }
+        let mut parts = Vec::new();
+        let mut schema: Option<(String, arrow::datatypes::SchemaRef)> = None;
+        for name in &names {
+            let path = out.join(name);
+            let (rows, s) = table::parquet_info(&path)?;
+            if let Some((first, first_schema)) = &schema {
+                if first_schema.fields() != s.fields() {
+                    return Err(StoreError::SchemaMismatch {
+                        a: first.clone(),
+                        a_schema: describe(first_schema),
+                        b: name.clone(),
+                        b_schema: describe(&s),
+                    });
+                }
+            } else {
+                schema = Some((name.clone(), s));
+            }
+            let bytes = std::fs::metadata(&path)
+                .map_err(|e| StoreError::io(&path, e))?
+                .len();
+            let blake3 = statcache::hash_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            fsync(&path)?;
+            parts.push(manifest::Part {
+                file: name.clone(),
+                rows,
+                bytes,
+                blake3,
+            });
+        }
+        let schema = schema
+            .map(|(_, s)| manifest::fields_of(&s))
+            .unwrap_or_default();
+        let manifest = Manifest {
+            format: manifest::MANIFEST_FORMAT,
+            key: meta.key.clone(),
+            stage: meta.stage,
+            kind: meta.preimage.kind.clone(),
+            kind_version: meta.preimage.impl_version,
+            params: meta.preimage.params.clone(),
+            inputs: meta.preimage.inputs.clone(),
+            content_hash: manifest::content_hash(&parts),
+            rows: parts.iter().map(|p| p.rows).sum(),
+            bytes: parts.iter().map(|p| p.bytes).sum(),
+            schema,
+            parts,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            duration_s: meta.duration_s,
+            workflow: meta.workflow,
+            variants: meta.variants,
+            run: meta.run,
+            preimage: meta.preimage,
+        };
+        let mpath = out.join("manifest.json");
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("plain data");
+        std::fs::write(&mpath, bytes).map_err(|e| StoreError::io(&mpath, e))?;
+        fsync(&mpath)?;
+        fsync(&out)?;
+        let target = self.object_dir(&meta.key);
+        let parent = target.parent().expect("objects/<k0k1>");
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        if let Lookup::Present(existing) = self.lookup(&meta.key) {
+            // Same key committed meanwhile (same stage in two variants): keep the first.
+            let _ = std::fs::remove_dir_all(&staging);
+            return Ok(*existing);
+        }
+        if target.exists() {
+            // A damaged object under this key: set it aside before replacing it.
+            self.quarantine(&meta.key)?;
+        }
+        std::fs::rename(&out, &target).map_err(|e| StoreError::io(&target, e))?;
+        fsync(parent)?;
+        let _ = std::fs::remove_dir_all(&staging);
+        Ok(manifest)
+    }
+
+    pub fn refs(&self, workflow: &str) -> Refs {
+        std::fs::read(self.refs_path(workflow))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn write_refs(&self, workflow: &str, refs: &Refs) -> Result<(), StoreError> {
+        let path = self.refs_path(workflow);
+        let bytes = serde_json::to_vec_pretty(refs).expect("plain data");
+        write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))
+    }
+
+    fn refs_path(&self, workflow: &str) -> PathBuf {
+        self.root.join("refs").join(format!("{workflow}.json"))
+    }
+
+    /// Every workflow's refs.
+    pub fn all_refs(&self) -> Vec<(String, Refs)> {
+        let dir = self.root.join("refs");
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e
+                    .file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".json")?
+                    .to_string();
+                let refs = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                Some((name, refs))
+            })
+            .collect()
+    }
+
+    /// Paths of an artifact's part files, in order.
+    pub fn part_paths(&self, manifest: &Manifest) -> Vec<PathBuf> {
+        let dir = self.object_dir(&manifest.key);
+        manifest.parts.iter().map(|p| dir.join(&p.file)).collect()
+    }
+}
+
+fn describe(s: &arrow::datatypes::Schema) -> String {
+    s.fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fsync(path: &Path) -> Result<(), StoreError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::io(path, e))
+}
+
+/// Writes a small file so that readers see the old or the new content,
+/// never a mix: write beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

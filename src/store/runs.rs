@@ -1,0 +1,73 @@
+//! Run records (`<store>/runs/<run-id>.json`): what each `swestar run`
+//! did, stage by stage. Written when a run starts and after every stage,
+//! so a killed run still leaves an honest record. Never needed to reuse
+//! the cache.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub workflow: String,
+    pub workflow_path: PathBuf,
+    pub pid: u32,
+    pub started: String,
+    pub finished: Option<String>,
+    /// running | succeeded | failed | interrupted
+    pub status: String,
+    pub stages: Vec<StageRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub stage: String,
+    pub variants: Vec<String>,
+    /// cached | committed | failed | skipped | interrupted | pending | not_selected
+    pub status: String,
+    pub key: Option<String>,
+    pub reason: Option<String>,
+    pub duration_s: Option<f64>,
+    pub rows: Option<u64>,
+    pub log: Option<PathBuf>,
+}
+
+/// A run id: sortable by start time, unique enough across hosts.
+pub fn new_run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let salt =
+        blake3::hash(format!("{}{:?}", std::process::id(), std::time::Instant::now()).as_bytes());
+    format!("{compact}-{}", &salt.to_hex()[..6])
+}
+
+impl Store {
+    pub fn write_run(&self, record: &RunRecord) -> Result<(), StoreError> {
+        let path = self.root.join("runs").join(format!("{}.json", record.id));
+        let bytes = serde_json::to_vec_pretty(record).expect("plain data");
+        super::write_atomic(&path, &bytes).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// All run records, oldest first. Unreadable ones are skipped.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        let dir = self.root.join("runs");
+        let mut out: Vec<RunRecord> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    pub fn remove_run(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.root.join("runs").join(format!("{id}.json"));
+        std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))
+    }
+}

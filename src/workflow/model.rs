@@ -1,0 +1,123 @@
+//! The validated model: what the rest of swestar trusts. Built only by
+//! `workflow::load`, after every reference, path and name was checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+pub use super::wire::{Resources, TableFormat};
+
+/// One variant of a workflow (the whole workflow when there is no sweep).
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub name: String,
+    /// The workflow file, as given.
+    pub path: PathBuf,
+    /// Absolute directory of the workflow file: relative paths resolve here
+    /// and commands run here.
+    pub dir: PathBuf,
+    /// `[workflow] store`, resolved against `dir`.
+    pub store: Option<PathBuf>,
+    pub jobs: Option<usize>,
+    pub data: IndexMap<String, DataSource>,
+    /// In file order.
+    pub stages: IndexMap<String, Stage>,
+    pub variant: Variant,
+}
+
+/// The sweep settings that make this variant; empty name when no sweep.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Variant {
+    pub name: String,
+    pub settings: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataSource {
+    pub name: String,
+    /// As written in the workflow (for messages).
+    pub rel: String,
+    pub path: PathBuf,
+    pub format: TableFormat,
+}
+
+/// A reference from a stage to what it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ref {
+    Data(String),
+    Stage(String),
+}
+
+impl std::fmt::Display for Ref {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ref::Data(n) => write!(f, "data.{n}"),
+            Ref::Stage(n) => write!(f, "stages.{n}"),
+        }
+    }
+}
+
+/// A file a stage reads by path (scripts, templates).
+#[derive(Debug, Clone)]
+pub struct Dep {
+    /// Relative to the workflow directory, with `/` separators: this is
+    /// what enters the cache key, never the absolute path.
+    pub rel: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub kind: StageKind,
+    /// Input name → what it reads, in file order.
+    pub inputs: IndexMap<String, Ref>,
+    /// Ordering-only upstream stages.
+    pub needs: Vec<String>,
+    pub deps: Vec<Dep>,
+    /// User parameters, as JSON values (TOML floats, ints, strings, ...).
+    pub params: BTreeMap<String, Value>,
+    pub env: Vec<String>,
+    pub resources: Resources,
+    pub description: Option<String>,
+}
+
+impl Stage {
+    /// Every stage this one waits for: inputs first, then `needs`.
+    pub fn upstream(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in self.inputs.values() {
+            if let Ref::Stage(s) = r {
+                if !out.contains(&s.as_str()) {
+                    out.push(s);
+                }
+            }
+        }
+        for s in &self.needs {
+            if !out.contains(&s.as_str()) {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+/// The closed set of stage kinds; each variant's behaviour lives in its own
+/// file under `stages/`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageKind {
+    Command(CommandSpec),
+}
+
+pub use crate::stages::command::CommandSpec;
+
+impl StageKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageKind::Command(_) => "command",
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `--set KEY=VALUE` and sweep assignments: dotted paths into the TOML
+//! document, applied to its table before it is deserialized. Paths are
+//! checked strictly so that a typo fails instead of silently adding a key
+//! (and with it a new cache key).
+
+use std::fmt;
+
+/// One assignment of a value to a dotted path, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub path: Vec<String>,
+    pub value: toml::Value,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// `--set` on the command line (the argument as given).
+    Set(String),
+    /// A `[sweep]` key of the workflow file.
+    Sweep(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Set(arg) => write!(f, "--set {arg}"),
+            Origin::Sweep(key) => write!(f, "[sweep] \"{key}\""),
+        }
+    }
+}
+
+/// Parses a dotted key with TOML's own rules (so `stages."a.b".x` works).
+pub fn parse_path(key: &str) -> Result<Vec<String>, String> {
+    let doc: toml::Table = toml::from_str(&format!("{key} = 0"))
+        .map_err(|_| format!("`{key}` is not a dotted key path"))?;
+    let mut path = Vec::new();
+    let mut table = &doc;
+    loop {
+        let (k, v) = table
+            .iter()
+            .next()
+            .ok_or_else(|| format!("`{key}` is empty"))?;
+        path.push(k.clone());
+        match v {
+            toml::Value::Table(inner) => table = inner,
+            _ => return Ok(path),
+        }
+    }
+}
+
+/// Parses `KEY=VALUE`; VALUE is a TOML value, or a plain string when it
+/// does not parse as one (`base_url=http://host:8000/v1`).
+pub fn parse_set(arg: &str) -> Result<Assignment, String> {
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("--set {arg}: expected KEY=VALUE"))?;
+    let path = parse_path(key.trim()).map_err(|e| format!("--set {arg}: {e}"))?;
+    let value = parse_value(raw.trim());
+    Ok(Assignment {
+        path,
+        value,
+        origin: Origin::Set(arg.to_string()),
+    })
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Renders a value the way a user would type it back.
+pub fn display_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Tables whose keys are names the user defined: a missing name there is a
+/// typo, never something to create.
+fn is_named_collection(path: &[String]) -> bool {
+    matches!(path, [one] if one == "stages" || one == "data")
+}
+
+fn is_params(path: &[String]) -> bool {
+    path.last().is_some_and(|p| p == "params")
+}
+
+/// Applies an assignment to the document's table.
+pub fn apply(root: &mut toml::Table, assignment: &Assignment) -> Result<(), String> {
+    let path = &assignment.path;
+    let joined = path.join(".");
+    let mut table = root;
+    for (i, segment) in path[..path.len() - 1].iter().enumerate() {
+        let here = &path[..i];
+        if !table.contains_key(segment) {
+            if is_named_collection(here) || is_params(here) || here.is_empty() {
+                return Err(missing(table, here, segment, &joined));
+            }
+            table.insert(segment.clone(), toml::Value::Table(toml::Table::new()));
+        }
+        table = match table.get_mut(segment) {
+            Some(toml::Value::Table(inner)) => inner,
+            Some(other) => {
+                return Err(format!(
+                    "`{}` is a {}, not a table, so `{joined}` cannot be set",
+                    path[..=i].join("."),
+                    other.type_str()
+                ))
+            }
+            None => unreachable!("inserted above"),
+        };
+    }
+    let (leaf, parent) = (&path[path.len() - 1], &path[..path.len() - 1]);
+    if !table.contains_key(leaf)
+        && (is_params(parent) || is_named_collection(parent) || parent.is_empty())
+    {
+        return Err(missing(table, parent, leaf, &joined));
+    }
+    table.insert(leaf.clone(), assignment.value.clone());
+    Ok(())
+}
+
+fn missing(table: &toml::Table, parent: &[String], name: &str, joined: &str) -> String {
+    let what = match parent {
+        [] => "no section".to_string(),
+        [one] if one == "stages" => "no stage".to_string(),
+        [one] if one == "data" => "no data source".to_string(),
+        _ if is_params(parent) => format!("no parameter in {} named", parent.join(".")),
+        _ => format!("no key in {} named", parent.join(".")),
+    };
+    let names: Vec<&str> = table.keys().map(String::as_str).collect();
+    let mut msg = format!("`{joined}`: {what} `{name}`");
+    if let Some(close) = crate::workflow::did_you_mean(name, names.iter().copied()) {
+        msg.push_str(&format!(" (did you mean `{close}`?)"));
+    } else if !names.is_empty() {
+        msg.push_str(&format!(" (there is: {})", names.join(", ")));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> toml::Table {
+        toml::from_str(
+            "[workflow]\nname='x'\n[stages.train]\nkind='command'\nrun='x'\nparams={lr=5e-5}\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn values_parse_as_toml_or_fall_back_to_strings() {
+        let a = parse_set("stages.train.params.lr=1e-5").unwrap();
+        assert_eq!(a.path, ["stages", "train", "params", "lr"]);
+        assert_eq!(a.value, toml::Value::Float(1e-5));
+        let a = parse_set("models.t.base_url=http://h:1/v1").unwrap();
+        assert_eq!(a.value, toml::Value::String("http://h:1/v1".into()));
+        let a = parse_set("stages.\"a.b\".run=[1, 2]").unwrap();
+        assert_eq!(a.path, ["stages", "a.b", "run"]);
+        assert!(a.value.is_array());
+        assert!(parse_set("no-equals-sign").is_err());
+    }
+
+    #[test]
+    fn apply_replaces_existing_and_creates_struct_tables() {
+        let mut t = doc();
+        apply(&mut t, &parse_set("stages.train.params.lr=1e-5").unwrap()).unwrap();
+        assert_eq!(t["stages"]["train"]["params"]["lr"].as_float(), Some(1e-5));
+        apply(
+            &mut t,
+            &parse_set("stages.train.resources.time='1h'").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            t["stages"]["train"]["resources"]["time"].as_str(),
+            Some("1h")
+        );
+    }
+
+    #[test]
+    fn apply_rejects_typos_in_names_and_params() {
+        let mut t = doc();
+        let e = apply(&mut t, &parse_set("stages.trian.params.lr=1").unwrap()).unwrap_err();
+        assert!(
+            e.contains("no stage `trian`") && e.contains("did you mean `train`"),
+            "{e}"
+        );
+        let e = apply(&mut t, &parse_set("stages.train.params.rl=1").unwrap()).unwrap_err();
+        assert!(e.contains("no parameter") && e.contains("`rl`"), "{e}");
+        let e = apply(&mut t, &parse_set("stages.train.run.x=1").unwrap()).unwrap_err();
+        assert!(e.contains("is a string, not a table"), "{e}");
+    }
+}
