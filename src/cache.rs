@@ -298,7 +298,8 @@ mod tests {
     #[test]
     fn every_field_changes_the_key_and_is_named_by_diff() {
         let a = base();
-        let mutations: Vec<(Box<dyn Fn(&mut Preimage)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Preimage)>;
+        let mutations: Vec<(Mutation, &str)> = vec![
             (Box::new(|p| p.schema += 1), "Schema"),
             (Box::new(|p| p.kind = "segment".into()), "Kind"),
             (Box::new(|p| p.impl_version = 2), "ImplVersion"),

@@ -308,8 +308,8 @@ pub async fn execute(
         }
     }
 
-    for i in 0..n {
-        if matches!(state[i], State::Waiting) {
+    for (i, st) in state.iter_mut().enumerate() {
+        if matches!(st, State::Waiting) {
             let because = match stop {
                 Some(Outcome::Interrupted) => "the run was interrupted".to_string(),
                 _ => "the run stopped after a failure (use --keep-going to go on)".to_string(),
@@ -321,7 +321,7 @@ pub async fn execute(
                 label: plan.nodes[i].label(),
                 because,
             });
-            state[i] = State::Skipped;
+            *st = State::Skipped;
         }
     }
     let outcome = if stop == Some(Outcome::Interrupted) {

@@ -37,7 +37,7 @@ pub struct StageRecord {
 
 /// A run id: sortable by start time, unique enough across hosts.
 pub fn new_run_id() -> String {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let salt =
         blake3::hash(format!("{}{:?}", std::process::id(), std::time::Instant::now()).as_bytes());

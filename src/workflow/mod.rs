@@ -260,7 +260,8 @@ impl Cx<'_> {
         let parts: Vec<&str> = path.iter().map(String::as_str).collect();
         let location = match origin {
             Some(Origin::Set(_)) => None,
-            _ => self.source.locate_path(&parts),
+            Some(Origin::Sweep(key)) => self.source.locate_path(&["sweep", key]),
+            None => self.source.locate_path(&parts),
         };
         Diagnostic {
             file: self.source.path.clone(),
@@ -785,6 +786,15 @@ fn variant_of(combo: &[&Assignment]) -> Variant {
     Variant { name, settings }
 }
 
+/// The JSON Schema of the workflow format, generated from the wire types
+/// (checked in as schemas/workflow.schema.json).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(WorkflowFile);
+    let mut text = serde_json::to_string_pretty(&schema).expect("schema is plain JSON");
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -814,13 +824,4 @@ mod tests {
             serde_json::json!(5e-5)
         );
     }
-}
-
-/// The JSON Schema of the workflow format, generated from the wire types
-/// (checked in as schemas/workflow.schema.json).
-pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(WorkflowFile);
-    let mut text = serde_json::to_string_pretty(&schema).expect("schema is plain JSON");
-    text.push('\n');
-    text
 }

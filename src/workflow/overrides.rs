@@ -92,13 +92,12 @@ fn is_params(path: &[String]) -> bool {
 /// Applies an assignment to the document's table.
 pub fn apply(root: &mut toml::Table, assignment: &Assignment) -> Result<(), String> {
     let path = &assignment.path;
-    let joined = path.join(".");
     let mut table = root;
     for (i, segment) in path[..path.len() - 1].iter().enumerate() {
         let here = &path[..i];
         if !table.contains_key(segment) {
             if is_named_collection(here) || is_params(here) || here.is_empty() {
-                return Err(missing(table, here, segment, &joined));
+                return Err(missing(table, here, segment));
             }
             table.insert(segment.clone(), toml::Value::Table(toml::Table::new()));
         }
@@ -106,7 +105,7 @@ pub fn apply(root: &mut toml::Table, assignment: &Assignment) -> Result<(), Stri
             Some(toml::Value::Table(inner)) => inner,
             Some(other) => {
                 return Err(format!(
-                    "`{}` is a {}, not a table, so `{joined}` cannot be set",
+                    "`{}` is a {}, not a table, so this key cannot be set",
                     path[..=i].join("."),
                     other.type_str()
                 ))
@@ -118,13 +117,13 @@ pub fn apply(root: &mut toml::Table, assignment: &Assignment) -> Result<(), Stri
     if !table.contains_key(leaf)
         && (is_params(parent) || is_named_collection(parent) || parent.is_empty())
     {
-        return Err(missing(table, parent, leaf, &joined));
+        return Err(missing(table, parent, leaf));
     }
     table.insert(leaf.clone(), assignment.value.clone());
     Ok(())
 }
 
-fn missing(table: &toml::Table, parent: &[String], name: &str, joined: &str) -> String {
+fn missing(table: &toml::Table, parent: &[String], name: &str) -> String {
     let what = match parent {
         [] => "no section".to_string(),
         [one] if one == "stages" => "no stage".to_string(),
@@ -133,7 +132,7 @@ fn missing(table: &toml::Table, parent: &[String], name: &str, joined: &str) -> 
         _ => format!("no key in {} named", parent.join(".")),
     };
     let names: Vec<&str> = table.keys().map(String::as_str).collect();
-    let mut msg = format!("`{joined}`: {what} `{name}`");
+    let mut msg = format!("{what} `{name}`");
     if let Some(close) = crate::workflow::did_you_mean(name, names.iter().copied()) {
         msg.push_str(&format!(" (did you mean `{close}`?)"));
     } else if !names.is_empty() {

@@ -1,0 +1,166 @@
+//! A test context: a temporary directory with its own store, workflow
+//! files written into it, and the real `swestar` binary run against them.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Ctx {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+    /// The run record's status per stage name (first node of that name).
+    pub fn statuses(&self) -> Vec<(String, String)> {
+        self.json()["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .map(|s| {
+                (
+                    s["stage"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+    pub fn status_of(&self, stage: &str) -> String {
+        self.statuses()
+            .into_iter()
+            .find(|(s, _)| s == stage)
+            .map(|(_, st)| st)
+            .unwrap_or_else(|| panic!("no stage {stage} in {}", self.stdout))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        Ctx {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path("store")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_swestar"));
+        c.args(args)
+            .arg("--store")
+            .arg(self.store())
+            .current_dir(self.dir.path())
+            .env_remove("SWESTAR_STORE")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn swestar(&self, args: &[&str]) -> Run {
+        self.cmd(args).output().expect("run swestar").into()
+    }
+
+    /// `run WF --json` plus extra arguments.
+    pub fn run(&self, wf: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["run", wf, "--json"];
+        args.extend_from_slice(extra);
+        self.swestar(&args)
+    }
+
+    pub fn plan_json(&self, wf: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["plan", wf, "--json"];
+        args.extend_from_slice(extra);
+        let r = self.swestar(&args);
+        assert_eq!(r.code, 0, "plan failed: {}", r.stderr);
+        r.json()
+    }
+
+    /// All committed object directories in the store.
+    pub fn objects(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for shard in std::fs::read_dir(self.store().join("objects"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for obj in std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                out.push(obj.path());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Waits until a condition holds, failing the test after `secs`.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// True while a process exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
