@@ -1,1 +1,134 @@
-fn main() {}
+//! Engine benchmark: a 6-stage workflow whose artifacts total about 1 GB.
+//! Times a cold run, a no-op `plan` and `run` (the cache's hot path, with
+//! the stat cache warm), a `plan` with a cold stat cache (rehashing every
+//! data file), and raw hashing throughput. Prints the figures and writes
+//! them to target/bench-engine.json.
+//!
+//! `cargo bench --bench engine` (SWESTAR_BENCH_MB sets the size per stage).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{BinaryArray, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+const STAGES: usize = 6;
+
+/// Incompressible bytes from xorshift64*: no RNG crate needed for noise.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_data(path: &Path, seed: u64, megabytes: usize) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("blob", DataType::Binary, false),
+    ]));
+    let file = std::fs::File::create(path).unwrap();
+    let props = WriterProperties::builder().build();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+    let row_bytes = 64 * 1024;
+    let rows = megabytes * 1024 * 1024 / row_bytes;
+    for chunk in 0..rows.div_ceil(256) {
+        let n = 256.min(rows - chunk * 256);
+        let blobs: Vec<Vec<u8>> = (0..n).map(|i| noise(seed * 1_000_003 + (chunk * 256 + i) as u64, row_bytes)).collect();
+        let ids = Int64Array::from_iter_values((0..n).map(|i| (chunk * 256 + i) as i64));
+        let blob = BinaryArray::from_iter_values(blobs.iter());
+        w.write(&RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(blob)]).unwrap()).unwrap();
+    }
+    w.close().unwrap();
+}
+
+fn swestar(dir: &Path, args: &[&str]) -> f64 {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_swestar"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(out.status.success(), "swestar {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    // `cargo test --benches` runs this with --bench absent; keep that cheap.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let mb: usize = std::env::var("SWESTAR_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(171);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut toml = String::from("[workflow]\nname = \"bench\"\n\n");
+    for i in 0..STAGES {
+        write_data(&d.join(format!("data{i}.parquet")), i as u64 + 1, mb);
+        toml.push_str(&format!("[data.d{i}]\npath = \"data{i}.parquet\"\n\n"));
+    }
+    for i in 0..STAGES {
+        toml.push_str(&format!(
+            "[stages.s{i}]\nkind = \"command\"\ninputs = {{ src = \"data.d{i}\" }}\n{}run = \"cp {{{{ inputs.src }}}} {{{{ output }}}}\"\n\n",
+            if i > 0 { format!("needs = [\"s{}\"]\n", i - 1) } else { String::new() }
+        ));
+    }
+    std::fs::write(d.join("wf.toml"), toml).unwrap();
+
+    let cold_run = swestar(d, &["run", "wf.toml", "-j", "2"]);
+    let total_bytes: u64 = std::fs::read_dir(d.join(".swestar/objects"))
+        .unwrap()
+        .flatten()
+        .flat_map(|s| std::fs::read_dir(s.path()).unwrap().flatten())
+        .flat_map(|o| std::fs::read_dir(o.path()).unwrap().flatten())
+        .map(|f| f.metadata().unwrap().len())
+        .sum();
+    let plans: Vec<f64> = (0..15).map(|_| swestar(d, &["plan", "wf.toml"])).collect();
+    let runs: Vec<f64> = (0..10).map(|_| swestar(d, &["run", "wf.toml"])).collect();
+    let cold_plans: Vec<f64> = (0..3)
+        .map(|_| {
+            std::fs::remove_file(d.join(".swestar/statcache.json")).unwrap();
+            swestar(d, &["plan", "wf.toml"])
+        })
+        .collect();
+    let data0 = d.join("data0.parquet");
+    let size = std::fs::metadata(&data0).unwrap().len() as f64;
+    let hashes: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            swestar::store::statcache::hash_file(&data0).unwrap();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let throughput = size / median(hashes) / 1e9;
+
+    let report = serde_json::json!({
+        "stages": STAGES,
+        "artifact_bytes": total_bytes,
+        "cold_run_s": cold_run,
+        "noop_plan_ms_median": median(plans.clone()) * 1e3,
+        "noop_plan_ms_min": plans.iter().cloned().fold(f64::MAX, f64::min) * 1e3,
+        "noop_run_ms_median": median(runs) * 1e3,
+        "plan_cold_statcache_ms_median": median(cold_plans) * 1e3,
+        "hash_gb_per_s": throughput,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let _ = std::fs::write(target.join("bench-engine.json"), serde_json::to_vec_pretty(&report).unwrap());
+}
