@@ -435,7 +435,7 @@ fn a_damaged_object_is_reported_and_redone() {
 }
 
 #[test]
-fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_exportable() {
+fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
     let ctx = Ctx::new();
     diamond(&ctx);
     let r = ctx.run("wf.toml", &[]);
@@ -480,6 +480,17 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_exportable() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 26.0");
+    let out = std::process::Command::new(&python)
+        .args(["-c", "import sys, duckdb; print(duckdb.connect().execute(f\"select total from read_parquet('{sys.argv[1]}')\").fetchone()[0])"])
+        .arg(obj.join("part-00000.parquet"))
+        .output()
+        .expect("python3 with duckdb (see .ci/run)");
+    assert!(
+        out.status.success(),
+        "DuckDB could not read the artifact: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "26.0");
 
     let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "double.jsonl"]);
     assert_eq!(e.code, 0, "{}", e.stderr);
@@ -498,6 +509,17 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_exportable() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    let out = std::process::Command::new(&python)
+        .args(["-c", "import sys, duckdb; print(duckdb.connect().execute(f\"select sum(x) from read_parquet('{sys.argv[1]}')\").fetchone()[0])"])
+        .arg(ctx.path("double.parquet"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "DuckDB could not read the export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12.0");
     let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "double.csv"]);
     assert_eq!(e.code, 2);
 }
@@ -602,7 +624,7 @@ run = "echo '{\"a\": 1}' > {{ output }}"
 kind = "command"
 format = "jsonl"
 inputs = { x = "stages.fast" }
-run = "sleep 60 & echo $! > sleep.pid; echo $$ > bash.pid; wait; cp {{ inputs.x }} {{ output }}"
+run = "trap 'echo cleaned > cleaned.txt; exit 1' TERM; sleep 60 & echo $! > sleep.pid; echo $$ > bash.pid; wait; cp {{ inputs.x }} {{ output }}"
 "#,
     );
 }

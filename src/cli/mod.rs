@@ -98,7 +98,10 @@ pub fn main() -> ExitCode {
         }
         Command::Exec { job } => match crate::exec::job::run_job_file(&job) {
             Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(e) => Err(Exit::failed(format!("error: {e}"))),
+            Err(e) => Err(Exit {
+                code: e.exit_code(),
+                message: format!("error: {e}"),
+            }),
         },
     };
     match result {

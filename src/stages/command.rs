@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -17,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Job, StageError, StageImpl};
+use crate::exec::job::{run_supervised, Ended};
 use crate::store::table;
 use crate::workflow::TableFormat;
 
@@ -32,10 +31,6 @@ pub struct CommandSpec {
 const BASE_ENV: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SHELL",
 ];
-
-/// The process group of the running command, for the signal handler of
-/// `swestar exec` (0 when none).
-pub static CHILD_PGID: AtomicI32 = AtomicI32::new(0);
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -192,7 +187,6 @@ fn hand_over(
 }
 
 fn run_bash(script: &str, job: &Job, output: &Path) -> Result<(), StageError> {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(format!("set -eo pipefail\n{script}"))
@@ -212,49 +206,13 @@ fn run_bash(script: &str, job: &Job, output: &Path) -> Result<(), StageError> {
         .env("SWESTAR_STAGE", &job.stage)
         .env("SWESTAR_KEY", &job.key)
         .env("SWESTAR_OUTPUT", output);
-    // Its own process group, so a time limit or an interrupt kills the
-    // command and everything it started, and nothing else.
-    cmd.process_group(0);
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(StageError::Spawn)?;
-    let pgid = child.id() as i32;
-    CHILD_PGID.store(pgid, Ordering::SeqCst);
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let finished = Arc::new(AtomicBool::new(false));
-    if let Some(limit) = job.time_limit_s {
-        let (timed_out, finished) = (timed_out.clone(), finished.clone());
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(limit);
-            while std::time::Instant::now() < deadline {
-                if finished.load(Ordering::SeqCst) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if !finished.load(Ordering::SeqCst) {
-                timed_out.store(true, Ordering::SeqCst);
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            }
-        });
-    }
-    let status = child.wait().map_err(StageError::Spawn)?;
-    finished.store(true, Ordering::SeqCst);
-    // Whatever the command left running in its group goes with it.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    CHILD_PGID.store(0, Ordering::SeqCst);
-    if timed_out.load(Ordering::SeqCst) {
-        return Err(StageError::Timeout(job.time_limit_s.unwrap_or(0)));
-    }
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Ok(()),
-        (Some(code), _) => Err(StageError::Exit(code)),
-        (None, Some(sig)) => Err(StageError::Signal(sig)),
-        (None, None) => Err(StageError::Exit(-1)),
+    let limit = job.time_limit_s.map(Duration::from_secs);
+    match run_supervised(&mut cmd, limit).map_err(StageError::Spawn)? {
+        Ended::Exited(0) => Ok(()),
+        Ended::Exited(code) => Err(StageError::Exit(code)),
+        Ended::Signaled(sig) => Err(StageError::Signal(sig)),
+        Ended::TimedOut => Err(StageError::Timeout(job.time_limit_s.unwrap_or(0))),
+        Ended::Terminated => Err(StageError::Terminated),
     }
 }
 

@@ -81,6 +81,8 @@ pub enum StageError {
     Signal(i32),
     #[error("time limit of {0}s exceeded; the command was killed")]
     Timeout(u64),
+    #[error("stopped: swestar exec was told to stop")]
+    Terminated,
     #[error("cannot start bash: {0}")]
     Spawn(std::io::Error),
     #[error("the command wrote no output: expected {}", .0.display())]
