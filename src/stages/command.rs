@@ -35,7 +35,20 @@ const BASE_ENV: &[&str] = &[
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("quote", |v: minijinja::Value| shell_quote(&v.to_string()));
     env
+}
+
+/// Quotes a value for bash (`{{ inputs.x | quote }}`), for paths or
+/// parameters that may hold spaces or shell syntax.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Checks a `run` template when the workflow is loaded: it must parse, and
@@ -247,6 +260,20 @@ mod tests {
         assert!(e.contains("`oops`"), "{e}");
         let e = check_template("{% if %}", &inputs(&[]), &params).unwrap_err();
         assert!(e.contains("template error"), "{e}");
+    }
+
+    #[test]
+    fn quote_makes_any_value_one_shell_word() {
+        assert_eq!(shell_quote("/a/b.parquet"), "/a/b.parquet");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_quote("x'; echo $HOME \"y")))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'; echo $HOME \"y");
     }
 
     #[test]
