@@ -48,6 +48,9 @@ enum Command {
     Exec {
         #[arg(long)]
         job: PathBuf,
+        /// Which shard to run: I/N (default 0/1).
+        #[arg(long, value_name = "I/N", value_parser = crate::exec::job::parse_shard)]
+        shard: Option<(u32, u32)>,
     },
 }
 
@@ -96,7 +99,7 @@ pub fn main() -> ExitCode {
             print!("{}", workflow::json_schema());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec { job } => match crate::exec::job::run_job_file(&job) {
+        Command::Exec { job, shard } => match crate::exec::job::run_job_file(&job, shard) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => Err(Exit {
                 code: e.exit_code(),

@@ -99,13 +99,21 @@ impl Reporter {
                 node,
                 label,
                 reasons,
+                shards,
+                resumed,
                 ..
             } => {
-                let why = reasons
+                let mut why = reasons
                     .iter()
                     .map(|r| r.to_string())
                     .collect::<Vec<_>>()
                     .join("; ");
+                if shards > 1 {
+                    why.push_str(&format!("; {shards} shards"));
+                }
+                if resumed > 0 {
+                    why.push_str(&format!(", {resumed} already done"));
+                }
                 if self.fancy {
                     let bar = self.multi.add(ProgressBar::new_spinner());
                     bar.set_style(
@@ -117,6 +125,13 @@ impl Reporter {
                     self.bars.insert(node, bar);
                 } else {
                     self.line(format!("  running  {label}  ({why})"));
+                }
+            }
+            Event::ShardDone {
+                label, shard, left, ..
+            } => {
+                if !self.fancy {
+                    self.line(format!("  shard    {label}  #{shard} done, {left} left"));
                 }
             }
             Event::Committed {

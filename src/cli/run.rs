@@ -8,7 +8,8 @@ use clap::Args;
 use super::report::{plan_text, Reporter};
 use super::{load, store_dir, Exit};
 use crate::dag::Plan;
-use crate::exec::{local, Outcome, RunOptions};
+use crate::exec::local::LocalBackend;
+use crate::exec::{run as core, Outcome, RunOptions};
 use crate::store::runs::{new_run_id, RunRecord};
 use crate::store::{Store, StoreLock};
 
@@ -106,7 +107,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         finished: None,
         status: "running".into(),
-        stages: local::initial_records(&plan),
+        stages: core::initial_records(&plan),
     };
     eprintln!(
         "run {run_id}: {} ({}), store {}",
@@ -147,7 +148,17 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
             }
             reporter
         });
-        let outcome = local::execute(&plan, &store, &opts, &mut record, &mut refs, tx).await;
+        let mut backend = LocalBackend::new(opts.exe.clone(), opts.jobs);
+        let outcome = core::execute(
+            &plan,
+            &store,
+            &opts,
+            &mut backend,
+            &mut record,
+            &mut refs,
+            tx,
+        )
+        .await;
         let reporter = printer.await.expect("reporter task");
         (outcome, reporter)
     });

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::stages::{Job, StageError};
+use crate::stages::{Job, ShardRun, StageError};
 
 /// The process group of the command a stage body is running (0: none).
 static CHILD_PGID: AtomicI32 = AtomicI32::new(0);
@@ -135,6 +135,8 @@ pub enum JobError {
     },
     #[error("stage {stage}: {source}")]
     Stage { stage: String, source: StageError },
+    #[error("--shard ../{given} does not match the job's {expected} shards")]
+    ShardCount { given: u32, expected: u32 },
 }
 
 impl JobError {
@@ -150,7 +152,29 @@ impl JobError {
     }
 }
 
-pub fn run_job_file(path: &Path) -> Result<(), JobError> {
+/// Parses `I/N`.
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("--shard {s}: expected I/N"))?;
+    let (i, n): (u32, u32) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("--shard {s}: `{i}` is not a number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("--shard {s}: `{n}` is not a number"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("--shard {s}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// Runs one shard of a job. On success the shard's Parquet file is moved
+/// into place (`staging/<key>/shard-00007.parquet`) atomically, so a shard
+/// file exists only when that shard finished.
+pub fn run_job_file(path: &Path, shard: Option<(u32, u32)>) -> Result<(), JobError> {
     let bytes = std::fs::read(path).map_err(|source| JobError::Read {
         path: path.to_path_buf(),
         source,
@@ -159,9 +183,41 @@ pub fn run_job_file(path: &Path) -> Result<(), JobError> {
         path: path.to_path_buf(),
         source,
     })?;
-    install_signal_handlers();
-    job.kind.execute(&job).map_err(|source| JobError::Stage {
+    let stage_err = |source: StageError| JobError::Stage {
         stage: job.stage.clone(),
         source,
-    })
+    };
+    let (index, count) = shard.unwrap_or((0, 1));
+    if count != job.shards {
+        return Err(JobError::ShardCount {
+            given: count,
+            expected: job.shards,
+        });
+    }
+    install_signal_handlers();
+    let tmp = job.shard_tmp(index);
+    let io = |p: &Path, source: std::io::Error| {
+        stage_err(StageError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    let run = ShardRun {
+        index,
+        count,
+        output: tmp.join("part.parquet"),
+        tmp: tmp.clone(),
+    };
+    job.kind.execute(&job, &run).map_err(stage_err)?;
+    std::fs::File::open(&run.output)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&run.output, e))?;
+    let target = job.shard_file(index);
+    std::fs::rename(&run.output, &target).map_err(|e| io(&target, e))?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }

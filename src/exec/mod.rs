@@ -1,15 +1,20 @@
-//! Execution: turning a plan into artifacts. The executor never prints; it
-//! emits [`Event`]s that the CLI renders (progress lines, JSON) and tests
-//! inspect. Every stage body runs in a `swestar exec` child process (see
-//! [`job`]), so that the local and the SLURM executor run the same code.
+//! Execution: turning a plan into artifacts. The core ([`run`]) resolves
+//! nodes and commits them; a [`Backend`] runs their shards (locally as
+//! child processes, or as SLURM jobs). Every shard runs in a `swestar exec`
+//! process (see [`job`]), so every backend runs the same code. Nothing here
+//! prints: it emits [`Event`]s that the CLI renders and tests inspect.
 
 pub mod job;
 pub mod local;
+pub mod run;
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use crate::cache::CacheKey;
 use crate::dag::Reason;
+use crate::stages::Job;
+use crate::workflow::Resources;
 
 /// What happened, as it happened.
 #[derive(Debug, Clone)]
@@ -22,11 +27,20 @@ pub enum Event {
         key: CacheKey,
         early_cutoff: bool,
     },
+    /// `resumed` shards had finished in an earlier, interrupted attempt.
     Started {
         node: usize,
         label: String,
         key: CacheKey,
         reasons: Vec<Reason>,
+        shards: u32,
+        resumed: u32,
+    },
+    ShardDone {
+        node: usize,
+        label: String,
+        shard: u32,
+        left: u32,
     },
     Committed {
         node: usize,
@@ -82,4 +96,87 @@ impl Outcome {
             Outcome::Interrupted => "interrupted",
         }
     }
+}
+
+/// The shards of one node to run.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub node: usize,
+    pub stage: String,
+    pub key: CacheKey,
+    pub job_file: PathBuf,
+    /// Which shards (the others finished earlier).
+    pub shards: Vec<u32>,
+    pub count: u32,
+    pub resources: Resources,
+    pub log_dir: PathBuf,
+    /// `<stage>.<key12>`: log files are `<stem>.err`, or `<stem>.<shard>.err`.
+    pub log_stem: String,
+}
+
+impl Launch {
+    pub fn log(&self, shard: u32, ext: &str) -> PathBuf {
+        if self.count > 1 {
+            self.log_dir
+                .join(format!("{}.{shard}.{ext}", self.log_stem))
+        } else {
+            self.log_dir.join(format!("{}.{ext}", self.log_stem))
+        }
+    }
+}
+
+/// How one shard ended.
+#[derive(Debug, Clone)]
+pub enum ShardEvent {
+    Done {
+        node: usize,
+        shard: u32,
+    },
+    Failed {
+        node: usize,
+        shard: u32,
+        error: String,
+        log_tail: String,
+        log: PathBuf,
+    },
+    Interrupted {
+        node: usize,
+        shard: u32,
+    },
+}
+
+impl ShardEvent {
+    pub fn node(&self) -> usize {
+        match self {
+            ShardEvent::Done { node, .. }
+            | ShardEvent::Failed { node, .. }
+            | ShardEvent::Interrupted { node, .. } => *node,
+        }
+    }
+}
+
+/// Where shards run.
+pub trait Backend {
+    /// Starts (or queues) the shards of a node.
+    fn launch(&mut self, launch: Launch) -> impl Future<Output = Result<(), String>>;
+    /// Waits for the next shard outcomes (at least one).
+    fn next(&mut self) -> impl Future<Output = Vec<ShardEvent>>;
+    /// Shards launched and not yet reported.
+    fn outstanding(&self) -> usize;
+    /// Stops running shards; returns the outcomes of those that never
+    /// started. The stopped ones are reported by `next`.
+    fn interrupt(&mut self) -> Vec<ShardEvent>;
+}
+
+pub fn write_job(path: &Path, job: &Job) -> std::io::Result<()> {
+    crate::store::write_atomic(path, &serde_json::to_vec_pretty(job).expect("plain data"))
+}
+
+/// The last `n` lines of a log file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }

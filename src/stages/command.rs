@@ -3,6 +3,8 @@
 //! path per input), `{{ params.NAME }}` and `{{ output }}`. With
 //! `format = "jsonl"` inputs arrive as JSON Lines and the JSON Lines the
 //! command writes are stored as Parquet, so plain shell tools can take part.
+//! A sharded stage (`resources.shards = N`) runs the command once per shard
+//! with `{{ shard.index }}` and `{{ shard.count }}`; each writes its part.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Job, StageError, StageImpl};
+use super::{Job, ShardRun, StageError, StageImpl};
 use crate::exec::job::{run_supervised, Ended};
 use crate::store::table;
 use crate::workflow::TableFormat;
@@ -75,9 +77,9 @@ pub fn check_template(
             ("params", Some(name)) if !params.contains_key(name) => {
                 problems.push(format!("`{{{{ params.{name} }}}}` is not a parameter of this stage"))
             }
-            ("inputs" | "params" | "output" | "stage", _) => {}
+            ("inputs" | "params" | "output" | "stage" | "shard", _) => {}
             (other, _) => problems.push(format!(
-                "the command uses `{other}`, which is not defined (it can use inputs, params, output and stage)"
+                "the command uses `{other}`, which is not defined (it can use inputs, params, output, stage and shard)"
             )),
         }
     }
@@ -101,6 +103,7 @@ fn template_error(what: &str, e: &minijinja::Error) -> String {
 pub fn render(
     spec: &CommandSpec,
     stage: &str,
+    shard: &ShardRun,
     inputs: &BTreeMap<String, String>,
     params: &BTreeMap<String, Value>,
     output: &str,
@@ -114,6 +117,7 @@ pub fn render(
         "params": params,
         "output": output,
         "stage": stage,
+        "shard": { "index": shard.index, "count": shard.count },
     });
     tmpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
         .map_err(|e| StageError::Template(template_error("cannot render the command: ", &e)))
@@ -134,25 +138,26 @@ impl StageImpl for CommandSpec {
         .into()
     }
 
-    fn execute(&self, job: &Job) -> Result<(), StageError> {
+    fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         let mut inputs = BTreeMap::new();
         for (name, input) in &job.inputs {
-            let path = hand_over(name, &input.paths, input.format, self.format, &job.tmp_dir)?;
+            let path = hand_over(name, &input.paths, input.format, self.format, &shard.tmp)?;
             inputs.insert(name.clone(), path.to_string_lossy().into_owned());
         }
-        let part = job.out_dir.join("part-00000.parquet");
+        let part = shard.output.clone();
         let output = match self.format {
             TableFormat::Parquet => part.clone(),
-            TableFormat::Jsonl => job.tmp_dir.join("output.jsonl"),
+            TableFormat::Jsonl => shard.tmp.join("output.jsonl"),
         };
         let script = render(
             self,
             &job.stage,
+            shard,
             &inputs,
             &job.params,
             &output.to_string_lossy(),
         )?;
-        run_bash(&script, job, &output)?;
+        run_bash(&script, job, shard, &output)?;
         if !output.is_file() {
             return Err(StageError::NoOutput(output));
         }
@@ -199,7 +204,7 @@ fn hand_over(
     }
 }
 
-fn run_bash(script: &str, job: &Job, output: &Path) -> Result<(), StageError> {
+fn run_bash(script: &str, job: &Job, shard: &ShardRun, output: &Path) -> Result<(), StageError> {
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(format!("set -eo pipefail\n{script}"))
@@ -215,7 +220,9 @@ fn run_bash(script: &str, job: &Job, output: &Path) -> Result<(), StageError> {
             cmd.env(var, v);
         }
     }
-    cmd.env("TMPDIR", &job.tmp_dir)
+    cmd.env("TMPDIR", &shard.tmp)
+        .env("SWESTAR_SHARD", shard.index.to_string())
+        .env("SWESTAR_SHARDS", shard.count.to_string())
         .env("SWESTAR_STAGE", &job.stage)
         .env("SWESTAR_KEY", &job.key)
         .env("SWESTAR_OUTPUT", output);
@@ -282,9 +289,16 @@ mod tests {
             run: "cp {{ inputs.a }} {{ output }} # {{ params.k }}".into(),
             format: TableFormat::Parquet,
         };
+        let shard = ShardRun {
+            index: 0,
+            count: 1,
+            output: "/o.parquet".into(),
+            tmp: "/t".into(),
+        };
         let out = render(
             &spec,
             "s",
+            &shard,
             &[("a".to_string(), "/x/a.parquet".to_string())].into(),
             &[("k".to_string(), serde_json::json!(5e-5))].into(),
             "/o.parquet",

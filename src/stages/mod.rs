@@ -21,8 +21,9 @@ pub trait StageImpl {
     const VERSION: u32;
     /// The kind's own settings that shape output (they enter the key).
     fn definition(&self) -> BTreeMap<String, Value>;
-    /// Runs the stage body, writing Parquet part files into `job.out_dir`.
-    fn execute(&self, job: &Job) -> Result<(), StageError>;
+    /// Runs one shard of the stage body, writing one Parquet file to
+    /// `shard.output` (scratch space in `shard.tmp`).
+    fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError>;
 }
 
 impl StageKind {
@@ -38,9 +39,9 @@ impl StageKind {
         }
     }
 
-    pub fn execute(&self, job: &Job) -> Result<(), StageError> {
+    pub fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         match self {
-            StageKind::Command(c) => c.execute(job),
+            StageKind::Command(c) => c.execute(job, shard),
         }
     }
 }
@@ -57,11 +58,40 @@ pub struct Job {
     pub params: BTreeMap<String, Value>,
     /// Declared environment variables to pass through.
     pub env: Vec<String>,
-    /// Where part files go (`part-00000.parquet`, ...).
-    pub out_dir: PathBuf,
-    /// Scratch space, removed with the staging area.
-    pub tmp_dir: PathBuf,
+    /// The stage's staging directory: finished shards land here as
+    /// `shard-00007.parquet`.
+    pub stage_dir: PathBuf,
+    /// How many shards the stage is split into (1: not sharded).
+    pub shards: u32,
     pub time_limit_s: Option<u64>,
+}
+
+impl Job {
+    /// Where a finished shard is kept until the stage commits.
+    pub fn shard_file(&self, index: u32) -> PathBuf {
+        shard_file(&self.stage_dir, index)
+    }
+
+    /// Scratch space of one shard attempt.
+    pub fn shard_tmp(&self, index: u32) -> PathBuf {
+        self.stage_dir.join(format!("tmp-{index:05}"))
+    }
+}
+
+/// `staging/<key>/shard-00007.parquet`.
+pub fn shard_file(stage_dir: &std::path::Path, index: u32) -> PathBuf {
+    stage_dir.join(format!("shard-{index:05}.parquet"))
+}
+
+/// One shard of a stage, as a stage kind runs it.
+#[derive(Debug, Clone)]
+pub struct ShardRun {
+    pub index: u32,
+    pub count: u32,
+    /// The Parquet file to write.
+    pub output: PathBuf,
+    /// Scratch space, removed afterwards.
+    pub tmp: PathBuf,
 }
 
 /// One input of a job: the files of a data source or an upstream artifact.

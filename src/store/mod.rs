@@ -40,7 +40,7 @@ pub enum StoreError {
     Locked { store: PathBuf, holder: String },
     #[error(transparent)]
     Table(#[from] table::TableError),
-    #[error("stage wrote no output: expected {} (the command must write to {{{{ output }}}})", expected.display())]
+    #[error("stage output is missing: expected {}", expected.display())]
     NoOutput { expected: PathBuf },
     #[error("part files disagree on the schema: {a} has [{a_schema}], {b} has [{b_schema}]")]
     SchemaMismatch {
@@ -186,24 +186,64 @@ impl Store {
         Ok(to)
     }
 
-    /// Prepares an empty staging area for a key, removing what an earlier,
-    /// interrupted attempt left there. Returns the `out` directory.
-    pub fn begin(&self, key: &CacheKey) -> Result<PathBuf, StoreError> {
+    /// Prepares the staging area of a key for a stage split into `shards`.
+    /// Finished shards of an earlier, interrupted attempt with the same
+    /// shard count survive and are returned; everything else is removed.
+    pub fn begin(&self, key: &CacheKey, shards: u32) -> Result<Vec<u32>, StoreError> {
         let dir = self.staging_dir(key);
+        let marker = dir.join("shards.json");
+        let same_count = std::fs::read(&marker)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["shards"].as_u64())
+            == Some(u64::from(shards));
+        let mut done = Vec::new();
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+            for entry in std::fs::read_dir(&dir)
+                .map_err(|e| StoreError::io(&dir, e))?
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let index = shard_index(&name).filter(|i| same_count && *i < shards);
+                if let Some(i) = index {
+                    done.push(i);
+                    continue;
+                }
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|e| StoreError::io(&path, e))?;
+            }
         }
-        let out = dir.join("out");
-        std::fs::create_dir_all(&out).map_err(|e| StoreError::io(&out, e))?;
-        std::fs::create_dir_all(dir.join("tmp")).map_err(|e| StoreError::io(&dir, e))?;
-        Ok(out)
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        write_atomic(&marker, format!("{{\"shards\":{shards}}}").as_bytes())
+            .map_err(|e| StoreError::io(&marker, e))?;
+        done.sort_unstable();
+        Ok(done)
     }
 
-    /// Turns a staged `out` directory into an artifact: hashes and describes
-    /// every part, writes the manifest, fsyncs, and renames into `objects/`.
-    pub fn commit(&self, meta: CommitMeta) -> Result<Manifest, StoreError> {
+    /// Turns the finished shards of a key into an artifact: links them as
+    /// part files, hashes and describes every part, writes the manifest,
+    /// fsyncs, and renames into `objects/`.
+    pub fn commit(&self, meta: CommitMeta, shards: u32) -> Result<Manifest, StoreError> {
         let staging = self.staging_dir(&meta.key);
         let out = staging.join("out");
+        if out.exists() {
+            std::fs::remove_dir_all(&out).map_err(|e| StoreError::io(&out, e))?;
+        }
+        std::fs::create_dir_all(&out).map_err(|e| StoreError::io(&out, e))?;
+        for i in 0..shards {
+            let shard = crate::stages::shard_file(&staging, i);
+            if !shard.is_file() {
+                return Err(StoreError::NoOutput { expected: shard });
+            }
+            // A link, not a move: if the commit fails the shard stays done.
+            let part = out.join(format!("part-{i:05}.parquet"));
+            std::fs::hard_link(&shard, &part).map_err(|e| StoreError::io(&part, e))?;
+        }
         let mut names: Vec<String> = std::fs::read_dir(&out)
             .map_err(|e| StoreError::io(&out, e))?
             .flatten()
@@ -332,6 +372,14 @@ impl Store {
         let dir = self.object_dir(&manifest.key);
         manifest.parts.iter().map(|p| dir.join(&p.file)).collect()
     }
+}
+
+/// `shard-00007.parquet` → 7.
+fn shard_index(name: &str) -> Option<u32> {
+    name.strip_prefix("shard-")?
+        .strip_suffix(".parquet")?
+        .parse()
+        .ok()
 }
 
 fn describe(s: &arrow::datatypes::Schema) -> String {

@@ -565,6 +565,18 @@ impl Cx<'_> {
                     );
                 }
             }
+            for (field, value) in [
+                ("shards", c.resources.shards),
+                ("max_parallel", c.resources.max_parallel),
+            ] {
+                if value == Some(0) {
+                    err(
+                        p(&["stages", &name, "resources", field]),
+                        format!("`{field}` must be at least 1"),
+                        None,
+                    );
+                }
+            }
             let format = c.format.unwrap_or(TableFormat::Parquet);
             if let Err(m) = crate::stages::command::check_template(&c.run, &c.inputs, &c.params) {
                 err(p(&["stages", &name, "run"]), m, None);

@@ -92,6 +92,13 @@ pub struct Resources {
     pub mem: Option<String>,
     #[serde(default)]
     pub gpus: Option<u32>,
+    /// Split the stage into this many shards, run independently (a SLURM
+    /// job array); the artifact holds one part per shard.
+    #[serde(default)]
+    pub shards: Option<u32>,
+    /// At most this many shards at once.
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
 }
 
 /// A `command` stage: a shell command rendered with minijinja.

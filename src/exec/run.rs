@@ -1,0 +1,629 @@
+//! The executor core, shared by every backend: resolves nodes in
+//! dependency order, computes each key once its upstream is resolved (so
+//! an upstream that reproduces identical content cuts the rerun off here),
+//! hands the unfinished shards of each node to the backend, and commits a
+//! node when all its shards are in. Records and refs are written as nodes
+//! finish, so a killed run leaves an honest record behind.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{Backend, Event, Launch, Outcome, RunOptions, ShardEvent};
+use crate::cache::CacheKey;
+use crate::dag::{Decision, Node, Plan, Reason};
+use crate::stages::{Job, JobInput};
+use crate::store::runs::{RunRecord, StageRecord};
+use crate::store::{CommitMeta, Lookup, Manifest, Refs, Store};
+use crate::workflow::TableFormat;
+
+#[derive(Debug)]
+enum State {
+    Waiting,
+    Running {
+        key: CacheKey,
+        meta: Box<CommitMeta>,
+        count: u32,
+        pending: BTreeSet<u32>,
+        failure: Option<(String, String, PathBuf)>,
+        interrupted: bool,
+        started: std::time::Instant,
+    },
+    Done(Box<Manifest>),
+    Failed,
+    Skipped,
+    Interrupted,
+    Unselected,
+}
+
+/// The run record's initial stage list, one entry per node.
+pub fn initial_records(plan: &Plan) -> Vec<StageRecord> {
+    plan.nodes
+        .iter()
+        .map(|n| {
+            let (status, key, reason) = match (&n.decision, n.selected) {
+                (_, false) => ("not_selected", n.key().map(|k| k.to_string()), None),
+                (Decision::Cached { key, .. }, _) => ("cached", Some(key.to_string()), None),
+                (Decision::Run { key, reasons }, _) => (
+                    "pending",
+                    key.as_ref().map(|k| k.to_string()),
+                    Some(join(reasons)),
+                ),
+            };
+            StageRecord {
+                stage: n.stage.clone(),
+                variants: n.variants.clone(),
+                status: status.to_string(),
+                key,
+                reason,
+                duration_s: None,
+                rows: None,
+                log: None,
+            }
+        })
+        .collect()
+}
+
+fn join(reasons: &[Reason]) -> String {
+    reasons
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Shards a node is split into.
+pub fn shard_count(node: &Node) -> u32 {
+    node.spec.resources.shards.unwrap_or(1).max(1)
+}
+
+/// The job file of a node: what `swestar exec` runs.
+pub fn build_job(
+    node: &Node,
+    upstream: &dyn Fn(usize) -> Option<Vec<PathBuf>>,
+    store: &Store,
+    key: &CacheKey,
+) -> Job {
+    let mut inputs = indexmap::IndexMap::new();
+    for name in node.spec.inputs.keys() {
+        if let Some(d) = node.data.get(name) {
+            inputs.insert(
+                name.clone(),
+                JobInput {
+                    paths: vec![d.path.clone()],
+                    format: d.format,
+                },
+            );
+        } else if let Some(e) = node
+            .upstream
+            .iter()
+            .find(|e| e.input.as_deref() == Some(name.as_str()))
+        {
+            if let Some(paths) = upstream(e.node) {
+                inputs.insert(
+                    name.clone(),
+                    JobInput {
+                        paths,
+                        format: TableFormat::Parquet,
+                    },
+                );
+            }
+        }
+    }
+    let time_limit_s = node
+        .spec
+        .resources
+        .time
+        .as_deref()
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .map(|d| d.as_secs().max(1));
+    Job {
+        stage: node.stage.clone(),
+        key: key.to_string(),
+        kind: node.spec.kind.clone(),
+        workdir: node.workdir.clone(),
+        inputs,
+        params: node.spec.params.clone(),
+        env: node.spec.env.clone(),
+        stage_dir: store.staging_dir(key),
+        shards: shard_count(node),
+        time_limit_s,
+    }
+}
+
+/// Executes a plan through a backend. Updates `record` and `refs` (and
+/// writes both to the store) as stages finish.
+pub async fn execute<B: Backend>(
+    plan: &Plan,
+    store: &Store,
+    opts: &RunOptions,
+    backend: &mut B,
+    record: &mut RunRecord,
+    refs: &mut Refs,
+    tx: UnboundedSender<Event>,
+) -> Outcome {
+    let n = plan.nodes.len();
+    let mut state: Vec<State> = Vec::with_capacity(n);
+    for (i, node) in plan.nodes.iter().enumerate() {
+        state.push(match (&node.decision, node.selected) {
+            (_, false) => State::Unselected,
+            (Decision::Cached { key, manifest }, true) => {
+                let _ = tx.send(Event::Cached {
+                    node: i,
+                    label: node.label(),
+                    key: key.clone(),
+                    early_cutoff: false,
+                });
+                set_refs(refs, node, key);
+                State::Done(manifest.clone())
+            }
+            (Decision::Run { .. }, true) => State::Waiting,
+        });
+    }
+    let _ = store.write_refs(&plan.workflow, refs);
+    let _ = store.write_run(record);
+
+    let (mut sigint, mut sigterm) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => panic!("cannot install signal handlers"),
+    };
+    let mut stop: Option<Outcome> = None;
+
+    loop {
+        if stop.is_none() {
+            schedule(
+                plan, store, opts, backend, record, refs, &tx, &mut state, &mut stop,
+            )
+            .await;
+            let _ = store.write_run(record);
+        }
+        if backend.outstanding() == 0 {
+            break;
+        }
+        let events = tokio::select! {
+            events = backend.next() => events,
+            _ = sigint.recv() => { stop = Some(Outcome::Interrupted); let _ = tx.send(Event::Stopping); backend.interrupt() }
+            _ = sigterm.recv() => { stop = Some(Outcome::Interrupted); let _ = tx.send(Event::Stopping); backend.interrupt() }
+        };
+        for ev in events {
+            settle(
+                plan, store, ev, record, refs, &tx, &mut state, &mut stop, opts,
+            )
+            .await;
+        }
+        let _ = store.write_run(record);
+    }
+
+    for (i, st) in state.iter_mut().enumerate() {
+        if matches!(st, State::Waiting | State::Running { .. }) {
+            let because = match stop {
+                Some(Outcome::Interrupted) => "the run was interrupted".to_string(),
+                _ => "the run stopped after a failure (use --keep-going to go on)".to_string(),
+            };
+            record.stages[i].status = "skipped".into();
+            record.stages[i].reason = Some(because.clone());
+            let _ = tx.send(Event::Skipped {
+                node: i,
+                label: plan.nodes[i].label(),
+                because,
+            });
+            *st = State::Skipped;
+        }
+    }
+    let _ = store.write_refs(&plan.workflow, refs);
+    if stop == Some(Outcome::Interrupted) {
+        Outcome::Interrupted
+    } else if state
+        .iter()
+        .any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted))
+    {
+        Outcome::Failed
+    } else {
+        Outcome::Succeeded
+    }
+}
+
+/// Resolves every node that can be resolved now: skips those below a
+/// failure, takes cached ones from the store, launches the rest.
+#[allow(clippy::too_many_arguments)]
+async fn schedule<B: Backend>(
+    plan: &Plan,
+    store: &Store,
+    opts: &RunOptions,
+    backend: &mut B,
+    record: &mut RunRecord,
+    refs: &mut Refs,
+    tx: &UnboundedSender<Event>,
+    state: &mut [State],
+    stop: &mut Option<Outcome>,
+) {
+    loop {
+        let mut progressed = false;
+        for i in 0..plan.nodes.len() {
+            if !matches!(state[i], State::Waiting) {
+                continue;
+            }
+            let node = &plan.nodes[i];
+            if let Some(bad) = node.upstream.iter().find(|e| {
+                matches!(
+                    state[e.node],
+                    State::Failed | State::Skipped | State::Interrupted
+                )
+            }) {
+                let because = format!("upstream {} did not finish", bad.stage);
+                record.stages[i].status = "skipped".into();
+                record.stages[i].reason = Some(because.clone());
+                let _ = tx.send(Event::Skipped {
+                    node: i,
+                    label: node.label(),
+                    because,
+                });
+                state[i] = State::Skipped;
+                progressed = true;
+                continue;
+            }
+            let hashes = |u: usize| match &state[u] {
+                State::Done(m) => Some(m.content_hash.clone()),
+                _ => None,
+            };
+            let Some(pre) = node.preimage(hashes) else {
+                continue;
+            };
+            let key = pre.key();
+            // The same key already in flight (an identical stage under another name).
+            if state
+                .iter()
+                .any(|s| matches!(s, State::Running { key: k, .. } if *k == key))
+            {
+                continue;
+            }
+            progressed = true;
+            match store.lookup(&key) {
+                Lookup::Present(m) => {
+                    let _ = tx.send(Event::Cached {
+                        node: i,
+                        label: node.label(),
+                        key: key.clone(),
+                        early_cutoff: true,
+                    });
+                    set_refs(refs, node, &key);
+                    let _ = store.write_refs(&plan.workflow, refs);
+                    let rec = &mut record.stages[i];
+                    rec.status = "cached".into();
+                    rec.key = Some(key.to_string());
+                    rec.reason = Some("upstream output unchanged (early cutoff)".into());
+                    state[i] = State::Done(m);
+                    continue;
+                }
+                Lookup::Corrupt(_) => {
+                    let _ = store.quarantine(&key);
+                }
+                Lookup::Missing => {}
+            }
+            let reasons: Vec<Reason> = match &node.decision {
+                Decision::Run { reasons, .. } => reasons
+                    .iter()
+                    .map(|r| match r {
+                        Reason::PendingUpstream { stage } => Reason::UpstreamChanged {
+                            stage: stage.clone(),
+                        },
+                        other => other.clone(),
+                    })
+                    .collect(),
+                Decision::Cached { .. } => Vec::new(),
+            };
+            let count = shard_count(node);
+            let log_dir = store.logs_dir(&opts.run_id);
+            let log_stem = format!("{}.{}", node.stage, key.short());
+            let rec = &mut record.stages[i];
+            rec.key = Some(key.to_string());
+            rec.reason = Some(join(&reasons));
+            rec.log = Some(log_dir.join(format!("{log_stem}.err")));
+            let prepared = (|| -> Result<(PathBuf, Vec<u32>), String> {
+                let done = store.begin(&key, count).map_err(|e| e.to_string())?;
+                let upstream = |u: usize| match &state[u] {
+                    State::Done(m) => Some(store.part_paths(m)),
+                    _ => None,
+                };
+                let job = build_job(node, &upstream, store, &key);
+                let job_file = store.staging_dir(&key).join("job.json");
+                super::write_job(&job_file, &job).map_err(|e| e.to_string())?;
+                std::fs::create_dir_all(&log_dir)
+                    .map_err(|e| format!("{}: {e}", log_dir.display()))?;
+                Ok((job_file, done))
+            })();
+            let (job_file, done) = match prepared {
+                Ok(p) => p,
+                Err(error) => {
+                    fail(
+                        record,
+                        state,
+                        i,
+                        tx,
+                        node.label(),
+                        error,
+                        String::new(),
+                        PathBuf::new(),
+                    );
+                    if !opts.keep_going {
+                        *stop = Some(Outcome::Failed);
+                    }
+                    continue;
+                }
+            };
+            let pending: BTreeSet<u32> = (0..count).filter(|s| !done.contains(s)).collect();
+            let _ = tx.send(Event::Started {
+                node: i,
+                label: node.label(),
+                key: key.clone(),
+                reasons: reasons.clone(),
+                shards: count,
+                resumed: done.len() as u32,
+            });
+            record.stages[i].status = "running".into();
+            let meta = CommitMeta {
+                key: key.clone(),
+                stage: node.stage.clone(),
+                preimage: pre,
+                workflow: plan.workflow.clone(),
+                variants: node
+                    .variants
+                    .iter()
+                    .filter(|v| !v.is_empty())
+                    .cloned()
+                    .collect(),
+                run: opts.run_id.clone(),
+                duration_s: 0.0,
+            };
+            state[i] = State::Running {
+                key: key.clone(),
+                meta: Box::new(meta),
+                count,
+                pending: pending.clone(),
+                failure: None,
+                interrupted: false,
+                started: std::time::Instant::now(),
+            };
+            if pending.is_empty() {
+                // Every shard finished in an earlier attempt: commit now.
+                commit_node(plan, store, i, record, refs, tx, state, stop, opts).await;
+                continue;
+            }
+            let launch = Launch {
+                node: i,
+                stage: node.stage.clone(),
+                key: key.clone(),
+                job_file,
+                shards: pending.into_iter().collect(),
+                count,
+                resources: node.spec.resources.clone(),
+                log_dir,
+                log_stem,
+            };
+            if let Err(error) = backend.launch(launch).await {
+                fail(
+                    record,
+                    state,
+                    i,
+                    tx,
+                    node.label(),
+                    error,
+                    String::new(),
+                    PathBuf::new(),
+                );
+                if !opts.keep_going {
+                    *stop = Some(Outcome::Failed);
+                }
+            }
+        }
+        if !progressed || stop.is_some() {
+            break;
+        }
+    }
+}
+
+/// Applies one shard outcome; commits or fails the node when its last
+/// shard is in.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    plan: &Plan,
+    store: &Store,
+    ev: ShardEvent,
+    record: &mut RunRecord,
+    refs: &mut Refs,
+    tx: &UnboundedSender<Event>,
+    state: &mut [State],
+    stop: &mut Option<Outcome>,
+    opts: &RunOptions,
+) {
+    let i = ev.node();
+    let State::Running {
+        pending,
+        failure,
+        interrupted,
+        count,
+        ..
+    } = &mut state[i]
+    else {
+        return;
+    };
+    match ev {
+        ShardEvent::Done { shard, .. } => {
+            pending.remove(&shard);
+            if *count > 1 {
+                let _ = tx.send(Event::ShardDone {
+                    node: i,
+                    label: plan.nodes[i].label(),
+                    shard,
+                    left: pending.len() as u32,
+                });
+            }
+        }
+        ShardEvent::Failed {
+            shard,
+            error,
+            log_tail,
+            log,
+            ..
+        } => {
+            pending.remove(&shard);
+            if *interrupted || *stop == Some(Outcome::Interrupted) {
+                *interrupted = true;
+            } else if failure.is_none() {
+                let error = if *count > 1 {
+                    format!("shard {shard}/{count}: {error}")
+                } else {
+                    error
+                };
+                *failure = Some((error, log_tail, log));
+            }
+        }
+        ShardEvent::Interrupted { shard, .. } => {
+            pending.remove(&shard);
+            *interrupted = true;
+        }
+    }
+    if !pending.is_empty() {
+        return;
+    }
+    if let Some((error, tail, log)) = failure.take() {
+        fail(
+            record,
+            state,
+            i,
+            tx,
+            plan.nodes[i].label(),
+            error,
+            tail,
+            log,
+        );
+        if !opts.keep_going && stop.is_none() {
+            *stop = Some(Outcome::Failed);
+        }
+    } else if *interrupted {
+        state[i] = State::Interrupted;
+        record.stages[i].status = "interrupted".into();
+        let _ = tx.send(Event::Interrupted {
+            node: i,
+            label: plan.nodes[i].label(),
+        });
+    } else {
+        commit_node(plan, store, i, record, refs, tx, state, stop, opts).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit_node(
+    plan: &Plan,
+    store: &Store,
+    i: usize,
+    record: &mut RunRecord,
+    refs: &mut Refs,
+    tx: &UnboundedSender<Event>,
+    state: &mut [State],
+    stop: &mut Option<Outcome>,
+    opts: &RunOptions,
+) {
+    let node = &plan.nodes[i];
+    let State::Running {
+        meta,
+        count,
+        key,
+        started,
+        ..
+    } = &state[i]
+    else {
+        return;
+    };
+    let (mut meta, count, key) = ((**meta).clone(), *count, key.clone());
+    meta.duration_s = started.elapsed().as_secs_f64();
+    let s = store.clone();
+    let committed = tokio::task::spawn_blocking(move || s.commit(meta, count)).await;
+    match committed {
+        Ok(Ok(manifest)) => {
+            let _ = tx.send(Event::Committed {
+                node: i,
+                label: node.label(),
+                key: key.clone(),
+                rows: manifest.rows,
+                bytes: manifest.bytes,
+                seconds: manifest.duration_s,
+            });
+            set_refs(refs, node, &key);
+            let _ = store.write_refs(&plan.workflow, refs);
+            let rec = &mut record.stages[i];
+            rec.status = "committed".into();
+            rec.duration_s = Some(manifest.duration_s);
+            rec.rows = Some(manifest.rows);
+            state[i] = State::Done(Box::new(manifest));
+        }
+        Ok(Err(e)) => {
+            let log = record.stages[i].log.clone().unwrap_or_default();
+            let tail = super::tail(&log, 20);
+            fail(
+                record,
+                state,
+                i,
+                tx,
+                node.label(),
+                format!("cannot commit: {e}"),
+                tail,
+                log,
+            );
+            if !opts.keep_going && stop.is_none() {
+                *stop = Some(Outcome::Failed);
+            }
+        }
+        Err(e) => {
+            fail(
+                record,
+                state,
+                i,
+                tx,
+                node.label(),
+                format!("commit panicked: {e}"),
+                String::new(),
+                PathBuf::new(),
+            );
+            *stop = Some(Outcome::Failed);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fail(
+    record: &mut RunRecord,
+    state: &mut [State],
+    i: usize,
+    tx: &UnboundedSender<Event>,
+    label: String,
+    error: String,
+    log_tail: String,
+    log: PathBuf,
+) {
+    state[i] = State::Failed;
+    let rec = &mut record.stages[i];
+    rec.status = "failed".into();
+    rec.reason = Some(error.clone());
+    let _ = tx.send(Event::Failed {
+        node: i,
+        label,
+        error,
+        log_tail,
+        log,
+    });
+}
+
+fn set_refs(refs: &mut Refs, node: &Node, key: &CacheKey) {
+    for v in &node.variants {
+        refs.variants
+            .entry(v.clone())
+            .or_default()
+            .insert(node.stage.clone(), key.clone());
+    }
+}
