@@ -7,6 +7,7 @@
 pub mod job;
 pub mod local;
 pub mod run;
+pub mod slurm;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

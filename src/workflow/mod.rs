@@ -538,6 +538,16 @@ impl Cx<'_> {
                     Err(m) => err(at, m, None),
                 }
             }
+            let mut template = None;
+            if let Some(t) = &c.template {
+                match relative_dep(&self.dir, t) {
+                    Ok(dep) => {
+                        deps.push(dep.clone());
+                        template = Some(dep);
+                    }
+                    Err(m) => err(p(&["stages", &name, "template"]), m, None),
+                }
+            }
             for (i, e) in c.env.iter().enumerate() {
                 if !valid_ident(e) {
                     err(
@@ -596,6 +606,7 @@ impl Cx<'_> {
                     env: c.env.clone(),
                     resources: c.resources.clone(),
                     description: c.description.clone(),
+                    template,
                 },
             );
         }
@@ -617,6 +628,22 @@ impl Cx<'_> {
                 );
             }
         }
+        let slurm = &file.executor.slurm;
+        for (field, value) in [
+            ("time", &slurm.time),
+            ("poll_initial", &slurm.poll_initial),
+            ("poll_max", &slurm.poll_max),
+        ] {
+            if let Some(v) = value {
+                if humantime::parse_duration(v).is_err() {
+                    err(
+                        p(&["executor", "slurm", field]),
+                        format!("`{v}` is not a duration"),
+                        Some("write e.g. \"90m\" or \"2h 30m\"".into()),
+                    );
+                }
+            }
+        }
         let diags = diags.into_inner();
         if !diags.is_empty() {
             return Err(WorkflowError::Invalid(diags));
@@ -628,6 +655,8 @@ impl Cx<'_> {
             dir: self.dir.clone(),
             store,
             jobs: file.executor.jobs,
+            executor: file.executor.kind,
+            slurm: file.executor.slurm.clone(),
             data,
             stages: out,
             variant,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde_json::Value;
 
-pub use super::wire::{Resources, TableFormat};
+pub use super::wire::{Accounting, ExecutorKind, Resources, SlurmSection, TableFormat};
 
 /// One variant of a workflow (the whole workflow when there is no sweep).
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct Workflow {
     /// `[workflow] store`, resolved against `dir`.
     pub store: Option<PathBuf>,
     pub jobs: Option<usize>,
+    pub executor: ExecutorKind,
+    pub slurm: SlurmSection,
     pub data: IndexMap<String, DataSource>,
     /// In file order.
     pub stages: IndexMap<String, Stage>,
@@ -82,6 +84,8 @@ pub struct Stage {
     pub env: Vec<String>,
     pub resources: Resources,
     pub description: Option<String>,
+    /// The workflow's own SLURM job template (also listed in `deps`).
+    pub template: Option<Dep>,
 }
 
 impl Stage {

@@ -47,18 +47,80 @@ pub struct WorkflowSection {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSection {
+    /// `local` (default) or `slurm`; `swestar run --executor` overrides it.
     #[serde(default)]
     pub kind: ExecutorKind,
-    /// How many stages run at once (local executor); `-j` overrides it.
+    /// How many shards run at once (local executor); `-j` overrides it.
     #[serde(default)]
     pub jobs: Option<usize>,
+    /// Defaults for every SLURM job; stages override them under `resources`.
+    #[serde(default)]
+    pub slurm: SlurmSection,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutorKind {
     #[default]
     Local,
+    Slurm,
+}
+
+/// SLURM job defaults and the executor's own settings. None of these
+/// enter a cache key.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSection {
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub partition: Option<String>,
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// Job time limit, e.g. "4h".
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    #[serde(default)]
+    pub gpus_per_node: Option<u32>,
+    #[serde(default)]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per node, e.g. "64G".
+    #[serde(default)]
+    pub mem: Option<String>,
+    /// Extra `#SBATCH` options, e.g. ["--exclusive", "--constraint=a100"].
+    #[serde(default)]
+    pub sbatch: Vec<String>,
+    /// Shell lines run before the stage body, e.g. ["module load cuda/12.4"].
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// Array tasks of one stage at once (`--array=0-N%P`) unless the stage says otherwise.
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// Resubmissions of a shard lost to PREEMPTED, NODE_FAIL, BOOT_FAIL or TIMEOUT.
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// First and longest wait between two polls of the run's jobs.
+    #[serde(default)]
+    pub poll_initial: Option<String>,
+    #[serde(default)]
+    pub poll_max: Option<String>,
+    /// `auto` (default): `sacct` where accounting works, else `squeue`.
+    #[serde(default)]
+    pub accounting: Option<Accounting>,
+    /// The swestar binary as compute nodes see it (default: this binary).
+    #[serde(default)]
+    pub swestar: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accounting {
+    #[default]
+    Auto,
+    Sacct,
+    Squeue,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -99,6 +161,21 @@ pub struct Resources {
     /// At most this many shards at once.
     #[serde(default)]
     pub max_parallel: Option<u32>,
+    /// SLURM overrides of `[executor.slurm]` for this stage.
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub partition: Option<String>,
+    #[serde(default)]
+    pub qos: Option<String>,
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    /// Extra `#SBATCH` options, after the executor's.
+    #[serde(default)]
+    pub sbatch: Vec<String>,
+    /// Shell lines run before the stage body, after the executor's.
+    #[serde(default)]
+    pub setup: Vec<String>,
 }
 
 /// A `command` stage: a shell command rendered with minijinja.
@@ -135,6 +212,11 @@ pub struct CommandStage {
     pub format: Option<TableFormat>,
     #[serde(default)]
     pub resources: Resources,
+    /// A minijinja template for the SLURM job script, instead of the
+    /// built-in one (relative to the workflow file; its content enters the
+    /// cache key).
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 /// Schema-only view of a stage table: `kind` selects the variant.
