@@ -45,32 +45,20 @@ fn write_data(path: &Path, seed: u64, megabytes: usize) {
     let rows = megabytes * 1024 * 1024 / row_bytes;
     for chunk in 0..rows.div_ceil(256) {
         let n = 256.min(rows - chunk * 256);
-        let blobs: Vec<Vec<u8>> = (0..n)
-            .map(|i| noise(seed * 1_000_003 + (chunk * 256 + i) as u64, row_bytes))
-            .collect();
+        let blobs: Vec<Vec<u8>> =
+            (0..n).map(|i| noise(seed * 1_000_003 + (chunk * 256 + i) as u64, row_bytes)).collect();
         let ids = Int64Array::from_iter_values((0..n).map(|i| (chunk * 256 + i) as i64));
         let blob = BinaryArray::from_iter_values(blobs.iter());
-        w.write(
-            &RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(blob)]).unwrap(),
-        )
-        .unwrap();
+        w.write(&RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(blob)]).unwrap()).unwrap();
     }
     w.close().unwrap();
 }
 
 fn swestar(dir: &Path, args: &[&str]) -> f64 {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_swestar"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swestar")).args(args).current_dir(dir).output().unwrap();
     let secs = t.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "swestar {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "swestar {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     secs
 }
 
@@ -84,10 +72,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let mb: usize = std::env::var("SWESTAR_BENCH_MB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(171);
+    let mb: usize = std::env::var("SWESTAR_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(171);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut toml = String::from("[workflow]\nname = \"bench\"\n\n");
@@ -142,8 +127,5 @@ fn main() {
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    let _ = std::fs::write(
-        target.join("bench-engine.json"),
-        serde_json::to_vec_pretty(&report).unwrap(),
-    );
+    let _ = std::fs::write(target.join("bench-engine.json"), serde_json::to_vec_pretty(&report).unwrap());
 }

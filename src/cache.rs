@@ -30,10 +30,8 @@ impl CacheKey {
     /// Accepts only what a key looks like, so a damaged ref or directory
     /// name can never be mistaken for one.
     pub fn parse(s: &str) -> Option<CacheKey> {
-        (s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| CacheKey(s.to_string()))
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| CacheKey(s.to_string()))
     }
 }
 
@@ -71,11 +69,7 @@ impl Preimage {
     }
 
     pub fn key(&self) -> CacheKey {
-        CacheKey(
-            blake3::hash(self.canonical().as_bytes())
-                .to_hex()
-                .to_string(),
-        )
+        CacheKey(blake3::hash(self.canonical().as_bytes()).to_hex().to_string())
     }
 }
 
@@ -133,41 +127,15 @@ pub enum Change<T> {
 /// One field-level difference between an old and a new preimage.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Difference {
-    Schema {
-        old: u32,
-        new: u32,
-    },
-    Kind {
-        old: String,
-        new: String,
-    },
-    ImplVersion {
-        old: u32,
-        new: u32,
-    },
-    Definition {
-        name: String,
-        change: Change<Value>,
-    },
-    Param {
-        name: String,
-        change: Change<Value>,
-    },
-    File {
-        path: String,
-        change: Change<String>,
-    },
-    Input {
-        name: String,
-        change: Change<String>,
-    },
-    Need {
-        stage: String,
-        change: Change<String>,
-    },
-    Env {
-        name: String,
-    },
+    Schema { old: u32, new: u32 },
+    Kind { old: String, new: String },
+    ImplVersion { old: u32, new: u32 },
+    Definition { name: String, change: Change<Value> },
+    Param { name: String, change: Change<Value> },
+    File { path: String, change: Change<String> },
+    Input { name: String, change: Change<String> },
+    Need { stage: String, change: Change<String> },
+    Env { name: String },
 }
 
 /// Every difference between two preimages, in field order. Inputs and needs
@@ -175,22 +143,13 @@ pub enum Difference {
 pub fn diff(old: &Preimage, new: &Preimage, ignore: &[&str]) -> Vec<Difference> {
     let mut out = Vec::new();
     if old.schema != new.schema {
-        out.push(Difference::Schema {
-            old: old.schema,
-            new: new.schema,
-        });
+        out.push(Difference::Schema { old: old.schema, new: new.schema });
     }
     if old.kind != new.kind {
-        out.push(Difference::Kind {
-            old: old.kind.clone(),
-            new: new.kind.clone(),
-        });
+        out.push(Difference::Kind { old: old.kind.clone(), new: new.kind.clone() });
     }
     if old.impl_version != new.impl_version {
-        out.push(Difference::ImplVersion {
-            old: old.impl_version,
-            new: new.impl_version,
-        });
+        out.push(Difference::ImplVersion { old: old.impl_version, new: new.impl_version });
     }
     for (name, change) in map_diff(&old.definition, &new.definition) {
         out.push(Difference::Definition { name, change });
@@ -217,10 +176,7 @@ pub fn diff(old: &Preimage, new: &Preimage, ignore: &[&str]) -> Vec<Difference> 
     out
 }
 
-fn map_diff<V: Clone + PartialEq>(
-    old: &BTreeMap<String, V>,
-    new: &BTreeMap<String, V>,
-) -> Vec<(String, Change<V>)> {
+fn map_diff<V: Clone + PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V>) -> Vec<(String, Change<V>)> {
     let mut out = Vec::new();
     for (k, o) in old {
         match new.get(k) {
@@ -248,11 +204,7 @@ mod tests {
             kind: "command".into(),
             impl_version: 1,
             definition: [("run".to_string(), json!("echo {{ output }}"))].into(),
-            params: [
-                ("lr".to_string(), json!(5e-5)),
-                ("epochs".to_string(), json!(3)),
-            ]
-            .into(),
+            params: [("lr".to_string(), json!(5e-5)), ("epochs".to_string(), json!(3))].into(),
             files: [("a.py".to_string(), "aa".to_string())].into(),
             inputs: [("x".to_string(), "11".to_string())].into(),
             needs: BTreeMap::new(),
@@ -262,36 +214,22 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
-        let a: Value =
-            serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":null}}"#).unwrap();
-        assert_eq!(
-            canonical_json(&a),
-            r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#
-        );
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[1,{"d":2,"c":3}],"x":null}}"#).unwrap();
+        assert_eq!(canonical_json(&a), r#"{"a":{"x":null,"y":[1,{"c":3,"d":2}]},"b":1}"#);
     }
 
     #[test]
     fn key_is_stable_and_independent_of_param_order() {
         let a = base();
         let mut b = base();
-        b.params = [
-            ("epochs".to_string(), json!(3)),
-            ("lr".to_string(), json!(5e-5)),
-        ]
-        .into();
+        b.params = [("epochs".to_string(), json!(3)), ("lr".to_string(), json!(5e-5))].into();
         assert_eq!(a.key(), b.key());
         assert_eq!(a.key().as_str().len(), 64);
         // Object-valued params in another insertion order hash the same.
         let mut c = base();
         let mut d = base();
-        c.params.insert(
-            "opt".into(),
-            serde_json::from_str(r#"{"b":1,"a":2}"#).unwrap(),
-        );
-        d.params.insert(
-            "opt".into(),
-            serde_json::from_str(r#"{"a":2,"b":1}"#).unwrap(),
-        );
+        c.params.insert("opt".into(), serde_json::from_str(r#"{"b":1,"a":2}"#).unwrap());
+        d.params.insert("opt".into(), serde_json::from_str(r#"{"a":2,"b":1}"#).unwrap());
         assert_eq!(c.key(), d.key());
     }
 
@@ -361,14 +299,8 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                Difference::Param {
-                    name: "epochs".into(),
-                    change: Change::Removed(json!(3))
-                },
-                Difference::Param {
-                    name: "lr".into(),
-                    change: Change::Changed(json!(5e-5), json!(1e-5))
-                },
+                Difference::Param { name: "epochs".into(), change: Change::Removed(json!(3)) },
+                Difference::Param { name: "lr".into(), change: Change::Changed(json!(5e-5), json!(1e-5)) },
             ]
         );
     }

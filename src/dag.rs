@@ -27,76 +27,30 @@ use crate::workflow::{Ref, Stage, TableFormat, Workflow};
 pub enum Reason {
     NoCachedArtifact,
     ArtifactMissing,
-    ArtifactCorrupt {
-        detail: String,
-    },
-    CacheFormatChanged {
-        old: u32,
-        new: u32,
-    },
-    KindChanged {
-        old: String,
-        new: String,
-    },
-    ImplVersionChanged {
-        old: u32,
-        new: u32,
-    },
+    ArtifactCorrupt { detail: String },
+    CacheFormatChanged { old: u32, new: u32 },
+    KindChanged { old: String, new: String },
+    ImplVersionChanged { old: u32, new: u32 },
     CommandChanged,
-    SettingChanged {
-        name: String,
-        old: Option<Value>,
-        new: Option<Value>,
-    },
-    ParamChanged {
-        name: String,
-        old: Value,
-        new: Value,
-    },
-    ParamAdded {
-        name: String,
-        value: Value,
-    },
-    ParamRemoved {
-        name: String,
-        value: Value,
-    },
-    DataChanged {
-        path: String,
-    },
-    FileChanged {
-        path: String,
-    },
-    FileAdded {
-        path: String,
-    },
-    FileRemoved {
-        path: String,
-    },
-    UpstreamChanged {
-        stage: String,
-    },
-    InputAdded {
-        name: String,
-    },
-    InputRemoved {
-        name: String,
-    },
-    EnvChanged {
-        name: String,
-    },
-    PendingUpstream {
-        stage: String,
-    },
+    SettingChanged { name: String, old: Option<Value>, new: Option<Value> },
+    ParamChanged { name: String, old: Value, new: Value },
+    ParamAdded { name: String, value: Value },
+    ParamRemoved { name: String, value: Value },
+    DataChanged { path: String },
+    FileChanged { path: String },
+    FileAdded { path: String },
+    FileRemoved { path: String },
+    UpstreamChanged { stage: String },
+    InputAdded { name: String },
+    InputRemoved { name: String },
+    EnvChanged { name: String },
+    PendingUpstream { stage: String },
 }
 
 impl Reason {
     /// Caused by something upstream rather than by this stage itself.
     pub fn is_cascade(&self) -> bool {
-        matches!(
-            self,
-            Reason::PendingUpstream { .. } | Reason::UpstreamChanged { .. }
-        )
+        matches!(self, Reason::PendingUpstream { .. } | Reason::UpstreamChanged { .. })
     }
 }
 
@@ -104,10 +58,7 @@ impl Reason {
 fn show(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_f64() => n
-            .as_f64()
-            .map(|f| format!("{f:?}"))
-            .unwrap_or_else(|| n.to_string()),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(|f| format!("{f:?}")).unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
 }
@@ -247,16 +198,9 @@ pub struct Plan {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("cannot hash {}: {source}", path.display())]
-    Hash {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Hash { path: PathBuf, source: std::io::Error },
     #[error("no stage named `{name}` in {workflow}{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
-    UnknownStage {
-        name: String,
-        workflow: String,
-        suggestion: Option<String>,
-    },
+    UnknownStage { name: String, workflow: String, suggestion: Option<String> },
 }
 
 /// Counts for the summary line.
@@ -272,11 +216,7 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} run", self.run)?;
         if self.run > 0 {
-            write!(
-                f,
-                " ({} changed, {} downstream)",
-                self.changed, self.downstream
-            )?;
+            write!(f, " ({} changed, {} downstream)", self.changed, self.downstream)?;
         }
         write!(f, ", {} cached", self.cached)
     }
@@ -284,11 +224,7 @@ impl fmt::Display for Summary {
 
 impl Plan {
     /// Plans every variant against the store (`None`: nothing is cached).
-    pub fn build(
-        variants: &[Workflow],
-        store: Option<&Store>,
-        stat: &mut StatCache,
-    ) -> Result<Plan, PlanError> {
+    pub fn build(variants: &[Workflow], store: Option<&Store>, stat: &mut StatCache) -> Result<Plan, PlanError> {
         let first = &variants[0];
         let refs = store.map(|s| s.refs(&first.name)).unwrap_or_default();
         let mut plan = Plan {
@@ -310,21 +246,13 @@ impl Plan {
                 for (input, r) in &stage.inputs {
                     if let Ref::Stage(up) = r {
                         let (node, def) = &local[up.as_str()];
-                        upstream.push(Edge {
-                            input: Some(input.clone()),
-                            stage: up.clone(),
-                            node: *node,
-                        });
+                        upstream.push(Edge { input: Some(input.clone()), stage: up.clone(), node: *node });
                         ids.insert(format!("input:{input}"), def.clone());
                     }
                 }
                 for up in &stage.needs {
                     let (node, def) = &local[up.as_str()];
-                    upstream.push(Edge {
-                        input: None,
-                        stage: up.clone(),
-                        node: *node,
-                    });
+                    upstream.push(Edge { input: None, stage: up.clone(), node: *node });
                     ids.insert(format!("needs:{up}"), def.clone());
                 }
                 let def = cache::hash_str(&format!(
@@ -347,10 +275,7 @@ impl Plan {
                     upstream,
                     data,
                     partial,
-                    decision: Decision::Run {
-                        key: None,
-                        reasons: Vec::new(),
-                    },
+                    decision: Decision::Run { key: None, reasons: Vec::new() },
                     selected: true,
                 });
                 by_def.insert(def.clone(), idx);
@@ -453,21 +378,10 @@ fn order(wf: &Workflow) -> Vec<&str> {
         }
     }
     let pos = |n: &str| wf.stages.get_index_of(n).unwrap_or(usize::MAX);
-    let mut indegree: HashMap<&str, usize> = g
-        .nodes()
-        .map(|n| {
-            (
-                n,
-                g.neighbors_directed(n, petgraph::Direction::Incoming)
-                    .count(),
-            )
-        })
-        .collect();
-    let mut ready: BinaryHeap<Reverse<(usize, &str)>> = indegree
-        .iter()
-        .filter(|(_, d)| **d == 0)
-        .map(|(n, _)| Reverse((pos(n), *n)))
-        .collect();
+    let mut indegree: HashMap<&str, usize> =
+        g.nodes().map(|n| (n, g.neighbors_directed(n, petgraph::Direction::Incoming).count())).collect();
+    let mut ready: BinaryHeap<Reverse<(usize, &str)>> =
+        indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| Reverse((pos(n), *n))).collect();
     let mut out = Vec::new();
     while let Some(Reverse((_, n))) = ready.pop() {
         out.push(n);
@@ -482,16 +396,9 @@ fn order(wf: &Workflow) -> Vec<&str> {
     out
 }
 
-fn partial_preimage(
-    wf: &Workflow,
-    stage: &Stage,
-    stat: &mut StatCache,
-) -> Result<Preimage, PlanError> {
+fn partial_preimage(wf: &Workflow, stage: &Stage, stat: &mut StatCache) -> Result<Preimage, PlanError> {
     let hash = |stat: &mut StatCache, path: &PathBuf| {
-        stat.hash(path).map_err(|source| PlanError::Hash {
-            path: path.clone(),
-            source,
-        })
+        stat.hash(path).map_err(|source| PlanError::Hash { path: path.clone(), source })
     };
     let mut files = BTreeMap::new();
     for dep in &stage.deps {
@@ -503,16 +410,8 @@ fn partial_preimage(
             inputs.insert(input.clone(), hash(stat, &wf.data[d.as_str()].path)?);
         }
     }
-    let env = stage
-        .env
-        .iter()
-        .map(|name| {
-            (
-                name.clone(),
-                std::env::var(name).ok().map(|v| cache::hash_str(&v)),
-            )
-        })
-        .collect();
+    let env =
+        stage.env.iter().map(|name| (name.clone(), std::env::var(name).ok().map(|v| cache::hash_str(&v)))).collect();
     Ok(Preimage {
         schema: PREIMAGE_SCHEMA,
         kind: stage.kind.name().to_string(),
@@ -562,10 +461,7 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
                 match store.lookup(&key) {
                     Lookup::Present(manifest) => return Decision::Cached { key, manifest },
                     Lookup::Corrupt(detail) => {
-                        return Decision::Run {
-                            key: Some(key),
-                            reasons: vec![Reason::ArtifactCorrupt { detail }],
-                        };
+                        return Decision::Run { key: Some(key), reasons: vec![Reason::ArtifactCorrupt { detail }] };
                     }
                     Lookup::Missing => {}
                 }
@@ -581,21 +477,11 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
                 }
                 None => vec![Reason::NoCachedArtifact],
             };
-            Decision::Run {
-                key: Some(key),
-                reasons,
-            }
+            Decision::Run { key: Some(key), reasons }
         }
         None => {
-            let pending: Vec<&Edge> = node
-                .upstream
-                .iter()
-                .filter(|e| upstream_hash(e.node).is_none())
-                .collect();
-            let ignore: Vec<&str> = pending
-                .iter()
-                .map(|e| e.input.as_deref().unwrap_or(e.stage.as_str()))
-                .collect();
+            let pending: Vec<&Edge> = node.upstream.iter().filter(|e| upstream_hash(e.node).is_none()).collect();
+            let ignore: Vec<&str> = pending.iter().map(|e| e.input.as_deref().unwrap_or(e.stage.as_str())).collect();
             let mut reasons = match &previous {
                 Some(old) => {
                     // Compare with the pending hashes copied from the old preimage.
@@ -619,9 +505,7 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
             // A stage that never ran needs no further explanation.
             if reasons != [Reason::NoCachedArtifact] {
                 for e in pending {
-                    let r = Reason::PendingUpstream {
-                        stage: e.stage.clone(),
-                    };
+                    let r = Reason::PendingUpstream { stage: e.stage.clone() };
                     if !reasons.contains(&r) {
                         reasons.push(r);
                     }
@@ -647,12 +531,8 @@ fn previous_preimage(node: &Node, store: Option<&Store>, refs: &Refs) -> Option<
 
 /// Turns preimage differences into reasons a user reads.
 pub fn reasons(node: &Node, old: &Preimage, new: &Preimage, ignore: &[&str]) -> Vec<Reason> {
-    let upstream_of = |input: &str| {
-        node.upstream
-            .iter()
-            .find(|e| e.input.as_deref() == Some(input))
-            .map(|e| e.stage.clone())
-    };
+    let upstream_of =
+        |input: &str| node.upstream.iter().find(|e| e.input.as_deref() == Some(input)).map(|e| e.stage.clone());
     cache::diff(old, new, ignore)
         .into_iter()
         .map(|d| match d {
@@ -682,21 +562,15 @@ pub fn reasons(node: &Node, old: &Preimage, new: &Preimage, ignore: &[&str]) -> 
                 Change::Added(_) => Reason::InputAdded { name },
                 Change::Removed(_) => Reason::InputRemoved { name },
                 Change::Changed(..) => match (node.data.get(&name), upstream_of(&name)) {
-                    (Some(d), _) => Reason::DataChanged {
-                        path: d.rel.clone(),
-                    },
+                    (Some(d), _) => Reason::DataChanged { path: d.rel.clone() },
                     (None, Some(stage)) => Reason::UpstreamChanged { stage },
                     (None, None) => Reason::InputAdded { name },
                 },
             },
             Difference::Need { stage, change } => match change {
                 Change::Changed(..) => Reason::UpstreamChanged { stage },
-                Change::Added(_) => Reason::InputAdded {
-                    name: format!("needs {stage}"),
-                },
-                Change::Removed(_) => Reason::InputRemoved {
-                    name: format!("needs {stage}"),
-                },
+                Change::Added(_) => Reason::InputAdded { name: format!("needs {stage}") },
+                Change::Removed(_) => Reason::InputRemoved { name: format!("needs {stage}") },
             },
             Difference::Env { name } => Reason::EnvChanged { name },
         })
@@ -709,24 +583,14 @@ mod tests {
 
     #[test]
     fn reasons_render_as_the_cli_promises() {
-        let r = Reason::ParamChanged {
-            name: "lr".into(),
-            old: serde_json::json!(5e-5),
-            new: serde_json::json!(1e-5),
-        };
+        let r = Reason::ParamChanged { name: "lr".into(), old: serde_json::json!(5e-5), new: serde_json::json!(1e-5) };
         assert_eq!(r.to_string(), "parameter lr changed 5e-5 → 1e-5");
         assert_eq!(
-            Reason::UpstreamChanged {
-                stage: "segment".into()
-            }
-            .to_string(),
+            Reason::UpstreamChanged { stage: "segment".into() }.to_string(),
             "upstream segment produced new content"
         );
         assert_eq!(
-            Reason::DataChanged {
-                path: "data/x.parquet".into()
-            }
-            .to_string(),
+            Reason::DataChanged { path: "data/x.parquet".into() }.to_string(),
             "data source data/x.parquet changed"
         );
         assert_eq!(Reason::NoCachedArtifact.to_string(), "no cached artifact");
@@ -741,12 +605,7 @@ mod tests {
 
     #[test]
     fn summary_separates_roots_from_cascade() {
-        let s = Summary {
-            run: 3,
-            changed: 1,
-            downstream: 2,
-            cached: 4,
-        };
+        let s = Summary { run: 3, changed: 1, downstream: 2, cached: 4 };
         assert_eq!(s.to_string(), "3 run (1 changed, 2 downstream), 4 cached");
     }
 }

@@ -58,24 +58,12 @@ fn second_run_executes_nothing_and_says_so() {
     diamond(&ctx);
     let first = ctx.run("wf.toml", &[]);
     assert_eq!(first.code, 0, "{}", first.stderr);
-    assert!(
-        first.statuses().iter().all(|(_, s)| s == "committed"),
-        "{}",
-        first.stdout
-    );
+    assert!(first.statuses().iter().all(|(_, s)| s == "committed"), "{}", first.stdout);
     assert_eq!(total_of(&ctx, &[]), 2.0 + 4.0 + 6.0 + 1.0 + 4.0 + 9.0);
     let second = ctx.run("wf.toml", &[]);
     assert_eq!(second.code, 0);
-    assert!(
-        second.statuses().iter().all(|(_, s)| s == "cached"),
-        "{}",
-        second.stdout
-    );
-    assert!(
-        second.stderr.contains("nothing to do: all 3 stages cached"),
-        "{}",
-        second.stderr
-    );
+    assert!(second.statuses().iter().all(|(_, s)| s == "cached"), "{}", second.stdout);
+    assert!(second.stderr.contains("nothing to do: all 3 stages cached"), "{}", second.stderr);
     assert_eq!(ctx.objects().len(), 3);
 }
 
@@ -92,16 +80,10 @@ fn a_parameter_change_reruns_that_stage_and_its_dependents_only() {
         .iter()
         .map(|n| (n["stage"].as_str().unwrap(), n["action"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        actions,
-        [("double", "run"), ("square", "cached"), ("total", "run")]
-    );
+    assert_eq!(actions, [("double", "run"), ("square", "cached"), ("total", "run")]);
     assert_eq!(plan[0]["reason"], "parameter factor changed 2 → 3");
     assert_eq!(plan[2]["reason"], "upstream double reruns");
-    assert!(
-        plan[2]["key"].is_null(),
-        "a key below a rerun is not known yet"
-    );
+    assert!(plan[2]["key"].is_null(), "a key below a rerun is not known yet");
     assert_eq!(plan[1]["key"].as_str().unwrap().len(), 64);
 
     let r = ctx.run("wf.toml", &["--set", "stages.double.params.factor=3"]);
@@ -109,30 +91,17 @@ fn a_parameter_change_reruns_that_stage_and_its_dependents_only() {
     assert_eq!(r.status_of("double"), "committed");
     assert_eq!(r.status_of("square"), "cached");
     assert_eq!(r.status_of("total"), "committed");
-    assert_eq!(
-        total_of(&ctx, &["--set", "stages.double.params.factor=3"]),
-        18.0 + 14.0
-    );
+    assert_eq!(total_of(&ctx, &["--set", "stages.double.params.factor=3"]), 18.0 + 14.0);
 
     // The same change made in the file: hits the artifacts just made.
-    let text = std::fs::read_to_string(ctx.path("wf.toml"))
-        .unwrap()
-        .replace("factor = 2", "factor = 3");
+    let text = std::fs::read_to_string(ctx.path("wf.toml")).unwrap().replace("factor = 2", "factor = 3");
     ctx.write("wf.toml", &text);
     let r = ctx.run("wf.toml", &[]);
-    assert!(
-        r.statuses().iter().all(|(_, s)| s == "cached"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.statuses().iter().all(|(_, s)| s == "cached"), "{}", r.stdout);
 
     // Going back to the old value hits the old artifacts: entries are never overwritten.
     let r = ctx.run("wf.toml", &["--set", "stages.double.params.factor=2"]);
-    assert!(
-        r.statuses().iter().all(|(_, s)| s == "cached"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.statuses().iter().all(|(_, s)| s == "cached"), "{}", r.stdout);
 }
 
 #[test]
@@ -148,11 +117,7 @@ fn identical_upstream_output_leaves_downstream_cached() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.status_of("double"), "committed");
     assert_eq!(r.status_of("total"), "cached");
-    assert!(
-        r.stderr.contains("upstream output unchanged"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("upstream output unchanged"), "{}", r.stderr);
     assert!(r.stderr.contains("1 cut off early"), "{}", r.stderr);
 }
 
@@ -165,22 +130,13 @@ fn data_sources_are_hashed_by_content() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     ctx.write("nums.jsonl", "{\"x\": 1}\n{\"x\": 2}\n{\"x\": 3}\n");
     let plan = ctx.plan_json("wf.toml", &[]);
-    assert!(
-        plan.as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["action"] == "cached"),
-        "{plan}"
-    );
+    assert!(plan.as_array().unwrap().iter().all(|n| n["action"] == "cached"), "{plan}");
     // New content: both readers rerun, with the data source named.
     ctx.write("nums.jsonl", "{\"x\": 1}\n{\"x\": 5}\n");
     let plan = ctx.plan_json("wf.toml", &[]);
     assert_eq!(plan[0]["reason"], "data source nums.jsonl changed");
     assert_eq!(plan[1]["reason"], "data source nums.jsonl changed");
-    assert_eq!(
-        plan[2]["reason"],
-        "upstream double reruns; upstream square reruns"
-    );
+    assert_eq!(plan[2]["reason"], "upstream double reruns; upstream square reruns");
 }
 
 #[test]
@@ -192,9 +148,7 @@ fn editing_a_dep_or_the_command_reruns_and_says_why() {
     let plan = ctx.plan_json("wf.toml", &[]);
     assert_eq!(plan[0]["reason"], "file ops.py changed");
     ctx.write("ops.py", OPS);
-    let text = std::fs::read_to_string(ctx.path("wf.toml"))
-        .unwrap()
-        .replace("ops.py square", "ops.py  square");
+    let text = std::fs::read_to_string(ctx.path("wf.toml")).unwrap().replace("ops.py square", "ops.py  square");
     ctx.write("wf.toml", &text);
     let plan = ctx.plan_json("wf.toml", &[]);
     assert_eq!(plan[0]["action"], "cached");
@@ -208,19 +162,10 @@ fn resource_settings_do_not_change_keys() {
     assert_eq!(ctx.run("wf.toml", &[]).code, 0);
     let text = std::fs::read_to_string(ctx.path("wf.toml"))
         .unwrap()
-        .replace(
-            "[stages.square]\n",
-            "[stages.square]\nresources = { time = \"2h\", cpus = 8, mem = \"4G\" }\n",
-        );
+        .replace("[stages.square]\n", "[stages.square]\nresources = { time = \"2h\", cpus = 8, mem = \"4G\" }\n");
     ctx.write("wf.toml", &text);
     let plan = ctx.plan_json("wf.toml", &[]);
-    assert!(
-        plan.as_array()
-            .unwrap()
-            .iter()
-            .all(|n| n["action"] == "cached"),
-        "{plan}"
-    );
+    assert!(plan.as_array().unwrap().iter().all(|n| n["action"] == "cached"), "{plan}");
 }
 
 #[test]
@@ -228,19 +173,13 @@ fn sweep_variants_share_upstream_artifacts() {
     let ctx = Ctx::new();
     diamond(&ctx);
     let text = std::fs::read_to_string(ctx.path("wf.toml")).unwrap();
-    ctx.write(
-        "wf.toml",
-        &format!("{text}\n[sweep]\n\"stages.double.params.factor\" = [2, 3]\n"),
-    );
+    ctx.write("wf.toml", &format!("{text}\n[sweep]\n\"stages.double.params.factor\" = [2, 3]\n"));
     let plan = ctx.plan_json("wf.toml", &[]);
     let nodes = plan.as_array().unwrap();
     // square is shared: it appears once, for both variants.
     let squares: Vec<_> = nodes.iter().filter(|n| n["stage"] == "square").collect();
     assert_eq!(squares.len(), 1, "{plan}");
-    assert_eq!(
-        squares[0]["variants"],
-        serde_json::json!(["factor=2", "factor=3"])
-    );
+    assert_eq!(squares[0]["variants"], serde_json::json!(["factor=2", "factor=3"]));
     assert_eq!(nodes.iter().filter(|n| n["stage"] == "double").count(), 2);
     assert_eq!(nodes.len(), 5);
     let r = ctx.run("wf.toml", &[]);
@@ -250,11 +189,7 @@ fn sweep_variants_share_upstream_artifacts() {
     // The un-swept workflow is one of the variants: fully cached.
     ctx.write("wf.toml", &text);
     let r = ctx.run("wf.toml", &[]);
-    assert!(
-        r.statuses().iter().all(|(_, s)| s == "cached"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.statuses().iter().all(|(_, s)| s == "cached"), "{}", r.stdout);
 }
 
 #[test]
@@ -262,16 +197,10 @@ fn two_workflows_with_the_same_stage_share_one_artifact() {
     let ctx = Ctx::new();
     diamond(&ctx);
     assert_eq!(ctx.run("wf.toml", &[]).code, 0);
-    let text = std::fs::read_to_string(ctx.path("wf.toml"))
-        .unwrap()
-        .replace("name = \"diamond\"", "name = \"other\"");
+    let text = std::fs::read_to_string(ctx.path("wf.toml")).unwrap().replace("name = \"diamond\"", "name = \"other\"");
     ctx.write("other.toml", &text);
     let r = ctx.run("other.toml", &[]);
-    assert!(
-        r.statuses().iter().all(|(_, s)| s == "cached"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.statuses().iter().all(|(_, s)| s == "cached"), "{}", r.stdout);
     assert_eq!(ctx.objects().len(), 3);
 }
 
@@ -293,59 +222,32 @@ fn only_runs_the_named_stage_and_what_it_needs() {
 fn a_failing_command_exits_1_shows_stderr_and_keeps_the_log() {
     let ctx = Ctx::new();
     diamond(&ctx);
-    let text = std::fs::read_to_string(ctx.path("wf.toml"))
-        .unwrap()
-        .replace(
-            "python3 ops.py square {{ inputs.nums }} {{ output }}",
-            "echo 'something broke: disk on fire' >&2; exit 3",
-        );
+    let text = std::fs::read_to_string(ctx.path("wf.toml")).unwrap().replace(
+        "python3 ops.py square {{ inputs.nums }} {{ output }}",
+        "echo 'something broke: disk on fire' >&2; exit 3",
+    );
     ctx.write("wf.toml", &text);
     let r = ctx.run("wf.toml", &[]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("something broke: disk on fire"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("command exited with status 3"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("something broke: disk on fire"), "{}", r.stderr);
+    assert!(r.stderr.contains("command exited with status 3"), "{}", r.stderr);
     assert_eq!(r.status_of("square"), "failed");
     assert_eq!(r.status_of("total"), "skipped");
     let record = r.json();
     let log = record["stages"][1]["log"].as_str().unwrap();
-    assert!(
-        log.starts_with(ctx.store().canonicalize().unwrap().to_str().unwrap()),
-        "{log}"
-    );
-    assert!(std::fs::read_to_string(log)
-        .unwrap()
-        .contains("disk on fire"));
+    assert!(log.starts_with(ctx.store().canonicalize().unwrap().to_str().unwrap()), "{log}");
+    assert!(std::fs::read_to_string(log).unwrap().contains("disk on fire"));
     // The failed stage left nothing under its key; status shows the failure.
     let key = record["stages"][1]["key"].as_str().unwrap();
-    assert!(!ctx
-        .store()
-        .join("objects")
-        .join(&key[..2])
-        .join(key)
-        .exists());
+    assert!(!ctx.store().join("objects").join(&key[..2]).join(key).exists());
     let s = ctx.swestar(&["status"]);
-    assert!(
-        s.stdout.contains("failed") && s.stdout.contains("square"),
-        "{}",
-        s.stdout
-    );
+    assert!(s.stdout.contains("failed") && s.stdout.contains("square"), "{}", s.stdout);
 }
 
 #[test]
 fn a_command_that_writes_no_output_fails_clearly() {
     let ctx = Ctx::new();
-    ctx.write(
-        "wf.toml",
-        "[workflow]\nname = \"w\"\n[stages.a]\nkind = \"command\"\nrun = \"true\"\n",
-    );
+    ctx.write("wf.toml", "[workflow]\nname = \"w\"\n[stages.a]\nkind = \"command\"\nrun = \"true\"\n");
     let r = ctx.run("wf.toml", &[]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("wrote no output"), "{}", r.stderr);
@@ -379,32 +281,16 @@ env = ["MY_SETTING"]
 run = "echo \"{\\\"v\\\": \\\"$MY_SETTING\\\", \\\"secret\\\": \\\"${OTHER_SECRET:-unset}\\\"}\" > {{ output }}"
 "#,
     );
-    let r = ctx
-        .cmd(&["run", "wf.toml", "--json"])
-        .env("MY_SETTING", "one")
-        .env("OTHER_SECRET", "x")
-        .output()
-        .unwrap();
+    let r = ctx.cmd(&["run", "wf.toml", "--json"]).env("MY_SETTING", "one").env("OTHER_SECRET", "x").output().unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let show = ctx
-        .cmd(&["show", "wf.toml", "a", "--json"])
-        .env("MY_SETTING", "one")
-        .output()
-        .unwrap();
+    let show = ctx.cmd(&["show", "wf.toml", "a", "--json"]).env("MY_SETTING", "one").output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["head"][0]["v"], "one");
     assert_eq!(v["head"][0]["secret"], "unset");
-    let plan = ctx
-        .cmd(&["plan", "wf.toml", "--json"])
-        .env("MY_SETTING", "two")
-        .output()
-        .unwrap();
+    let plan = ctx.cmd(&["plan", "wf.toml", "--json"]).env("MY_SETTING", "two").output().unwrap();
     let p: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(p[0]["reason"], "environment variable MY_SETTING changed");
-    assert!(
-        !String::from_utf8_lossy(&plan.stdout).contains("two"),
-        "values never appear"
-    );
+    assert!(!String::from_utf8_lossy(&plan.stdout).contains("two"), "values never appear");
 }
 
 #[test]
@@ -413,21 +299,10 @@ fn a_damaged_object_is_reported_and_redone() {
     diamond(&ctx);
     let r = ctx.run("wf.toml", &[]);
     let key = r.json()["stages"][1]["key"].as_str().unwrap().to_string();
-    let part = ctx
-        .store()
-        .join("objects")
-        .join(&key[..2])
-        .join(&key)
-        .join("part-00000.parquet");
+    let part = ctx.store().join("objects").join(&key[..2]).join(&key).join("part-00000.parquet");
     std::fs::write(&part, "garbage").unwrap();
     let plan = ctx.plan_json("wf.toml", &[]);
-    assert!(
-        plan[1]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("cached artifact is damaged"),
-        "{plan}"
-    );
+    assert!(plan[1]["reason"].as_str().unwrap().starts_with("cached artifact is damaged"), "{plan}");
     let r = ctx.run("wf.toml", &[]);
     assert_eq!(r.status_of("square"), "committed", "{}", r.stderr);
     assert_eq!(r.status_of("total"), "cached");
@@ -459,10 +334,7 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
         "duration_s",
         "preimage",
     ] {
-        assert!(
-            !manifest[field].is_null(),
-            "manifest lacks {field}: {manifest}"
-        );
+        assert!(!manifest[field].is_null(), "manifest lacks {field}: {manifest}");
     }
     assert_eq!(manifest["rows"], 1);
     assert_eq!(manifest["schema"][0]["name"], "total");
@@ -474,37 +346,23 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
         .arg(obj.join("part-00000.parquet"))
         .output()
         .expect("python3 with pyarrow (see .ci/run)");
-    assert!(
-        out.status.success(),
-        "pyarrow could not read the artifact: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "pyarrow could not read the artifact: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 26.0");
     let out = std::process::Command::new(&python)
         .args(["-c", "import sys, duckdb; print(duckdb.connect().execute(f\"select total from read_parquet('{sys.argv[1]}')\").fetchone()[0])"])
         .arg(obj.join("part-00000.parquet"))
         .output()
         .expect("python3 with duckdb (see .ci/run)");
-    assert!(
-        out.status.success(),
-        "DuckDB could not read the artifact: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "DuckDB could not read the artifact: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "26.0");
 
     let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "double.jsonl"]);
     assert_eq!(e.code, 0, "{}", e.stderr);
-    assert_eq!(
-        std::fs::read_to_string(ctx.path("double.jsonl")).unwrap(),
-        "{\"x\":2.0}\n{\"x\":4.0}\n{\"x\":6.0}\n"
-    );
+    assert_eq!(std::fs::read_to_string(ctx.path("double.jsonl")).unwrap(), "{\"x\":2.0}\n{\"x\":4.0}\n{\"x\":6.0}\n");
     let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "double.parquet"]);
     assert_eq!(e.code, 0, "{}", e.stderr);
     let out = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import sys, pyarrow.parquet as pq; print(pq.read_table(sys.argv[1]).num_rows)",
-        ])
+        .args(["-c", "import sys, pyarrow.parquet as pq; print(pq.read_table(sys.argv[1]).num_rows)"])
         .arg(ctx.path("double.parquet"))
         .output()
         .unwrap();
@@ -514,11 +372,7 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
         .arg(ctx.path("double.parquet"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "DuckDB could not read the export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "DuckDB could not read the export: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12.0");
     let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "double.csv"]);
     assert_eq!(e.code, 2);
@@ -534,19 +388,9 @@ fn show_prints_schema_rows_and_head() {
     assert!(r.stdout.contains("3 rows"), "{}", r.stdout);
     assert!(r.stdout.contains("x: Float64"), "{}", r.stdout);
     assert!(r.stdout.contains("first 2 rows"), "{}", r.stdout);
-    let r = ctx.swestar(&[
-        "show",
-        "wf.toml",
-        "double",
-        "--set",
-        "stages.double.params.factor=9",
-    ]);
+    let r = ctx.swestar(&["show", "wf.toml", "double", "--set", "stages.double.params.factor=9"]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("no artifact for the current settings"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("no artifact for the current settings"), "{}", r.stderr);
 }
 
 #[test]
@@ -554,11 +398,7 @@ fn gc_removes_only_unreferenced_objects() {
     let ctx = Ctx::new();
     diamond(&ctx);
     assert_eq!(ctx.run("wf.toml", &[]).code, 0);
-    assert_eq!(
-        ctx.run("wf.toml", &["--set", "stages.double.params.factor=3"])
-            .code,
-        0
-    );
+    assert_eq!(ctx.run("wf.toml", &["--set", "stages.double.params.factor=3"]).code, 0);
     assert_eq!(ctx.objects().len(), 5);
     // Every object is named by a run record: nothing to remove.
     let r = ctx.swestar(&["gc"]);
@@ -570,11 +410,7 @@ fn gc_removes_only_unreferenced_objects() {
     assert!(r.stdout.contains("removed 2 objects"), "{}", r.stdout);
     assert_eq!(ctx.objects().len(), 3);
     let plan = ctx.plan_json("wf.toml", &["--set", "stages.double.params.factor=3"]);
-    assert!(plan
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|n| n["action"] == "cached"));
+    assert!(plan.as_array().unwrap().iter().all(|n| n["action"] == "cached"));
 }
 
 #[test]
@@ -582,12 +418,12 @@ fn schema_file_is_current() {
     let ctx = Ctx::new();
     let r = ctx.swestar(&["schema"]);
     assert_eq!(r.code, 0);
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemas/workflow.schema.json"
-    ))
-    .unwrap();
-    assert!(r.stdout == committed, "schemas/workflow.schema.json is stale: run `cargo run -- schema > schemas/workflow.schema.json`");
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/workflow.schema.json")).unwrap();
+    assert!(
+        r.stdout == committed,
+        "schemas/workflow.schema.json is stale: run `cargo run -- schema > schemas/workflow.schema.json`"
+    );
     let schema: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let command = &schema["$defs"]["StageSchema"]["oneOf"][0];
     assert_eq!(command["properties"]["kind"]["const"], "command");
@@ -633,32 +469,22 @@ run = "trap 'echo cleaned > cleaned.txt; exit 1' TERM; sleep 60 & echo $! > slee
 fn kill_9_mid_stage_leaves_no_artifact_no_process_and_the_rerun_redoes_only_that_stage() {
     let ctx = Ctx::new();
     slow_workflow(&ctx);
-    let mut child = ctx
-        .cmd(&["run", "slow.toml"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the slow stage to start", 30, || {
-        read_pid(&ctx.path("sleep.pid")).is_some()
-    });
+    let mut child = ctx.cmd(&["run", "slow.toml"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for("the slow stage to start", 30, || read_pid(&ctx.path("sleep.pid")).is_some());
     let (sleep_pid, bash_pid) = (read_pid(&ctx.path("sleep.pid")).unwrap(), {
         wait_for("bash pid", 10, || read_pid(&ctx.path("bash.pid")).is_some());
         read_pid(&ctx.path("bash.pid")).unwrap()
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    wait_for(
-        "the stage's processes to die with the orchestrator",
-        10,
-        || !process_alive(sleep_pid) && !process_alive(bash_pid),
-    );
+    wait_for("the stage's processes to die with the orchestrator", 10, || {
+        !process_alive(sleep_pid) && !process_alive(bash_pid)
+    });
     assert_eq!(ctx.objects().len(), 1, "only `fast` was committed");
     let s = ctx.swestar(&["status"]);
     assert!(s.stdout.contains("killed"), "{}", s.stdout);
     std::fs::remove_file(ctx.path("sleep.pid")).unwrap();
-    let text = std::fs::read_to_string(ctx.path("slow.toml"))
-        .unwrap()
-        .replace("sleep 60", "sleep 0");
+    let text = std::fs::read_to_string(ctx.path("slow.toml")).unwrap().replace("sleep 60", "sleep 0");
     ctx.write("slow.toml", &text);
     let r = ctx.run("slow.toml", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -676,9 +502,7 @@ fn ctrl_c_stops_running_stages_and_says_what_finished() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the slow stage to start", 30, || {
-        read_pid(&ctx.path("sleep.pid")).is_some()
-    });
+    wait_for("the slow stage to start", 30, || read_pid(&ctx.path("sleep.pid")).is_some());
     let sleep_pid = read_pid(&ctx.path("sleep.pid")).unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
@@ -689,9 +513,7 @@ fn ctrl_c_stops_running_stages_and_says_what_finished() {
     assert!(r.stderr.contains("1 interrupted"), "{}", r.stderr);
     assert_eq!(r.status_of("fast"), "committed");
     assert_eq!(r.status_of("slow"), "interrupted");
-    wait_for("the stage's processes to stop", 10, || {
-        !process_alive(sleep_pid)
-    });
+    wait_for("the stage's processes to stop", 10, || !process_alive(sleep_pid));
     assert_eq!(ctx.objects().len(), 1);
 }
 
@@ -699,26 +521,14 @@ fn ctrl_c_stops_running_stages_and_says_what_finished() {
 fn a_second_writer_fails_clearly_or_waits() {
     let ctx = Ctx::new();
     slow_workflow(&ctx);
-    let text = std::fs::read_to_string(ctx.path("slow.toml"))
-        .unwrap()
-        .replace("sleep 60", "sleep 3");
+    let text = std::fs::read_to_string(ctx.path("slow.toml")).unwrap().replace("sleep 60", "sleep 3");
     ctx.write("slow.toml", &text);
     diamond(&ctx);
-    let first = ctx
-        .cmd(&["run", "slow.toml"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the first run to hold the store", 30, || {
-        read_pid(&ctx.path("sleep.pid")).is_some()
-    });
+    let first = ctx.cmd(&["run", "slow.toml"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for("the first run to hold the store", 30, || read_pid(&ctx.path("sleep.pid")).is_some());
     let second = ctx.run("wf.toml", &[]);
     assert_eq!(second.code, 1, "{}", second.stderr);
-    assert!(
-        second.stderr.contains("in use by another writer"),
-        "{}",
-        second.stderr
-    );
+    assert!(second.stderr.contains("in use by another writer"), "{}", second.stderr);
     assert!(second.stderr.contains("--wait"), "{}", second.stderr);
     let waited = ctx.run("wf.toml", &["--wait"]);
     assert_eq!(waited.code, 0, "{}", waited.stderr);
@@ -760,24 +570,13 @@ fn a_sharded_stage_commits_one_part_per_shard() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let key = r.json()["stages"][0]["key"].as_str().unwrap().to_string();
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            ctx.store()
-                .join("objects")
-                .join(&key[..2])
-                .join(&key)
-                .join("manifest.json"),
-        )
-        .unwrap(),
+        &std::fs::read(ctx.store().join("objects").join(&key[..2]).join(&key).join("manifest.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(manifest["parts"].as_array().unwrap().len(), 3);
     assert_eq!(manifest["rows"], 3);
     let show = ctx.swestar(&["show", "shards.toml", "count", "--json"]);
-    assert_eq!(
-        show.json()["head"][0]["rows"],
-        3,
-        "the downstream stage sees all parts as one input"
-    );
+    assert_eq!(show.json()["head"][0]["rows"], 3, "the downstream stage sees all parts as one input");
     // The shard count is a resource setting: changing it keeps the key.
     let plan = ctx.plan_json("shards.toml", &["--set", "stages.split.resources.shards=5"]);
     assert_eq!(plan[0]["action"], "cached");
@@ -788,11 +587,7 @@ fn finished_shards_survive_a_crash_and_are_not_redone() {
     let ctx = Ctx::new();
     sharded(&ctx);
     ctx.write("block", "");
-    let mut child = ctx
-        .cmd(&["run", "shards.toml"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ctx.cmd(&["run", "shards.toml"]).stderr(std::process::Stdio::null()).spawn().unwrap();
     let runs = || std::fs::read_to_string(ctx.path("runs.log")).unwrap_or_default();
     wait_for("shard 2 to start", 30, || runs().lines().any(|l| l == "2"));
     child.kill().unwrap();
@@ -803,10 +598,6 @@ fn finished_shards_survive_a_crash_and_are_not_redone() {
     assert!(r.stderr.contains("2 already done"), "{}", r.stderr);
     let mut lines: Vec<String> = runs().lines().map(str::to_string).collect();
     lines.sort();
-    assert_eq!(
-        lines,
-        ["0", "1", "2", "2"],
-        "only the unfinished shard ran again"
-    );
+    assert_eq!(lines, ["0", "1", "2", "2"], "only the unfinished shard ran again");
     assert_eq!(r.status_of("split"), "committed");
 }

@@ -55,19 +55,11 @@ fn the_base_workflow_is_valid() {
 
 #[test]
 fn unknown_key() {
-    let text = BASE.replace(
-        "params = { factor = 2 }",
-        "params = { factor = 2 }\nparallel = 4",
-    );
+    let text = BASE.replace("params = { factor = 2 }", "params = { factor = 2 }\nparallel = 4");
     check(
         &text,
         &[],
-        &[
-            "wf.toml:12:1",
-            "key `stages.double.parallel`",
-            "unknown field `parallel`",
-            "12 | parallel = 4",
-        ],
+        &["wf.toml:12:1", "key `stages.double.parallel`", "unknown field `parallel`", "12 | parallel = 4"],
     );
 }
 
@@ -79,19 +71,8 @@ fn unknown_top_level_section() {
 
 #[test]
 fn wrong_type() {
-    let text = BASE.replace(
-        "format = \"jsonl\"\ninputs = { nums",
-        "format = 3\ninputs = { nums",
-    );
-    check(
-        &text,
-        &[],
-        &[
-            "wf.toml:9:10",
-            "key `stages.double.format`",
-            "wanted string",
-        ],
-    );
+    let text = BASE.replace("format = \"jsonl\"\ninputs = { nums", "format = 3\ninputs = { nums");
+    check(&text, &[], &["wf.toml:9:10", "key `stages.double.format`", "wanted string"]);
 }
 
 #[test]
@@ -119,55 +100,30 @@ fn reference_to_a_missing_stage() {
 #[test]
 fn reference_to_missing_data() {
     let text = BASE.replace("\"data.nums\"", "\"data.numbers\"");
-    check(
-        &text,
-        &[],
-        &["wf.toml:10:19", "no data source named `numbers`"],
-    );
+    check(&text, &[], &["wf.toml:10:19", "no data source named `numbers`"]);
 }
 
 #[test]
 fn missing_data_file() {
     let text = BASE.replace("path = \"nums.jsonl\"", "path = \"gone.jsonl\"");
-    check(
-        &text,
-        &[],
-        &["wf.toml:5:8", "key `data.nums.path`", "does not exist"],
-    );
+    check(&text, &[], &["wf.toml:5:8", "key `data.nums.path`", "does not exist"]);
 }
 
 #[test]
 fn not_a_reference() {
     let text = BASE.replace("\"stages.double\"", "\"double\"");
-    check(
-        &text,
-        &[],
-        &["wf.toml:17:", "is not a reference", "data.NAME"],
-    );
+    check(&text, &[], &["wf.toml:17:", "is not a reference", "data.NAME"]);
 }
 
 #[test]
 fn cycles_are_named() {
     let text = BASE
-        .replace(
-            "inputs = { nums = \"data.nums\" }",
-            "inputs = { nums = \"data.nums\", back = \"stages.total\" }",
-        )
-        .replace(
-            "cp {{ inputs.nums }}",
-            "cp {{ inputs.nums }} {{ inputs.back }}",
-        );
-    check(
-        &text,
-        &[],
-        &["cycle: double → total → double", "wf.toml:10:"],
-    );
+        .replace("inputs = { nums = \"data.nums\" }", "inputs = { nums = \"data.nums\", back = \"stages.total\" }")
+        .replace("cp {{ inputs.nums }}", "cp {{ inputs.nums }} {{ inputs.back }}");
+    check(&text, &[], &["cycle: double → total → double", "wf.toml:10:"]);
     let selfref = BASE.replace("\"stages.double\"", "\"stages.total\"");
     check(&selfref, &[], &["reads its own output", "wf.toml:17:"]);
-    let needs = BASE.replace(
-        "[stages.double]\n",
-        "[stages.double]\nneeds = [\"total\"]\n",
-    );
+    let needs = BASE.replace("[stages.double]\n", "[stages.double]\nneeds = [\"total\"]\n");
     check(&needs, &[], &["cycle"]);
 }
 
@@ -177,32 +133,14 @@ fn unknown_kind() {
         "kind = \"command\"\nformat = \"jsonl\"\ninputs = { doubled",
         "kind = \"comand\"\nformat = \"jsonl\"\ninputs = { doubled",
     );
-    check(
-        &text,
-        &[],
-        &[
-            "wf.toml:15:8",
-            "unknown stage kind `comand`",
-            "did you mean `command`?",
-        ],
-    );
+    check(&text, &[], &["wf.toml:15:8", "unknown stage kind `comand`", "did you mean `command`?"]);
 }
 
 #[test]
 fn template_uses_an_unknown_input_or_param() {
-    let text = BASE.replace(
-        "cp {{ inputs.nums }} {{ output }}",
-        "cp {{ inputs.nums }} {{ params.factr }} {{ output }}",
-    );
-    check(
-        &text,
-        &[],
-        &[
-            "wf.toml:12:7",
-            "key `stages.double.run`",
-            "`{{ params.factr }}` is not a parameter",
-        ],
-    );
+    let text =
+        BASE.replace("cp {{ inputs.nums }} {{ output }}", "cp {{ inputs.nums }} {{ params.factr }} {{ output }}");
+    check(&text, &[], &["wf.toml:12:7", "key `stages.double.run`", "`{{ params.factr }}` is not a parameter"]);
 }
 
 #[test]
@@ -210,52 +148,26 @@ fn bad_set_paths() {
     check(
         BASE,
         &["--set", "stages.dubble.params.factor=3"],
-        &[
-            "--set stages.dubble.params.factor=3",
-            "no stage `dubble`",
-            "did you mean `double`?",
-        ],
+        &["--set stages.dubble.params.factor=3", "no stage `dubble`", "did you mean `double`?"],
     );
-    check(
-        BASE,
-        &["--set", "stages.double.params.fator=3"],
-        &["no parameter", "`fator`"],
-    );
-    check(
-        BASE,
-        &["--set", "stages.double.bogus=3"],
-        &["unknown field `bogus`", "--set stages.double.bogus=3"],
-    );
-    check(
-        BASE,
-        &["--set", "stages.double.format=7"],
-        &["invalid type", "--set stages.double.format=7"],
-    );
+    check(BASE, &["--set", "stages.double.params.fator=3"], &["no parameter", "`fator`"]);
+    check(BASE, &["--set", "stages.double.bogus=3"], &["unknown field `bogus`", "--set stages.double.bogus=3"]);
+    check(BASE, &["--set", "stages.double.format=7"], &["invalid type", "--set stages.double.format=7"]);
     check(BASE, &["--set", "nonsense"], &["expected KEY=VALUE"]);
 }
 
 #[test]
 fn bad_sweep() {
     let text = format!("{BASE}\n[sweep]\n\"stages.double.params.nope\" = [1, 2]\n");
-    check(
-        &text,
-        &[],
-        &["wf.toml:21:", "no parameter", "`nope`", "[sweep]"],
-    );
+    check(&text, &[], &["wf.toml:21:", "no parameter", "`nope`", "[sweep]"]);
     let text = format!("{BASE}\n[sweep]\n\"stages.double.params.factor\" = []\n");
     check(&text, &[], &["wf.toml:21:", "non-empty list"]);
 }
 
 #[test]
 fn several_problems_are_reported_together() {
-    let text = BASE
-        .replace("\"stages.double\"", "\"stages.x\"")
-        .replace("\"data.nums\"", "\"data.y\"");
-    check(
-        &text,
-        &[],
-        &["no stage named `x`", "no data source named `y`"],
-    );
+    let text = BASE.replace("\"stages.double\"", "\"stages.x\"").replace("\"data.nums\"", "\"data.y\"");
+    check(&text, &[], &["no stage named `x`", "no data source named `y`"]);
 }
 
 #[test]

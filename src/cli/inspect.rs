@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{bytes, load, store_dir, Exit};
-use crate::dag::{Decision, Plan};
+use crate::dag::{Decision, Node, Plan};
 use crate::store::{gc, table, Manifest, Store, StoreLock};
 
 #[derive(Debug, Args)]
@@ -60,12 +60,8 @@ pub struct GcArgs {
 }
 
 fn open_existing(dir: &Path) -> Result<Store, Exit> {
-    Store::existing(dir).ok_or_else(|| {
-        Exit::failed(format!(
-            "error: no store at {} (nothing has run yet)",
-            dir.display()
-        ))
-    })
+    Store::existing(dir)
+        .ok_or_else(|| Exit::failed(format!("error: no store at {} (nothing has run yet)", dir.display())))
 }
 
 pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, Exit> {
@@ -81,10 +77,7 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
         run.status = "killed (the orchestrator died before finishing)".into();
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&run).expect("plain data")
-        );
+        println!("{}", serde_json::to_string_pretty(&run).expect("plain data"));
         return Ok(ExitCode::SUCCESS);
     }
     println!("run {}  {}  {}", run.id, run.workflow, run.status);
@@ -99,25 +92,13 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
         } else {
             String::new()
         };
-        let key = s
-            .key
-            .as_deref()
-            .map(|k| &k[..12.min(k.len())])
-            .unwrap_or("-");
+        let key = s.key.as_deref().map(|k| &k[..12.min(k.len())]).unwrap_or("-");
         let extra = match (s.rows, s.duration_s) {
             (Some(r), Some(d)) => format!("  {r} rows in {d:.1}s"),
             _ => String::new(),
         };
-        let reason = s
-            .reason
-            .as_deref()
-            .filter(|r| !r.is_empty())
-            .map(|r| format!("  ({r})"))
-            .unwrap_or_default();
-        println!(
-            "  {:<11} {:<width$}  {key}{extra}{reason}{variants}",
-            s.status, s.stage
-        );
+        let reason = s.reason.as_deref().filter(|r| !r.is_empty()).map(|r| format!("  ({r})")).unwrap_or_default();
+        println!("  {:<11} {:<width$}  {key}{extra}{reason}{variants}", s.status, s.stage);
         if s.status == "failed" {
             if let Some(log) = &s.log {
                 println!("              log: {}", log.display());
@@ -142,27 +123,37 @@ fn artifact(
     let loaded = load(workflow, sets)?;
     let store = open_existing(&store_dir(store_flag, Some(&loaded)))?;
     let mut stat = store.stat_cache();
-    let plan = Plan::build(&loaded.variants, Some(&store), &mut stat)
-        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let plan =
+        Plan::build(&loaded.variants, Some(&store), &mut stat).map_err(|e| Exit::invalid(format!("error: {e}")))?;
     let _ = stat.save();
+    let node = find_node(&plan, workflow, stage, variant)?;
+    match &node.decision {
+        Decision::Cached { manifest, .. } => Ok((store, (**manifest).clone())),
+        Decision::Run { reasons, .. } => Err(Exit::failed(format!(
+            "error: stage `{stage}` has no artifact for the current settings (it would run: {})",
+            reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
+        ))),
+    }
+}
+
+/// The one node of a stage (of one variant, where variants differ).
+pub(super) fn find_node<'a>(
+    plan: &'a Plan,
+    workflow: &Path,
+    stage: &str,
+    variant: Option<&str>,
+) -> Result<&'a Node, Exit> {
     let mut nodes: Vec<_> = plan.nodes.iter().filter(|n| n.stage == stage).collect();
     if nodes.is_empty() {
         let names: Vec<&str> = plan.nodes.iter().map(|n| n.stage.as_str()).collect();
-        let hint = crate::workflow::did_you_mean(stage, names)
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default();
-        return Err(Exit::invalid(format!(
-            "error: no stage named `{stage}` in {}{hint}",
-            workflow.display()
-        )));
+        let hint =
+            crate::workflow::did_you_mean(stage, names).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+        return Err(Exit::invalid(format!("error: no stage named `{stage}` in {}{hint}", workflow.display())));
     }
     if let Some(v) = variant {
         nodes.retain(|n| n.variants.iter().any(|x| x == v));
         if nodes.is_empty() {
-            return Err(Exit::invalid(format!(
-                "error: no variant `{v}` (variants: {})",
-                plan.variants.join(", ")
-            )));
+            return Err(Exit::invalid(format!("error: no variant `{v}` (variants: {})", plan.variants.join(", "))));
         }
     }
     if nodes.len() > 1 {
@@ -171,32 +162,16 @@ fn artifact(
             plan.variants.join(", ")
         )));
     }
-    match &nodes[0].decision {
-        Decision::Cached { manifest, .. } => Ok((store, (**manifest).clone())),
-        Decision::Run { reasons, .. } => {
-            Err(Exit::failed(format!(
-            "error: stage `{stage}` has no artifact for the current settings (it would run: {})",
-            reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
-        )))
-        }
-    }
+    Ok(nodes[0])
 }
 
 pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit> {
-    let (store, manifest) = artifact(
-        store_flag,
-        &args.workflow,
-        &args.sets,
-        &args.stage,
-        args.variant.as_deref(),
-    )?;
+    let (store, manifest) = artifact(store_flag, &args.workflow, &args.sets, &args.stage, args.variant.as_deref())?;
     let parts = store.part_paths(&manifest);
     let refs: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
-    let (_, batches) = table::read_parquet(&refs, Some(args.head))
-        .map_err(|e| Exit::failed(format!("error: {e}")))?;
+    let (_, batches) = table::read_parquet(&refs, Some(args.head)).map_err(|e| Exit::failed(format!("error: {e}")))?;
     if args.json {
-        let rows = table::batches_to_json_rows(&batches)
-            .map_err(|e| Exit::failed(format!("error: {e}")))?;
+        let rows = table::batches_to_json_rows(&batches).map_err(|e| Exit::failed(format!("error: {e}")))?;
         let out = serde_json::json!({
             "stage": manifest.stage,
             "key": manifest.key,
@@ -207,10 +182,7 @@ pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit>
             "head": rows,
             "path": store.object_dir(&manifest.key),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("plain data")
-        );
+        println!("{}", serde_json::to_string_pretty(&out).expect("plain data"));
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -224,75 +196,39 @@ pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit>
     println!("  {}", store.object_dir(&manifest.key).display());
     println!("schema:");
     for f in &manifest.schema {
-        println!(
-            "  {}: {}{}",
-            f.name,
-            f.data_type,
-            if f.nullable { "" } else { " (not null)" }
-        );
+        println!("  {}: {}{}", f.name, f.data_type, if f.nullable { "" } else { " (not null)" });
     }
     if !batches.is_empty() {
-        let text = arrow::util::pretty::pretty_format_batches(&batches)
-            .map_err(|e| Exit::failed(format!("error: {e}")))?;
-        println!(
-            "first {} rows:\n{text}",
-            batches.iter().map(|b| b.num_rows()).sum::<usize>()
-        );
+        let text =
+            arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| Exit::failed(format!("error: {e}")))?;
+        println!("first {} rows:\n{text}", batches.iter().map(|b| b.num_rows()).sum::<usize>());
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, Exit> {
-    let ext = args
-        .to
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = args.to.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext != "jsonl" && ext != "parquet" {
-        return Err(Exit::invalid(format!(
-            "error: --to {}: write a .jsonl or .parquet file",
-            args.to.display()
-        )));
+        return Err(Exit::invalid(format!("error: --to {}: write a .jsonl or .parquet file", args.to.display())));
     }
-    let (store, manifest) = artifact(
-        store_flag,
-        &args.workflow,
-        &args.sets,
-        &args.stage,
-        args.variant.as_deref(),
-    )?;
+    let (store, manifest) = artifact(store_flag, &args.workflow, &args.sets, &args.stage, args.variant.as_deref())?;
     let parts = store.part_paths(&manifest);
     let refs: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
     // Write beside the target and rename, so a failed export never leaves half a file.
     let tmp = args.to.with_extension(format!("{ext}.partial"));
-    let rows = if ext == "jsonl" {
-        table::parquet_to_jsonl(&refs, &tmp)
-    } else {
-        table::concat_parquet(&refs, &tmp)
-    }
-    .map_err(|e| Exit::failed(format!("error: {e}")))?;
-    std::fs::rename(&tmp, &args.to)
-        .map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
-    eprintln!(
-        "wrote {rows} rows of {} to {}",
-        manifest.stage,
-        args.to.display()
-    );
+    let rows = if ext == "jsonl" { table::parquet_to_jsonl(&refs, &tmp) } else { table::concat_parquet(&refs, &tmp) }
+        .map_err(|e| Exit::failed(format!("error: {e}")))?;
+    std::fs::rename(&tmp, &args.to).map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
+    eprintln!("wrote {rows} rows of {} to {}", manifest.stage, args.to.display());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn gc(store_flag: Option<&Path>, args: GcArgs) -> Result<ExitCode, Exit> {
     let store = open_existing(&store_dir(store_flag, None))?;
-    let _lock = StoreLock::acquire(&store.root, args.wait, "swestar gc")
-        .map_err(|e| Exit::failed(format!("error: {e}")))?;
-    let report = gc::collect(&store, args.keep_runs, args.dry_run)
-        .map_err(|e| Exit::failed(format!("error: {e}")))?;
-    let verb = if args.dry_run {
-        "would remove"
-    } else {
-        "removed"
-    };
+    let _lock =
+        StoreLock::acquire(&store.root, args.wait, "swestar gc").map_err(|e| Exit::failed(format!("error: {e}")))?;
+    let report = gc::collect(&store, args.keep_runs, args.dry_run).map_err(|e| Exit::failed(format!("error: {e}")))?;
+    let verb = if args.dry_run { "would remove" } else { "removed" };
     for (key, b) in &report.removed {
         println!("  {verb} {}  {}", key.short(), bytes(*b));
     }

@@ -3,6 +3,7 @@
 //! (0 success, 1 a stage failed, 2 the workflow or arguments are invalid).
 
 mod inspect;
+mod render;
 mod report;
 mod run;
 
@@ -14,11 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::workflow::{self, Loaded, WorkflowError};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "swestar",
-    version,
-    about = "Agentic-distillation experiments as declarative, cached pipelines"
-)]
+#[command(name = "swestar", version, about = "Agentic-distillation experiments as declarative, cached pipelines")]
 pub struct Cli {
     /// Store directory (default: [workflow] store, else .swestar in the current directory).
     #[arg(long, global = true, env = "SWESTAR_STORE", value_name = "DIR")]
@@ -39,6 +36,8 @@ enum Command {
     Show(inspect::ShowArgs),
     /// Write an artifact to a .jsonl or .parquet file.
     Export(inspect::ExportArgs),
+    /// Print the SLURM job script of a stage, exactly as it would be submitted.
+    Render(render::RenderArgs),
     /// Remove objects that no ref or run record references.
     Gc(inspect::GcArgs),
     /// Print the JSON Schema of the workflow format.
@@ -63,16 +62,10 @@ pub struct Exit {
 
 impl Exit {
     pub fn invalid(message: impl Into<String>) -> Exit {
-        Exit {
-            code: 2,
-            message: message.into(),
-        }
+        Exit { code: 2, message: message.into() }
     }
     pub fn failed(message: impl Into<String>) -> Exit {
-        Exit {
-            code: 1,
-            message: message.into(),
-        }
+        Exit { code: 1, message: message.into() }
     }
 }
 
@@ -95,16 +88,14 @@ pub fn main() -> ExitCode {
         Command::Show(args) => inspect::show(cli.store.as_deref(), args),
         Command::Export(args) => inspect::export(cli.store.as_deref(), args),
         Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),
+        Command::Render(args) => render::render(cli.store.as_deref(), args),
         Command::Schema => {
             print!("{}", workflow::json_schema());
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec { job, shard } => match crate::exec::job::run_job_file(&job, shard) {
             Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(e) => Err(Exit {
-                code: e.exit_code(),
-                message: format!("error: {e}"),
-            }),
+            Err(e) => Err(Exit { code: e.exit_code(), message: format!("error: {e}") }),
         },
     };
     match result {

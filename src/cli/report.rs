@@ -13,23 +13,13 @@ use crate::exec::Event;
 /// The plan as a table: action, stage, and why.
 pub fn plan_text(plan: &Plan) -> String {
     let mut out = String::new();
-    let width = plan
-        .nodes
-        .iter()
-        .map(|n| n.label().chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = plan.nodes.iter().map(|n| n.label().chars().count()).max().unwrap_or(0);
     for n in plan.nodes.iter().filter(|n| n.selected) {
         let (action, why) = match &n.decision {
             Decision::Cached { key, .. } => ("cached", key.short().to_string()),
-            Decision::Run { reasons, .. } => (
-                "run",
-                reasons
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
+            Decision::Run { reasons, .. } => {
+                ("run", reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "))
+            }
         };
         out.push_str(&format!("  {action:<6}  {:<width$}  {why}\n", n.label()));
     }
@@ -52,11 +42,7 @@ pub struct Reporter {
 impl Reporter {
     pub fn new() -> Reporter {
         let fancy = std::io::stderr().is_terminal();
-        let target = if fancy {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
+        let target = if fancy { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         Reporter {
             multi: MultiProgress::with_draw_target(target),
             bars: HashMap::new(),
@@ -80,34 +66,15 @@ impl Reporter {
 
     pub fn handle(&mut self, event: Event) {
         match event {
-            Event::Cached {
-                label,
-                key,
-                early_cutoff,
-                ..
-            } => {
+            Event::Cached { label, key, early_cutoff, .. } => {
                 self.cached += 1;
                 if early_cutoff {
                     self.early_cutoff += 1;
-                    self.line(format!(
-                        "  cached   {label}  {} (upstream output unchanged)",
-                        key.short()
-                    ));
+                    self.line(format!("  cached   {label}  {} (upstream output unchanged)", key.short()));
                 }
             }
-            Event::Started {
-                node,
-                label,
-                reasons,
-                shards,
-                resumed,
-                ..
-            } => {
-                let mut why = reasons
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ");
+            Event::Started { node, label, reasons, shards, resumed, .. } => {
+                let mut why = reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ");
                 if shards > 1 {
                     why.push_str(&format!("; {shards} shards"));
                 }
@@ -117,8 +84,7 @@ impl Reporter {
                 if self.fancy {
                     let bar = self.multi.add(ProgressBar::new_spinner());
                     bar.set_style(
-                        ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
-                            .expect("static template"),
+                        ProgressStyle::with_template("  {spinner} {msg} {elapsed}").expect("static template"),
                     );
                     bar.set_message(format!("running  {label}"));
                     bar.enable_steady_tick(Duration::from_millis(120));
@@ -127,37 +93,19 @@ impl Reporter {
                     self.line(format!("  running  {label}  ({why})"));
                 }
             }
-            Event::ShardDone {
-                label, shard, left, ..
-            } => {
+            Event::ShardDone { label, shard, left, .. } => {
                 if !self.fancy {
                     self.line(format!("  shard    {label}  #{shard} done, {left} left"));
                 }
             }
-            Event::Committed {
-                node,
-                label,
-                rows,
-                bytes,
-                seconds,
-                ..
-            } => {
+            Event::Committed { node, label, rows, bytes, seconds, .. } => {
                 self.committed += 1;
                 if let Some(bar) = self.bars.remove(&node) {
                     bar.finish_and_clear();
                 }
-                self.line(format!(
-                    "  done     {label}  {rows} rows, {}, {seconds:.1}s",
-                    super::bytes(bytes)
-                ));
+                self.line(format!("  done     {label}  {rows} rows, {}, {seconds:.1}s", super::bytes(bytes)));
             }
-            Event::Failed {
-                node,
-                label,
-                error,
-                log_tail,
-                log,
-            } => {
+            Event::Failed { node, label, error, log_tail, log } => {
                 self.failed += 1;
                 if let Some(bar) = self.bars.remove(&node) {
                     bar.finish_and_clear();
@@ -184,9 +132,7 @@ impl Reporter {
                 if let Some(bar) = self.bars.remove(&node) {
                     bar.finish_and_clear();
                 }
-                self.line(format!(
-                    "  stopped  {label}  (interrupted; nothing committed)"
-                ));
+                self.line(format!("  stopped  {label}  (interrupted; nothing committed)"));
             }
             Event::Stopping => self.line("  interrupt: stopping running stages...".to_string()),
         }

@@ -9,9 +9,11 @@ use super::report::{plan_text, Reporter};
 use super::{load, store_dir, Exit};
 use crate::dag::Plan;
 use crate::exec::local::LocalBackend;
+use crate::exec::slurm::SlurmBackend;
 use crate::exec::{run as core, Outcome, RunOptions};
 use crate::store::runs::{new_run_id, RunRecord};
 use crate::store::{Store, StoreLock};
+use crate::workflow::ExecutorKind;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -26,9 +28,9 @@ pub struct RunArgs {
     /// How many stages run at once (default: [executor] jobs, else the number of CPUs).
     #[arg(short = 'j', long = "jobs")]
     jobs: Option<usize>,
-    /// Executor (only `local` in this version).
-    #[arg(long, value_name = "local", default_value = "local", value_parser = ["local"])]
-    executor: String,
+    /// Where stages run (default: [executor] kind, else local).
+    #[arg(long, value_name = "local|slurm", value_parser = ["local", "slurm"])]
+    executor: Option<String>,
     /// Wait for another writer of the store to finish instead of failing.
     #[arg(long)]
     wait: bool,
@@ -50,17 +52,12 @@ pub struct PlanArgs {
     json: bool,
 }
 
-fn build_plan(
-    loaded: &crate::workflow::Loaded,
-    store: Option<&Store>,
-    stat_root: &Path,
-) -> Result<Plan, Exit> {
+fn build_plan(loaded: &crate::workflow::Loaded, store: Option<&Store>, stat_root: &Path) -> Result<Plan, Exit> {
     let mut stat = match store {
         Some(s) => s.stat_cache(),
         None => crate::store::statcache::StatCache::load(stat_root.join("statcache.json")),
     };
-    let plan = Plan::build(&loaded.variants, store, &mut stat)
-        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let plan = Plan::build(&loaded.variants, store, &mut stat).map_err(|e| Exit::invalid(format!("error: {e}")))?;
     if store.is_some() {
         let _ = stat.save();
     }
@@ -73,10 +70,7 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
     let store = Store::existing(&dir);
     let plan = build_plan(&loaded, store.as_ref(), &dir)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan.to_json()).expect("plain data")
-        );
+        println!("{}", serde_json::to_string_pretty(&plan.to_json()).expect("plain data"));
     } else {
         println!("plan for {} ({})", plan.workflow, args.workflow.display());
         print!("{}", plan_text(&plan));
@@ -88,14 +82,12 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
 pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     let loaded = load(&args.workflow, &args.sets)?;
     let dir = store_dir(store_flag, Some(&loaded));
-    let store =
-        Store::open(&dir).map_err(|e| Exit::failed(format!("error: cannot open store: {e}")))?;
+    let store = Store::open(&dir).map_err(|e| Exit::failed(format!("error: cannot open store: {e}")))?;
     let run_id = new_run_id();
     let _lock = StoreLock::acquire(&store.root, args.wait, &format!("swestar run {run_id}"))
         .map_err(|e| Exit::failed(format!("error: {e}")))?;
     let mut plan = build_plan(&loaded, Some(&store), &dir)?;
-    plan.select(&args.only)
-        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    plan.select(&args.only).map_err(|e| Exit::invalid(format!("error: {e}")))?;
     let summary = plan.summary();
     let total = plan.nodes.iter().filter(|n| n.selected).count();
 
@@ -107,30 +99,27 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         finished: None,
         status: "running".into(),
+        executor: String::new(),
+        polls: None,
         stages: core::initial_records(&plan),
     };
-    eprintln!(
-        "run {run_id}: {} ({}), store {}",
-        plan.workflow,
-        args.workflow.display(),
-        store.root.display()
-    );
+    let slurm = match args.executor.as_deref() {
+        Some(kind) => kind == "slurm",
+        None => loaded.variants[0].executor == ExecutorKind::Slurm,
+    };
+    record.executor = if slurm { "slurm" } else { "local" }.into();
+    eprintln!("run {run_id}: {} ({}), store {}", plan.workflow, args.workflow.display(), store.root.display());
     eprintln!("{total} stages: {summary}");
     let jobs = args
         .jobs
         .or(loaded.variants[0].jobs)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
         .max(1);
     let opts = RunOptions {
         jobs,
         keep_going: args.keep_going,
         run_id: run_id.clone(),
-        exe: std::env::current_exe()
-            .map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?,
+        exe: std::env::current_exe().map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?,
     };
     let mut refs = store.refs(&plan.workflow);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -148,23 +137,23 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
             }
             reporter
         });
-        let mut backend = LocalBackend::new(opts.exe.clone(), opts.jobs);
-        let outcome = core::execute(
-            &plan,
-            &store,
-            &opts,
-            &mut backend,
-            &mut record,
-            &mut refs,
-            tx,
-        )
-        .await;
+        let outcome = if slurm {
+            match SlurmBackend::new(&run_id, &loaded.variants[0].slurm, opts.exe.clone()).await {
+                Ok(mut backend) => {
+                    Ok(core::execute(&plan, &store, &opts, &mut backend, &mut record, &mut refs, tx).await)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            let mut backend = LocalBackend::new(opts.exe.clone(), opts.jobs);
+            Ok(core::execute(&plan, &store, &opts, &mut backend, &mut record, &mut refs, tx).await)
+        };
         let reporter = printer.await.expect("reporter task");
         (outcome, reporter)
     });
+    let outcome = outcome.map_err(|e| Exit::failed(format!("error: {e}")))?;
     record.status = outcome.as_str().into();
-    record.finished =
-        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    record.finished = Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     let _ = store.write_run(&record);
 
     let secs = started.elapsed().as_secs_f64();
@@ -172,10 +161,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     let line = if r.committed == 0 && r.failed == 0 && r.interrupted == 0 && r.skipped == 0 {
         format!("nothing to do: all {} stages cached ({secs:.2}s)", r.cached)
     } else {
-        let mut parts = vec![
-            format!("{} committed", r.committed),
-            format!("{} cached", r.cached),
-        ];
+        let mut parts = vec![format!("{} committed", r.committed), format!("{} cached", r.cached)];
         if r.early_cutoff > 0 {
             parts.push(format!("{} cut off early", r.early_cutoff));
         }
@@ -188,18 +174,11 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         if r.interrupted > 0 {
             parts.push(format!("{} interrupted", r.interrupted));
         }
-        format!(
-            "run {}: {} ({secs:.1}s)",
-            outcome.as_str(),
-            parts.join(", ")
-        )
+        format!("run {}: {} ({secs:.1}s)", outcome.as_str(), parts.join(", "))
     };
     eprintln!("{line}");
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&record).expect("plain data")
-        );
+        println!("{}", serde_json::to_string_pretty(&record).expect("plain data"));
     }
     match outcome {
         Outcome::Succeeded => Ok(ExitCode::SUCCESS),

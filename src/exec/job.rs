@@ -124,15 +124,9 @@ pub fn run_supervised(cmd: &mut Command, limit: Option<Duration>) -> std::io::Re
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("cannot read job file {}: {source}", path.display())]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: std::path::PathBuf, source: std::io::Error },
     #[error("job file {} is not valid: {source}", path.display())]
-    Parse {
-        path: std::path::PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: std::path::PathBuf, source: serde_json::Error },
     #[error("stage {stage}: {source}")]
     Stage { stage: String, source: StageError },
     #[error("--shard ../{given} does not match the job's {expected} shards")]
@@ -143,10 +137,7 @@ impl JobError {
     /// Exit status of `swestar exec`: 143 when it was stopped, else 1.
     pub fn exit_code(&self) -> u8 {
         match self {
-            JobError::Stage {
-                source: StageError::Terminated,
-                ..
-            } => 143,
+            JobError::Stage { source: StageError::Terminated, .. } => 143,
             _ => 1,
         }
     }
@@ -154,16 +145,10 @@ impl JobError {
 
 /// Parses `I/N`.
 pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
-    let (i, n) = s
-        .split_once('/')
-        .ok_or_else(|| format!("--shard {s}: expected I/N"))?;
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard {s}: expected I/N"))?;
     let (i, n): (u32, u32) = (
-        i.trim()
-            .parse()
-            .map_err(|_| format!("--shard {s}: `{i}` is not a number"))?,
-        n.trim()
-            .parse()
-            .map_err(|_| format!("--shard {s}: `{n}` is not a number"))?,
+        i.trim().parse().map_err(|_| format!("--shard {s}: `{i}` is not a number"))?,
+        n.trim().parse().map_err(|_| format!("--shard {s}: `{n}` is not a number"))?,
     );
     if n == 0 || i >= n {
         return Err(format!("--shard {s}: need 0 <= I < N"));
@@ -175,47 +160,24 @@ pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
 /// into place (`staging/<key>/shard-00007.parquet`) atomically, so a shard
 /// file exists only when that shard finished.
 pub fn run_job_file(path: &Path, shard: Option<(u32, u32)>) -> Result<(), JobError> {
-    let bytes = std::fs::read(path).map_err(|source| JobError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let job: Job = serde_json::from_slice(&bytes).map_err(|source| JobError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let stage_err = |source: StageError| JobError::Stage {
-        stage: job.stage.clone(),
-        source,
-    };
+    let bytes = std::fs::read(path).map_err(|source| JobError::Read { path: path.to_path_buf(), source })?;
+    let job: Job =
+        serde_json::from_slice(&bytes).map_err(|source| JobError::Parse { path: path.to_path_buf(), source })?;
+    let stage_err = |source: StageError| JobError::Stage { stage: job.stage.clone(), source };
     let (index, count) = shard.unwrap_or((0, 1));
     if count != job.shards {
-        return Err(JobError::ShardCount {
-            given: count,
-            expected: job.shards,
-        });
+        return Err(JobError::ShardCount { given: count, expected: job.shards });
     }
     install_signal_handlers();
     let tmp = job.shard_tmp(index);
-    let io = |p: &Path, source: std::io::Error| {
-        stage_err(StageError::Io {
-            path: p.to_path_buf(),
-            source,
-        })
-    };
+    let io = |p: &Path, source: std::io::Error| stage_err(StageError::Io { path: p.to_path_buf(), source });
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    let run = ShardRun {
-        index,
-        count,
-        output: tmp.join("part.parquet"),
-        tmp: tmp.clone(),
-    };
+    let run = ShardRun { index, count, output: tmp.join("part.parquet"), tmp: tmp.clone() };
     job.kind.execute(&job, &run).map_err(stage_err)?;
-    std::fs::File::open(&run.output)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io(&run.output, e))?;
+    std::fs::File::open(&run.output).and_then(|f| f.sync_all()).map_err(|e| io(&run.output, e))?;
     let target = job.shard_file(index);
     std::fs::rename(&run.output, &target).map_err(|e| io(&target, e))?;
     let _ = std::fs::remove_dir_all(&tmp);

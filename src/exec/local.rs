@@ -53,13 +53,8 @@ impl LocalBackend {
             let Some(pos) = pos else { break };
             let (launch, shard) = self.queue.remove(pos).expect("position is valid");
             *self.per_node.entry(launch.node).or_default() += 1;
-            let (exe, pids, interrupting) = (
-                self.exe.clone(),
-                self.pids.clone(),
-                self.interrupting.clone(),
-            );
-            self.running
-                .spawn(async move { run_shard(&exe, &launch, shard, pids, interrupting).await });
+            let (exe, pids, interrupting) = (self.exe.clone(), self.pids.clone(), self.interrupting.clone());
+            self.running.spawn(async move { run_shard(&exe, &launch, shard, pids, interrupting).await });
         }
     }
 }
@@ -94,14 +89,8 @@ impl Backend for LocalBackend {
 
     fn interrupt(&mut self) -> Vec<ShardEvent> {
         self.interrupting.store(true, Ordering::SeqCst);
-        let dropped: Vec<ShardEvent> = self
-            .queue
-            .drain(..)
-            .map(|(l, shard)| ShardEvent::Interrupted {
-                node: l.node,
-                shard,
-            })
-            .collect();
+        let dropped: Vec<ShardEvent> =
+            self.queue.drain(..).map(|(l, shard)| ShardEvent::Interrupted { node: l.node, shard }).collect();
         self.outstanding -= dropped.len();
         for pid in self.pids.lock().expect("pid table").values() {
             // The child gives its command SIGTERM, a grace period, then SIGKILL.
@@ -111,25 +100,12 @@ impl Backend for LocalBackend {
     }
 }
 
-async fn run_shard(
-    exe: &Path,
-    launch: &Launch,
-    shard: u32,
-    pids: Pids,
-    interrupting: Arc<AtomicBool>,
-) -> ShardEvent {
+async fn run_shard(exe: &Path, launch: &Launch, shard: u32, pids: Pids, interrupting: Arc<AtomicBool>) -> ShardEvent {
     let node = launch.node;
     let (err_log, out_log) = (launch.log(shard, "err"), launch.log(shard, "out"));
-    let failed = |error: String| ShardEvent::Failed {
-        node,
-        shard,
-        error,
-        log_tail: tail(&err_log, 20),
-        log: err_log.clone(),
-    };
-    let open = |p: &Path| {
-        std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))
-    };
+    let failed =
+        |error: String| ShardEvent::Failed { node, shard, error, log_tail: tail(&err_log, 20), log: err_log.clone() };
+    let open = |p: &Path| std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
     let (stdout, stderr) = match (open(&out_log), open(&err_log)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return failed(e),
@@ -181,10 +157,7 @@ async fn run_shard(
         Some(c) => format!("stage failed (exit status {c})"),
         None => "stage process was killed".to_string(),
     });
-    if let ShardEvent::Failed {
-        error, log_tail, ..
-    } = &mut ev
-    {
+    if let ShardEvent::Failed { error, log_tail, .. } = &mut ev {
         if let Some(line) = log_tail.lines().rev().find(|l| l.starts_with("error: ")) {
             *error = line.trim_start_matches("error: ").to_string();
         }

@@ -110,6 +110,9 @@ pub struct Launch {
     pub shards: Vec<u32>,
     pub count: u32,
     pub resources: Resources,
+    /// The workflow's directory and the stage's own job template, if any.
+    pub workdir: PathBuf,
+    pub template: Option<PathBuf>,
     pub log_dir: PathBuf,
     /// `<stage>.<key12>`: log files are `<stem>.err`, or `<stem>.<shard>.err`.
     pub log_stem: String,
@@ -118,8 +121,7 @@ pub struct Launch {
 impl Launch {
     pub fn log(&self, shard: u32, ext: &str) -> PathBuf {
         if self.count > 1 {
-            self.log_dir
-                .join(format!("{}.{shard}.{ext}", self.log_stem))
+            self.log_dir.join(format!("{}.{shard}.{ext}", self.log_stem))
         } else {
             self.log_dir.join(format!("{}.{ext}", self.log_stem))
         }
@@ -129,29 +131,17 @@ impl Launch {
 /// How one shard ended.
 #[derive(Debug, Clone)]
 pub enum ShardEvent {
-    Done {
-        node: usize,
-        shard: u32,
-    },
-    Failed {
-        node: usize,
-        shard: u32,
-        error: String,
-        log_tail: String,
-        log: PathBuf,
-    },
-    Interrupted {
-        node: usize,
-        shard: u32,
-    },
+    Done { node: usize, shard: u32 },
+    Failed { node: usize, shard: u32, error: String, log_tail: String, log: PathBuf },
+    Interrupted { node: usize, shard: u32 },
 }
 
 impl ShardEvent {
     pub fn node(&self) -> usize {
         match self {
-            ShardEvent::Done { node, .. }
-            | ShardEvent::Failed { node, .. }
-            | ShardEvent::Interrupted { node, .. } => *node,
+            ShardEvent::Done { node, .. } | ShardEvent::Failed { node, .. } | ShardEvent::Interrupted { node, .. } => {
+                *node
+            }
         }
     }
 }
@@ -167,6 +157,19 @@ pub trait Backend {
     /// Stops running shards; returns the outcomes of those that never
     /// started. The stopped ones are reported by `next`.
     fn interrupt(&mut self) -> Vec<ShardEvent>;
+    /// Whether `swestar exec` enforces `resources.time` itself (locally),
+    /// or the scheduler does (SLURM's TIMEOUT, which is retried).
+    fn exec_enforces_time_limit(&self) -> bool {
+        true
+    }
+    /// The jobs a node's shards run as, where the backend has jobs.
+    fn jobs(&self, _node: usize) -> Option<slurm::JobsSummary> {
+        None
+    }
+    /// State queries made so far (SLURM: one per poll interval).
+    fn polls(&self) -> u64 {
+        0
+    }
 }
 
 pub fn write_job(path: &Path, job: &Job) -> std::io::Result<()> {
@@ -175,9 +178,7 @@ pub fn write_job(path: &Path, job: &Job) -> std::io::Result<()> {
 
 /// The last `n` lines of a log file.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

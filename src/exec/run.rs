@@ -46,11 +46,9 @@ pub fn initial_records(plan: &Plan) -> Vec<StageRecord> {
             let (status, key, reason) = match (&n.decision, n.selected) {
                 (_, false) => ("not_selected", n.key().map(|k| k.to_string()), None),
                 (Decision::Cached { key, .. }, _) => ("cached", Some(key.to_string()), None),
-                (Decision::Run { key, reasons }, _) => (
-                    "pending",
-                    key.as_ref().map(|k| k.to_string()),
-                    Some(join(reasons)),
-                ),
+                (Decision::Run { key, reasons }, _) => {
+                    ("pending", key.as_ref().map(|k| k.to_string()), Some(join(reasons)))
+                }
             };
             StageRecord {
                 stage: n.stage.clone(),
@@ -61,17 +59,14 @@ pub fn initial_records(plan: &Plan) -> Vec<StageRecord> {
                 duration_s: None,
                 rows: None,
                 log: None,
+                jobs: None,
             }
         })
         .collect()
 }
 
 fn join(reasons: &[Reason]) -> String {
-    reasons
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
+    reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
 }
 
 /// Shards a node is split into.
@@ -80,45 +75,19 @@ pub fn shard_count(node: &Node) -> u32 {
 }
 
 /// The job file of a node: what `swestar exec` runs.
-pub fn build_job(
-    node: &Node,
-    upstream: &dyn Fn(usize) -> Option<Vec<PathBuf>>,
-    store: &Store,
-    key: &CacheKey,
-) -> Job {
+pub fn build_job(node: &Node, upstream: &dyn Fn(usize) -> Option<Vec<PathBuf>>, store: &Store, key: &CacheKey) -> Job {
     let mut inputs = indexmap::IndexMap::new();
     for name in node.spec.inputs.keys() {
         if let Some(d) = node.data.get(name) {
-            inputs.insert(
-                name.clone(),
-                JobInput {
-                    paths: vec![d.path.clone()],
-                    format: d.format,
-                },
-            );
-        } else if let Some(e) = node
-            .upstream
-            .iter()
-            .find(|e| e.input.as_deref() == Some(name.as_str()))
-        {
+            inputs.insert(name.clone(), JobInput { paths: vec![d.path.clone()], format: d.format });
+        } else if let Some(e) = node.upstream.iter().find(|e| e.input.as_deref() == Some(name.as_str())) {
             if let Some(paths) = upstream(e.node) {
-                inputs.insert(
-                    name.clone(),
-                    JobInput {
-                        paths,
-                        format: TableFormat::Parquet,
-                    },
-                );
+                inputs.insert(name.clone(), JobInput { paths, format: TableFormat::Parquet });
             }
         }
     }
-    let time_limit_s = node
-        .spec
-        .resources
-        .time
-        .as_deref()
-        .and_then(|t| humantime::parse_duration(t).ok())
-        .map(|d| d.as_secs().max(1));
+    let time_limit_s =
+        node.spec.resources.time.as_deref().and_then(|t| humantime::parse_duration(t).ok()).map(|d| d.as_secs().max(1));
     Job {
         stage: node.stage.clone(),
         key: key.to_string(),
@@ -150,12 +119,7 @@ pub async fn execute<B: Backend>(
         state.push(match (&node.decision, node.selected) {
             (_, false) => State::Unselected,
             (Decision::Cached { key, manifest }, true) => {
-                let _ = tx.send(Event::Cached {
-                    node: i,
-                    label: node.label(),
-                    key: key.clone(),
-                    early_cutoff: false,
-                });
+                let _ = tx.send(Event::Cached { node: i, label: node.label(), key: key.clone(), early_cutoff: false });
                 set_refs(refs, node, key);
                 State::Done(manifest.clone())
             }
@@ -165,10 +129,7 @@ pub async fn execute<B: Backend>(
     let _ = store.write_refs(&plan.workflow, refs);
     let _ = store.write_run(record);
 
-    let (mut sigint, mut sigterm) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
+    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(a), Ok(b)) => (a, b),
         _ => panic!("cannot install signal handlers"),
     };
@@ -176,10 +137,8 @@ pub async fn execute<B: Backend>(
 
     loop {
         if stop.is_none() {
-            schedule(
-                plan, store, opts, backend, record, refs, &tx, &mut state, &mut stop,
-            )
-            .await;
+            schedule(plan, store, opts, backend, record, refs, &tx, &mut state, &mut stop).await;
+            note_jobs(backend, record);
             let _ = store.write_run(record);
         }
         if backend.outstanding() == 0 {
@@ -191,11 +150,9 @@ pub async fn execute<B: Backend>(
             _ = sigterm.recv() => { stop = Some(Outcome::Interrupted); let _ = tx.send(Event::Stopping); backend.interrupt() }
         };
         for ev in events {
-            settle(
-                plan, store, ev, record, refs, &tx, &mut state, &mut stop, opts,
-            )
-            .await;
+            settle(plan, store, ev, record, refs, &tx, &mut state, &mut stop, opts).await;
         }
+        note_jobs(backend, record);
         let _ = store.write_run(record);
     }
 
@@ -207,21 +164,14 @@ pub async fn execute<B: Backend>(
             };
             record.stages[i].status = "skipped".into();
             record.stages[i].reason = Some(because.clone());
-            let _ = tx.send(Event::Skipped {
-                node: i,
-                label: plan.nodes[i].label(),
-                because,
-            });
+            let _ = tx.send(Event::Skipped { node: i, label: plan.nodes[i].label(), because });
             *st = State::Skipped;
         }
     }
     let _ = store.write_refs(&plan.workflow, refs);
     if stop == Some(Outcome::Interrupted) {
         Outcome::Interrupted
-    } else if state
-        .iter()
-        .any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted))
-    {
+    } else if state.iter().any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted)) {
         Outcome::Failed
     } else {
         Outcome::Succeeded
@@ -249,20 +199,15 @@ async fn schedule<B: Backend>(
                 continue;
             }
             let node = &plan.nodes[i];
-            if let Some(bad) = node.upstream.iter().find(|e| {
-                matches!(
-                    state[e.node],
-                    State::Failed | State::Skipped | State::Interrupted
-                )
-            }) {
+            if let Some(bad) = node
+                .upstream
+                .iter()
+                .find(|e| matches!(state[e.node], State::Failed | State::Skipped | State::Interrupted))
+            {
                 let because = format!("upstream {} did not finish", bad.stage);
                 record.stages[i].status = "skipped".into();
                 record.stages[i].reason = Some(because.clone());
-                let _ = tx.send(Event::Skipped {
-                    node: i,
-                    label: node.label(),
-                    because,
-                });
+                let _ = tx.send(Event::Skipped { node: i, label: node.label(), because });
                 state[i] = State::Skipped;
                 progressed = true;
                 continue;
@@ -276,21 +221,14 @@ async fn schedule<B: Backend>(
             };
             let key = pre.key();
             // The same key already in flight (an identical stage under another name).
-            if state
-                .iter()
-                .any(|s| matches!(s, State::Running { key: k, .. } if *k == key))
-            {
+            if state.iter().any(|s| matches!(s, State::Running { key: k, .. } if *k == key)) {
                 continue;
             }
             progressed = true;
             match store.lookup(&key) {
                 Lookup::Present(m) => {
-                    let _ = tx.send(Event::Cached {
-                        node: i,
-                        label: node.label(),
-                        key: key.clone(),
-                        early_cutoff: true,
-                    });
+                    let _ =
+                        tx.send(Event::Cached { node: i, label: node.label(), key: key.clone(), early_cutoff: true });
                     set_refs(refs, node, &key);
                     let _ = store.write_refs(&plan.workflow, refs);
                     let rec = &mut record.stages[i];
@@ -309,9 +247,7 @@ async fn schedule<B: Backend>(
                 Decision::Run { reasons, .. } => reasons
                     .iter()
                     .map(|r| match r {
-                        Reason::PendingUpstream { stage } => Reason::UpstreamChanged {
-                            stage: stage.clone(),
-                        },
+                        Reason::PendingUpstream { stage } => Reason::UpstreamChanged { stage: stage.clone() },
                         other => other.clone(),
                     })
                     .collect(),
@@ -330,26 +266,19 @@ async fn schedule<B: Backend>(
                     State::Done(m) => Some(store.part_paths(m)),
                     _ => None,
                 };
-                let job = build_job(node, &upstream, store, &key);
+                let mut job = build_job(node, &upstream, store, &key);
+                if !backend.exec_enforces_time_limit() {
+                    job.time_limit_s = None;
+                }
                 let job_file = store.staging_dir(&key).join("job.json");
                 super::write_job(&job_file, &job).map_err(|e| e.to_string())?;
-                std::fs::create_dir_all(&log_dir)
-                    .map_err(|e| format!("{}: {e}", log_dir.display()))?;
+                std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
                 Ok((job_file, done))
             })();
             let (job_file, done) = match prepared {
                 Ok(p) => p,
                 Err(error) => {
-                    fail(
-                        record,
-                        state,
-                        i,
-                        tx,
-                        node.label(),
-                        error,
-                        String::new(),
-                        PathBuf::new(),
-                    );
+                    fail(record, state, i, tx, node.label(), error, String::new(), PathBuf::new());
                     if !opts.keep_going {
                         *stop = Some(Outcome::Failed);
                     }
@@ -371,12 +300,7 @@ async fn schedule<B: Backend>(
                 stage: node.stage.clone(),
                 preimage: pre,
                 workflow: plan.workflow.clone(),
-                variants: node
-                    .variants
-                    .iter()
-                    .filter(|v| !v.is_empty())
-                    .cloned()
-                    .collect(),
+                variants: node.variants.iter().filter(|v| !v.is_empty()).cloned().collect(),
                 run: opts.run_id.clone(),
                 duration_s: 0.0,
             };
@@ -402,20 +326,13 @@ async fn schedule<B: Backend>(
                 shards: pending.into_iter().collect(),
                 count,
                 resources: node.spec.resources.clone(),
+                workdir: node.workdir.clone(),
+                template: node.spec.template.as_ref().map(|t| t.path.clone()),
                 log_dir,
                 log_stem,
             };
             if let Err(error) = backend.launch(launch).await {
-                fail(
-                    record,
-                    state,
-                    i,
-                    tx,
-                    node.label(),
-                    error,
-                    String::new(),
-                    PathBuf::new(),
-                );
+                fail(record, state, i, tx, node.label(), error, String::new(), PathBuf::new());
                 if !opts.keep_going {
                     *stop = Some(Outcome::Failed);
                 }
@@ -442,14 +359,7 @@ async fn settle(
     opts: &RunOptions,
 ) {
     let i = ev.node();
-    let State::Running {
-        pending,
-        failure,
-        interrupted,
-        count,
-        ..
-    } = &mut state[i]
-    else {
+    let State::Running { pending, failure, interrupted, count, .. } = &mut state[i] else {
         return;
     };
     match ev {
@@ -464,22 +374,12 @@ async fn settle(
                 });
             }
         }
-        ShardEvent::Failed {
-            shard,
-            error,
-            log_tail,
-            log,
-            ..
-        } => {
+        ShardEvent::Failed { shard, error, log_tail, log, .. } => {
             pending.remove(&shard);
             if *interrupted || *stop == Some(Outcome::Interrupted) {
                 *interrupted = true;
             } else if failure.is_none() {
-                let error = if *count > 1 {
-                    format!("shard {shard}/{count}: {error}")
-                } else {
-                    error
-                };
+                let error = if *count > 1 { format!("shard {shard}/{count}: {error}") } else { error };
                 *failure = Some((error, log_tail, log));
             }
         }
@@ -492,26 +392,14 @@ async fn settle(
         return;
     }
     if let Some((error, tail, log)) = failure.take() {
-        fail(
-            record,
-            state,
-            i,
-            tx,
-            plan.nodes[i].label(),
-            error,
-            tail,
-            log,
-        );
+        fail(record, state, i, tx, plan.nodes[i].label(), error, tail, log);
         if !opts.keep_going && stop.is_none() {
             *stop = Some(Outcome::Failed);
         }
     } else if *interrupted {
         state[i] = State::Interrupted;
         record.stages[i].status = "interrupted".into();
-        let _ = tx.send(Event::Interrupted {
-            node: i,
-            label: plan.nodes[i].label(),
-        });
+        let _ = tx.send(Event::Interrupted { node: i, label: plan.nodes[i].label() });
     } else {
         commit_node(plan, store, i, record, refs, tx, state, stop, opts).await;
     }
@@ -530,14 +418,7 @@ async fn commit_node(
     opts: &RunOptions,
 ) {
     let node = &plan.nodes[i];
-    let State::Running {
-        meta,
-        count,
-        key,
-        started,
-        ..
-    } = &state[i]
-    else {
+    let State::Running { meta, count, key, started, .. } = &state[i] else {
         return;
     };
     let (mut meta, count, key) = ((**meta).clone(), *count, key.clone());
@@ -565,31 +446,13 @@ async fn commit_node(
         Ok(Err(e)) => {
             let log = record.stages[i].log.clone().unwrap_or_default();
             let tail = super::tail(&log, 20);
-            fail(
-                record,
-                state,
-                i,
-                tx,
-                node.label(),
-                format!("cannot commit: {e}"),
-                tail,
-                log,
-            );
+            fail(record, state, i, tx, node.label(), format!("cannot commit: {e}"), tail, log);
             if !opts.keep_going && stop.is_none() {
                 *stop = Some(Outcome::Failed);
             }
         }
         Err(e) => {
-            fail(
-                record,
-                state,
-                i,
-                tx,
-                node.label(),
-                format!("commit panicked: {e}"),
-                String::new(),
-                PathBuf::new(),
-            );
+            fail(record, state, i, tx, node.label(), format!("commit panicked: {e}"), String::new(), PathBuf::new());
             *stop = Some(Outcome::Failed);
         }
     }
@@ -610,20 +473,24 @@ fn fail(
     let rec = &mut record.stages[i];
     rec.status = "failed".into();
     rec.reason = Some(error.clone());
-    let _ = tx.send(Event::Failed {
-        node: i,
-        label,
-        error,
-        log_tail,
-        log,
-    });
+    let _ = tx.send(Event::Failed { node: i, label, error, log_tail, log });
+}
+
+/// Copies the backend's view of jobs into the run record.
+fn note_jobs<B: Backend>(backend: &B, record: &mut RunRecord) {
+    for (i, rec) in record.stages.iter_mut().enumerate() {
+        if let Some(jobs) = backend.jobs(i) {
+            rec.jobs = Some(jobs);
+        }
+    }
+    let polls = backend.polls();
+    if polls > 0 {
+        record.polls = Some(polls);
+    }
 }
 
 fn set_refs(refs: &mut Refs, node: &Node, key: &CacheKey) {
     for v in &node.variants {
-        refs.variants
-            .entry(v.clone())
-            .or_default()
-            .insert(node.stage.clone(), key.clone());
+        refs.variants.entry(v.clone()).or_default().insert(node.stage.clone(), key.clone());
     }
 }

@@ -30,9 +30,11 @@ pub struct CommandSpec {
 /// Environment variables every command gets besides the declared ones:
 /// what a shell needs to find programs and behave, nothing experiment-
 /// specific.
-const BASE_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SHELL",
-];
+const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SHELL"];
+
+/// Variables a scheduler sets for the allocation, passed through besides `SLURM_*`.
+const SCHEDULER_ENV: &[&str] =
+    &["CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"];
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -44,10 +46,7 @@ fn environment() -> Environment<'static> {
 /// Quotes a value for bash (`{{ inputs.x | quote }}`), for paths or
 /// parameters that may hold spaces or shell syntax.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b))
-    {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -55,15 +54,9 @@ pub fn shell_quote(s: &str) -> String {
 
 /// Checks a `run` template when the workflow is loaded: it must parse, and
 /// every `inputs.X` / `params.X` it uses must exist.
-pub fn check_template(
-    run: &str,
-    inputs: &IndexMap<String, String>,
-    params: &toml::Table,
-) -> Result<(), String> {
+pub fn check_template(run: &str, inputs: &IndexMap<String, String>, params: &toml::Table) -> Result<(), String> {
     let env = environment();
-    let tmpl = env
-        .template_from_str(run)
-        .map_err(|e| template_error("", &e))?;
+    let tmpl = env.template_from_str(run).map_err(|e| template_error("", &e))?;
     let mut problems = Vec::new();
     let mut used: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
     used.sort();
@@ -91,10 +84,7 @@ pub fn check_template(
 }
 
 fn template_error(what: &str, e: &minijinja::Error) -> String {
-    let line = e
-        .line()
-        .map(|l| format!(" (line {l} of the command)"))
-        .unwrap_or_default();
+    let line = e.line().map(|l| format!(" (line {l} of the command)")).unwrap_or_default();
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
     format!("{what}template error{line}: {}{detail}", e.kind())
 }
@@ -109,9 +99,7 @@ pub fn render(
     output: &str,
 ) -> Result<String, StageError> {
     let env = environment();
-    let tmpl = env
-        .template_from_str(&spec.run)
-        .map_err(|e| StageError::Template(template_error("", &e)))?;
+    let tmpl = env.template_from_str(&spec.run).map_err(|e| StageError::Template(template_error("", &e)))?;
     let ctx = serde_json::json!({
         "inputs": inputs,
         "params": params,
@@ -149,14 +137,7 @@ impl StageImpl for CommandSpec {
             TableFormat::Parquet => part.clone(),
             TableFormat::Jsonl => shard.tmp.join("output.jsonl"),
         };
-        let script = render(
-            self,
-            &job.stage,
-            shard,
-            &inputs,
-            &job.params,
-            &output.to_string_lossy(),
-        )?;
+        let script = render(self, &job.stage, shard, &inputs, &job.params, &output.to_string_lossy())?;
         run_bash(&script, job, shard, &output)?;
         if !output.is_file() {
             return Err(StageError::NoOutput(output));
@@ -206,18 +187,19 @@ fn hand_over(
 
 fn run_bash(script: &str, job: &Job, shard: &ShardRun, output: &Path) -> Result<(), StageError> {
     let mut cmd = Command::new("bash");
-    cmd.arg("-c")
-        .arg(format!("set -eo pipefail\n{script}"))
-        .current_dir(&job.workdir)
-        .env_clear()
-        .stdin(Stdio::null());
-    for var in BASE_ENV
-        .iter()
-        .copied()
-        .chain(job.env.iter().map(String::as_str))
-    {
+    cmd.arg("-c").arg(format!("set -eo pipefail\n{script}")).current_dir(&job.workdir).env_clear().stdin(Stdio::null());
+    for var in BASE_ENV.iter().copied().chain(job.env.iter().map(String::as_str)) {
         if let Some(v) = std::env::var_os(var) {
             cmd.env(var, v);
+        }
+    }
+    // What the scheduler says about the allocation (job ids, node lists,
+    // the GPUs it granted) belongs to where the stage runs, not to what it
+    // computes: passed through, never part of the key.
+    for (var, v) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("SLURM_") || SCHEDULER_ENV.contains(&name.as_ref()) {
+            cmd.env(&var, v);
         }
     }
     cmd.env("TMPDIR", &shard.tmp)
@@ -241,27 +223,14 @@ mod tests {
     use super::*;
 
     fn inputs(names: &[&str]) -> IndexMap<String, String> {
-        names
-            .iter()
-            .map(|n| (n.to_string(), "data.x".to_string()))
-            .collect()
+        names.iter().map(|n| (n.to_string(), "data.x".to_string())).collect()
     }
 
     #[test]
     fn check_template_names_unknown_inputs_and_params() {
         let params: toml::Table = toml::from_str("factor = 2").unwrap();
-        assert!(check_template(
-            "x {{ inputs.a }} {{ params.factor }} {{ output }}",
-            &inputs(&["a"]),
-            &params
-        )
-        .is_ok());
-        let e = check_template(
-            "{{ inputs.b }} {{ params.fator }}",
-            &inputs(&["a"]),
-            &params,
-        )
-        .unwrap_err();
+        assert!(check_template("x {{ inputs.a }} {{ params.factor }} {{ output }}", &inputs(&["a"]), &params).is_ok());
+        let e = check_template("{{ inputs.b }} {{ params.fator }}", &inputs(&["a"]), &params).unwrap_err();
         assert!(e.contains("inputs.b") && e.contains("params.fator"), "{e}");
         let e = check_template("{{ oops }}", &inputs(&[]), &params).unwrap_err();
         assert!(e.contains("`oops`"), "{e}");
@@ -285,16 +254,9 @@ mod tests {
 
     #[test]
     fn render_fills_paths_and_params() {
-        let spec = CommandSpec {
-            run: "cp {{ inputs.a }} {{ output }} # {{ params.k }}".into(),
-            format: TableFormat::Parquet,
-        };
-        let shard = ShardRun {
-            index: 0,
-            count: 1,
-            output: "/o.parquet".into(),
-            tmp: "/t".into(),
-        };
+        let spec =
+            CommandSpec { run: "cp {{ inputs.a }} {{ output }} # {{ params.k }}".into(), format: TableFormat::Parquet };
+        let shard = ShardRun { index: 0, count: 1, output: "/o.parquet".into(), tmp: "/t".into() };
         let out = render(
             &spec,
             "s",

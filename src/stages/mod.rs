@@ -120,8 +120,5 @@ pub enum StageError {
     #[error(transparent)]
     Table(#[from] crate::store::table::TableError),
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }

@@ -24,11 +24,7 @@ impl GcReport {
 
 /// With `keep_runs = Some(n)`, only the newest `n` run records of each
 /// workflow count as references (older ones are deleted).
-pub fn collect(
-    store: &Store,
-    keep_runs: Option<usize>,
-    dry_run: bool,
-) -> Result<GcReport, StoreError> {
+pub fn collect(store: &Store, keep_runs: Option<usize>, dry_run: bool) -> Result<GcReport, StoreError> {
     let mut report = GcReport::default();
     let mut live: BTreeSet<CacheKey> = BTreeSet::new();
     for (_, refs) in store.all_refs() {
@@ -38,10 +34,7 @@ pub fn collect(
     }
     let mut by_workflow: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for run in store.runs() {
-        by_workflow
-            .entry(run.workflow.clone())
-            .or_default()
-            .push(run);
+        by_workflow.entry(run.workflow.clone()).or_default().push(run);
     }
     for runs in by_workflow.values() {
         let drop = keep_runs.map(|n| runs.len().saturating_sub(n)).unwrap_or(0);
@@ -50,23 +43,12 @@ pub fn collect(
                 report.runs_removed.push(run.id.clone());
                 continue;
             }
-            live.extend(
-                run.stages
-                    .iter()
-                    .filter_map(|s| s.key.as_deref().and_then(CacheKey::parse)),
-            );
+            live.extend(run.stages.iter().filter_map(|s| s.key.as_deref().and_then(CacheKey::parse)));
         }
     }
     let objects = store.root.join("objects");
-    for shard in std::fs::read_dir(&objects)
-        .map_err(|e| StoreError::io(&objects, e))?
-        .flatten()
-    {
-        for entry in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+    for shard in std::fs::read_dir(&objects).map_err(|e| StoreError::io(&objects, e))?.flatten() {
+        for entry in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(key) = CacheKey::parse(&name) else {
                 continue;
@@ -77,21 +59,15 @@ pub fn collect(
             }
             let bytes = dir_size(&entry.path());
             if !dry_run {
-                std::fs::remove_dir_all(entry.path())
-                    .map_err(|e| StoreError::io(&entry.path(), e))?;
+                std::fs::remove_dir_all(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
             }
             report.removed.push((key, bytes));
         }
     }
     for sub in ["staging", "quarantine"] {
-        for entry in std::fs::read_dir(store.root.join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for entry in std::fs::read_dir(store.root.join(sub)).into_iter().flatten().flatten() {
             if !dry_run {
-                std::fs::remove_dir_all(entry.path())
-                    .map_err(|e| StoreError::io(&entry.path(), e))?;
+                std::fs::remove_dir_all(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
             }
             report.leftovers.push(entry.path());
         }
@@ -106,11 +82,5 @@ pub fn collect(
 }
 
 fn dir_size(path: &std::path::Path) -> u64 {
-    std::fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+    std::fs::read_dir(path).into_iter().flatten().flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
 }

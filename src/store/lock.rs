@@ -34,10 +34,7 @@ impl StoreLock {
             Err(TryLockError::WouldBlock) => {
                 let mut who = String::new();
                 let _ = file.read_to_string(&mut who);
-                return Err(StoreError::Locked {
-                    store: root.to_path_buf(),
-                    holder: who.trim().to_string(),
-                });
+                return Err(StoreError::Locked { store: root.to_path_buf(), holder: who.trim().to_string() });
             }
             Err(TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
         }

@@ -74,10 +74,6 @@ pub fn fields_of(schema: &arrow::datatypes::Schema) -> Vec<Field> {
     schema
         .fields()
         .iter()
-        .map(|f| Field {
-            name: f.name().clone(),
-            data_type: f.data_type().to_string(),
-            nullable: f.is_nullable(),
-        })
+        .map(|f| Field { name: f.name().clone(), data_type: f.data_type().to_string(), nullable: f.is_nullable() })
         .collect()
 }

@@ -32,10 +32,7 @@ pub use manifest::Manifest;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("store {} is in use by another writer: {holder}\n  = help: wait for it to finish, or pass --wait to queue behind it", store.display())]
     Locked { store: PathBuf, holder: String },
     #[error(transparent)]
@@ -43,20 +40,12 @@ pub enum StoreError {
     #[error("stage output is missing: expected {}", expected.display())]
     NoOutput { expected: PathBuf },
     #[error("part files disagree on the schema: {a} has [{a_schema}], {b} has [{b_schema}]")]
-    SchemaMismatch {
-        a: String,
-        a_schema: String,
-        b: String,
-        b_schema: String,
-    },
+    SchemaMismatch { a: String, a_schema: String, b: String, b_schema: String },
 }
 
 impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
-        StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        StoreError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -105,18 +94,11 @@ impl Store {
 
     /// Opens an existing store read-only; `None` when there is none yet.
     pub fn existing(root: &Path) -> Option<Store> {
-        root.join("objects")
-            .is_dir()
-            .then(|| std::fs::canonicalize(root).ok())
-            .flatten()
-            .map(|root| Store { root })
+        root.join("objects").is_dir().then(|| std::fs::canonicalize(root).ok()).flatten().map(|root| Store { root })
     }
 
     pub fn object_dir(&self, key: &CacheKey) -> PathBuf {
-        self.root
-            .join("objects")
-            .join(&key.as_str()[..2])
-            .join(key.as_str())
+        self.root.join("objects").join(&key.as_str()[..2]).join(key.as_str())
     }
 
     pub fn staging_dir(&self, key: &CacheKey) -> PathBuf {
@@ -177,10 +159,8 @@ impl Store {
         let from = self.object_dir(key);
         let qdir = self.root.join("quarantine");
         std::fs::create_dir_all(&qdir).map_err(|e| StoreError::io(&qdir, e))?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let to = qdir.join(format!("{}-{stamp}", key.as_str()));
         std::fs::rename(&from, &to).map_err(|e| StoreError::io(&from, e))?;
         Ok(to)
@@ -199,10 +179,7 @@ impl Store {
             == Some(u64::from(shards));
         let mut done = Vec::new();
         if dir.exists() {
-            for entry in std::fs::read_dir(&dir)
-                .map_err(|e| StoreError::io(&dir, e))?
-                .flatten()
-            {
+            for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let index = shard_index(&name).filter(|i| same_count && *i < shards);
                 if let Some(i) = index {
@@ -210,17 +187,12 @@ impl Store {
                     continue;
                 }
                 let path = entry.path();
-                let removed = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
+                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
                 removed.map_err(|e| StoreError::io(&path, e))?;
             }
         }
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        write_atomic(&marker, format!("{{\"shards\":{shards}}}").as_bytes())
-            .map_err(|e| StoreError::io(&marker, e))?;
+        write_atomic(&marker, format!("{{\"shards\":{shards}}}").as_bytes()).map_err(|e| StoreError::io(&marker, e))?;
         done.sort_unstable();
         Ok(done)
     }
@@ -252,9 +224,7 @@ impl Store {
             .collect();
         names.sort();
         if names.is_empty() {
-            return Err(StoreError::NoOutput {
-                expected: out.join("part-00000.parquet"),
-            });
+            return Err(StoreError::NoOutput { expected: out.join("part-00000.parquet") });
         }
         let mut parts = Vec::new();
         let mut schema: Option<(String, arrow::datatypes::SchemaRef)> = None;
@@ -273,21 +243,12 @@ impl Store {
             } else {
                 schema = Some((name.clone(), s));
             }
-            let bytes = std::fs::metadata(&path)
-                .map_err(|e| StoreError::io(&path, e))?
-                .len();
+            let bytes = std::fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?.len();
             let blake3 = statcache::hash_file(&path).map_err(|e| StoreError::io(&path, e))?;
             fsync(&path)?;
-            parts.push(manifest::Part {
-                file: name.clone(),
-                rows,
-                bytes,
-                blake3,
-            });
+            parts.push(manifest::Part { file: name.clone(), rows, bytes, blake3 });
         }
-        let schema = schema
-            .map(|(_, s)| manifest::fields_of(&s))
-            .unwrap_or_default();
+        let schema = schema.map(|(_, s)| manifest::fields_of(&s)).unwrap_or_default();
         let manifest = Manifest {
             format: manifest::MANIFEST_FORMAT,
             key: meta.key.clone(),
@@ -332,10 +293,7 @@ impl Store {
     }
 
     pub fn refs(&self, workflow: &str) -> Refs {
-        std::fs::read(self.refs_path(workflow))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        std::fs::read(self.refs_path(workflow)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
     pub fn write_refs(&self, workflow: &str, refs: &Refs) -> Result<(), StoreError> {
@@ -356,11 +314,7 @@ impl Store {
             .flatten()
             .flatten()
             .filter_map(|e| {
-                let name = e
-                    .file_name()
-                    .to_string_lossy()
-                    .strip_suffix(".json")?
-                    .to_string();
+                let name = e.file_name().to_string_lossy().strip_suffix(".json")?.to_string();
                 let refs = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
                 Some((name, refs))
             })
@@ -376,24 +330,15 @@ impl Store {
 
 /// `shard-00007.parquet` → 7.
 fn shard_index(name: &str) -> Option<u32> {
-    name.strip_prefix("shard-")?
-        .strip_suffix(".parquet")?
-        .parse()
-        .ok()
+    name.strip_prefix("shard-")?.strip_suffix(".parquet")?.parse().ok()
 }
 
 fn describe(s: &arrow::datatypes::Schema) -> String {
-    s.fields()
-        .iter()
-        .map(|f| format!("{}: {}", f.name(), f.data_type()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    s.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
 }
 
 fn fsync(path: &Path) -> Result<(), StoreError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| StoreError::io(path, e))
+    File::open(path).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(path, e))
 }
 
 /// Writes a small file so that readers see the old or the new content,
@@ -404,9 +349,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
         std::process::id()
     ));
     let mut f = File::create(&tmp)?;

@@ -19,6 +19,12 @@ pub struct RunRecord {
     pub finished: Option<String>,
     /// running | succeeded | failed | interrupted
     pub status: String,
+    /// local | slurm
+    #[serde(default)]
+    pub executor: String,
+    /// SLURM: job-state queries made (one `sacct` or `squeue` per poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polls: Option<u64>,
     pub stages: Vec<StageRecord>,
 }
 
@@ -33,14 +39,16 @@ pub struct StageRecord {
     pub duration_s: Option<f64>,
     pub rows: Option<u64>,
     pub log: Option<PathBuf>,
+    /// SLURM: the stage's jobs and its shards' states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<crate::exec::slurm::JobsSummary>,
 }
 
 /// A run id: sortable by start time, unique enough across hosts.
 pub fn new_run_id() -> String {
     let now = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let salt =
-        blake3::hash(format!("{}{:?}", std::process::id(), std::time::Instant::now()).as_bytes());
+    let salt = blake3::hash(format!("{}{:?}", std::process::id(), std::time::Instant::now()).as_bytes());
     format!("{compact}-{}", &salt.to_hex()[..6])
 }
 

@@ -31,16 +31,8 @@ pub struct StatCache {
 impl StatCache {
     pub fn load(path: PathBuf) -> StatCache {
         // A missing or damaged cache only costs a rehash.
-        let entries = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        StatCache {
-            path,
-            entries,
-            dirty: false,
-            hashed_bytes: 0,
-        }
+        let entries = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        StatCache { path, entries, dirty: false, hashed_bytes: 0 }
     }
 
     /// blake3 of a file's content, from the cache when its stat is unchanged.
@@ -49,11 +41,7 @@ impl StatCache {
         let meta = std::fs::metadata(&abs)?;
         let mtime_ns = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
         if let Some(e) = self.entries.get(&abs) {
-            if e.size == meta.len()
-                && e.mtime_ns == mtime_ns
-                && e.inode == meta.ino()
-                && e.dev == meta.dev()
-            {
+            if e.size == meta.len() && e.mtime_ns == mtime_ns && e.inode == meta.ino() && e.dev == meta.dev() {
                 return Ok(e.blake3.clone());
             }
         }
@@ -61,13 +49,7 @@ impl StatCache {
         self.hashed_bytes += meta.len();
         self.entries.insert(
             abs,
-            Entry {
-                size: meta.len(),
-                mtime_ns,
-                inode: meta.ino(),
-                dev: meta.dev(),
-                blake3: blake3.clone(),
-            },
+            Entry { size: meta.len(), mtime_ns, inode: meta.ino(), dev: meta.dev(), blake3: blake3.clone() },
         );
         self.dirty = true;
         Ok(blake3)

@@ -17,46 +17,26 @@ use parquet::file::properties::WriterProperties;
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("{}: {source}", path.display())]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("{}: not a readable Parquet file: {source}", path.display())]
-    Parquet {
-        path: std::path::PathBuf,
-        source: parquet::errors::ParquetError,
-    },
+    Parquet { path: std::path::PathBuf, source: parquet::errors::ParquetError },
     #[error("{}: {source}", path.display())]
-    Arrow {
-        path: std::path::PathBuf,
-        source: arrow::error::ArrowError,
-    },
+    Arrow { path: std::path::PathBuf, source: arrow::error::ArrowError },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
-    move |source| TableError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| TableError::Io { path: path.to_path_buf(), source }
 }
 fn pq(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> TableError + '_ {
-    move |source| TableError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| TableError::Parquet { path: path.to_path_buf(), source }
 }
 fn ar(path: &Path) -> impl FnOnce(arrow::error::ArrowError) -> TableError + '_ {
-    move |source| TableError::Arrow {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| TableError::Arrow { path: path.to_path_buf(), source }
 }
 
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
         .set_created_by(concat!("swestar ", env!("CARGO_PKG_VERSION")).to_string())
         .build()
 }
@@ -70,10 +50,7 @@ pub fn parquet_info(path: &Path) -> Result<(u64, SchemaRef), TableError> {
 }
 
 /// Reads up to `limit` rows (all when `None`) from Parquet files in order.
-pub fn read_parquet(
-    paths: &[&Path],
-    limit: Option<usize>,
-) -> Result<(SchemaRef, Vec<RecordBatch>), TableError> {
+pub fn read_parquet(paths: &[&Path], limit: Option<usize>) -> Result<(SchemaRef, Vec<RecordBatch>), TableError> {
     let mut batches = Vec::new();
     let mut schema: Option<SchemaRef> = None;
     let mut left = limit.unwrap_or(usize::MAX);
@@ -84,10 +61,7 @@ pub fn read_parquet(
         if left == 0 {
             continue;
         }
-        let reader = builder
-            .with_batch_size(left.clamp(1, 8192))
-            .build()
-            .map_err(pq(path))?;
+        let reader = builder.with_batch_size(left.clamp(1, 8192)).build().map_err(pq(path))?;
         for batch in reader {
             let batch = batch.map_err(ar(path))?;
             let take = batch.num_rows().min(left);
@@ -104,16 +78,12 @@ pub fn read_parquet(
 /// Converts JSON Lines to Parquet, inferring the schema from all lines.
 pub fn jsonl_to_parquet(src: &Path, dst: &Path) -> Result<u64, TableError> {
     let mut reader = BufReader::new(File::open(src).map_err(io(src))?);
-    let (schema, _) =
-        arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None).map_err(ar(src))?;
+    let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None).map_err(ar(src))?;
     reader.rewind().map_err(io(src))?;
     let schema = Arc::new(schema);
-    let json = arrow::json::ReaderBuilder::new(schema.clone())
-        .build(reader)
-        .map_err(ar(src))?;
+    let json = arrow::json::ReaderBuilder::new(schema.clone()).build(reader).map_err(ar(src))?;
     let out = File::create(dst).map_err(io(dst))?;
-    let mut writer =
-        ArrowWriter::try_new(out, schema, Some(writer_properties())).map_err(pq(dst))?;
+    let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties())).map_err(pq(dst))?;
     let mut rows = 0u64;
     for batch in json {
         let batch = batch.map_err(ar(src))?;
@@ -131,10 +101,7 @@ pub fn parquet_to_jsonl(srcs: &[&Path], dst: &Path) -> Result<u64, TableError> {
     let mut rows = 0u64;
     for src in srcs {
         let file = File::open(src).map_err(io(src))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(pq(src))?
-            .build()
-            .map_err(pq(src))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(src))?.build().map_err(pq(src))?;
         for batch in reader {
             let batch = batch.map_err(ar(src))?;
             rows += batch.num_rows() as u64;
@@ -150,15 +117,11 @@ pub fn parquet_to_jsonl(srcs: &[&Path], dst: &Path) -> Result<u64, TableError> {
 pub fn concat_parquet(srcs: &[&Path], dst: &Path) -> Result<u64, TableError> {
     let (schema, _) = read_parquet(srcs, Some(0))?;
     let out = File::create(dst).map_err(io(dst))?;
-    let mut writer =
-        ArrowWriter::try_new(out, schema, Some(writer_properties())).map_err(pq(dst))?;
+    let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties())).map_err(pq(dst))?;
     let mut rows = 0u64;
     for src in srcs {
         let file = File::open(src).map_err(io(src))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(pq(src))?
-            .build()
-            .map_err(pq(src))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(src))?.build().map_err(pq(src))?;
         for batch in reader {
             let batch = batch.map_err(ar(src))?;
             rows += batch.num_rows() as u64;
@@ -170,9 +133,7 @@ pub fn concat_parquet(srcs: &[&Path], dst: &Path) -> Result<u64, TableError> {
 }
 
 /// Rows as JSON objects (for `show --json`).
-pub fn batches_to_json_rows(
-    batches: &[RecordBatch],
-) -> Result<Vec<serde_json::Value>, arrow::error::ArrowError> {
+pub fn batches_to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, arrow::error::ArrowError> {
     let mut buf = Vec::new();
     {
         let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
@@ -181,11 +142,7 @@ pub fn batches_to_json_rows(
         }
         writer.finish()?;
     }
-    Ok(buf
-        .split(|c| *c == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect())
+    Ok(buf.split(|c| *c == b'\n').filter(|l| !l.is_empty()).filter_map(|l| serde_json::from_slice(l).ok()).collect())
 }
 
 #[cfg(test)]
@@ -196,11 +153,7 @@ mod tests {
     fn jsonl_round_trips_through_parquet() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("in.jsonl");
-        std::fs::write(
-            &src,
-            "{\"a\":1,\"b\":\"x\"}\n{\"a\":2,\"b\":null}\n{\"a\":3}\n",
-        )
-        .unwrap();
+        std::fs::write(&src, "{\"a\":1,\"b\":\"x\"}\n{\"a\":2,\"b\":null}\n{\"a\":3}\n").unwrap();
         let pq = dir.path().join("t.parquet");
         assert_eq!(jsonl_to_parquet(&src, &pq).unwrap(), 3);
         let (rows, schema) = parquet_info(&pq).unwrap();

@@ -62,10 +62,7 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
     #[error("cannot read workflow file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}", render_all(.0))]
     Invalid(Vec<Diagnostic>),
     #[error("{0}")]
@@ -73,11 +70,7 @@ pub enum WorkflowError {
 }
 
 fn render_all(diags: &[Diagnostic]) -> String {
-    diags
-        .iter()
-        .map(|d| format!("error: {d}"))
-        .collect::<Vec<_>>()
-        .join("\n\n")
+    diags.iter().map(|d| format!("error: {d}")).collect::<Vec<_>>().join("\n\n")
 }
 
 /// A loaded workflow file: its text and its variants.
@@ -88,10 +81,7 @@ pub struct Loaded {
 }
 
 /// The closest name within edit distance 2 (or a third of its length).
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(2);
     candidates
         .into_iter()
@@ -108,9 +98,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -119,51 +107,29 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 /// Reads, overrides, expands and validates a workflow file.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, WorkflowError> {
-    let source = Source::read(path).map_err(|source| WorkflowError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let assignments: Vec<Assignment> = sets
-        .iter()
-        .map(|s| overrides::parse_set(s))
-        .collect::<Result<_, _>>()
-        .map_err(WorkflowError::Argument)?;
-    let dir = path
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."));
-    let dir = std::fs::canonicalize(dir).map_err(|source| WorkflowError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let cx = Cx {
-        source: &source,
-        dir,
-    };
+    let source = Source::read(path).map_err(|source| WorkflowError::Read { path: path.to_path_buf(), source })?;
+    let assignments: Vec<Assignment> =
+        sets.iter().map(|s| overrides::parse_set(s)).collect::<Result<_, _>>().map_err(WorkflowError::Argument)?;
+    let dir =
+        path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(dir).map_err(|source| WorkflowError::Read { path: path.to_path_buf(), source })?;
+    let cx = Cx { source: &source, dir };
 
     // Pass 1: the file as written, with exact spans for syntax, unknown keys
     // and wrong types.
     let root = DeTable::parse(&source.text).map_err(|e| cx.toml_error(&e, None))?;
-    let file: WorkflowFile = WorkflowFile::deserialize(toml::de::Deserializer::from(root.clone()))
-        .map_err(|e| cx.toml_error(&e, None))?;
+    let file: WorkflowFile =
+        WorkflowFile::deserialize(toml::de::Deserializer::from(root.clone())).map_err(|e| cx.toml_error(&e, None))?;
     let stages_spanned = match root.get_ref().get("stages").map(|v| v.get_ref()) {
         Some(DeValue::Table(t)) => Some(t),
         _ => None,
     };
     let mut base_stages = IndexMap::new();
     for (name, table) in &file.stages {
-        let spanned = stages_spanned
-            .and_then(|t| t.get(name.as_str()))
-            .and_then(|v| match v.get_ref() {
-                DeValue::Table(t) => Some(Spanned::new(v.span(), t.clone())),
-                _ => None,
-            });
+        let spanned = stages_spanned.and_then(|t| t.get(name.as_str())).and_then(|v| match v.get_ref() {
+            DeValue::Table(t) => Some(Spanned::new(v.span(), t.clone())),
+            _ => None,
+        });
         let stage = cx.stage_from(name, table, spanned, None)?;
         base_stages.insert(name.clone(), stage);
     }
@@ -171,10 +137,7 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, WorkflowError> {
 
     if sweep.is_empty() && assignments.is_empty() {
         let wf = cx.validate(&file, base_stages, Variant::default(), None)?;
-        return Ok(Loaded {
-            source,
-            variants: vec![wf],
-        });
+        return Ok(Loaded { source, variants: vec![wf] });
     }
 
     // Pass 2: per variant, the sweep and `--set` assignments applied to the
@@ -188,27 +151,16 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, WorkflowError> {
         let mut all: Vec<&Assignment> = combo.clone();
         all.extend(assignments.iter());
         for a in &all {
-            overrides::apply(&mut table, a).map_err(|message| {
-                WorkflowError::Invalid(vec![cx.diag_at(&a.path, message, Some(&a.origin))])
-            })?;
+            overrides::apply(&mut table, a)
+                .map_err(|message| WorkflowError::Invalid(vec![cx.diag_at(&a.path, message, Some(&a.origin))]))?;
         }
-        let origins = all
-            .iter()
-            .map(|a| a.origin.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let file: WorkflowFile =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    WorkflowError::Invalid(vec![cx.plain(e.message(), Some(&origins))])
-                })?;
+        let origins = all.iter().map(|a| a.origin.to_string()).collect::<Vec<_>>().join(", ");
+        let file: WorkflowFile = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| WorkflowError::Invalid(vec![cx.plain(e.message(), Some(&origins))]))?;
         let mut stages = IndexMap::new();
         for (name, table) in &file.stages {
-            stages.insert(
-                name.clone(),
-                cx.stage_from(name, table, None, Some(&origins))?,
-            );
+            stages.insert(name.clone(), cx.stage_from(name, table, None, Some(&origins))?);
         }
         let variant = variant_of(&combo);
         variants.push(cx.validate(&file, stages, variant, Some(&origins))?);
@@ -229,11 +181,7 @@ struct Cx<'a> {
 impl Cx<'_> {
     fn toml_error(&self, e: &toml::de::Error, origin: Option<&str>) -> WorkflowError {
         let location = e.span().map(|s| self.source.locate(s));
-        let key = e
-            .span()
-            .map(|s| self.source.path_at(s.start))
-            .filter(|p| !p.is_empty())
-            .map(|p| p.join("."));
+        let key = e.span().map(|s| self.source.path_at(s.start)).filter(|p| !p.is_empty()).map(|p| p.join("."));
         WorkflowError::Invalid(vec![Diagnostic {
             file: self.source.path.clone(),
             location,
@@ -293,10 +241,7 @@ impl Cx<'_> {
             }
             None => {
                 let mut d = self.diag_at(&key("kind")[..2], "missing key `kind`".into(), None);
-                d.help = Some(format!(
-                    "add `kind = \"command\"` (kinds: {})",
-                    KINDS.join(", ")
-                ));
+                d.help = Some(format!("add `kind = \"command\"` (kinds: {})", KINDS.join(", ")));
                 d.origin = origin.map(str::to_string);
                 return Err(WorkflowError::Invalid(vec![d]));
             }
@@ -320,9 +265,7 @@ impl Cx<'_> {
                     t.remove("kind");
                     toml::Value::Table(t)
                         .try_into()
-                        .map_err(|e: toml::de::Error| {
-                            WorkflowError::Invalid(vec![cx.plain(e.message(), origin)])
-                        })
+                        .map_err(|e: toml::de::Error| WorkflowError::Invalid(vec![cx.plain(e.message(), origin)]))
                 }
             }
         }
@@ -332,23 +275,12 @@ impl Cx<'_> {
                 let help = did_you_mean(other, KINDS.iter().copied())
                     .map(|k| format!("did you mean `{k}`?"))
                     .unwrap_or_else(|| format!("kinds: {}", KINDS.join(", ")));
-                Err(self.invalid(
-                    &key("kind"),
-                    format!("unknown stage kind `{other}`"),
-                    Some(help),
-                    origin,
-                ))
+                Err(self.invalid(&key("kind"), format!("unknown stage kind `{other}`"), Some(help), origin))
             }
         }
     }
 
-    fn invalid(
-        &self,
-        path: &[String],
-        message: String,
-        help: Option<String>,
-        origin: Option<&str>,
-    ) -> WorkflowError {
+    fn invalid(&self, path: &[String], message: String, help: Option<String>, origin: Option<&str>) -> WorkflowError {
         let mut d = self.diag_at(path, message, None);
         d.help = help;
         d.origin = origin.map(str::to_string);
@@ -360,10 +292,7 @@ impl Cx<'_> {
         for (key, values) in &file.sweep {
             let at = vec!["sweep".to_string(), key.clone()];
             let path = overrides::parse_path(key).map_err(|m| self.invalid(&at, m, None, None))?;
-            if path
-                .first()
-                .is_some_and(|p| p == "workflow" || p == "sweep")
-            {
+            if path.first().is_some_and(|p| p == "workflow" || p == "sweep") {
                 return Err(self.invalid(
                     &at,
                     "the [workflow] and [sweep] sections cannot be swept".into(),
@@ -374,22 +303,13 @@ impl Cx<'_> {
             let values = match values {
                 toml::Value::Array(v) if !v.is_empty() => v,
                 _ => {
-                    return Err(self.invalid(
-                        &at,
-                        "a sweep value must be a non-empty list".into(),
-                        None,
-                        None,
-                    ));
+                    return Err(self.invalid(&at, "a sweep value must be a non-empty list".into(), None, None));
                 }
             };
             out.push(
                 values
                     .iter()
-                    .map(|v| Assignment {
-                        path: path.clone(),
-                        value: v.clone(),
-                        origin: Origin::Sweep(key.clone()),
-                    })
+                    .map(|v| Assignment { path: path.clone(), value: v.clone(), origin: Origin::Sweep(key.clone()) })
                     .collect(),
             );
         }
@@ -422,11 +342,7 @@ impl Cx<'_> {
         let mut data = IndexMap::new();
         for (name, d) in &file.data {
             if !valid_name(name, false) {
-                err(
-                    p(&["data", name]),
-                    format!("`{name}` is not a valid data source name"),
-                    None,
-                );
+                err(p(&["data", name]), format!("`{name}` is not a valid data source name"), None);
             }
             let path = self.dir.join(&d.path);
             let format = d.format.or_else(|| format_of(&d.path));
@@ -439,21 +355,9 @@ impl Cx<'_> {
                 continue;
             };
             if !path.is_file() {
-                err(
-                    p(&["data", name, "path"]),
-                    format!("data file `{}` does not exist", d.path),
-                    None,
-                );
+                err(p(&["data", name, "path"]), format!("data file `{}` does not exist", d.path), None);
             }
-            data.insert(
-                name.clone(),
-                DataSource {
-                    name: name.clone(),
-                    rel: d.path.clone(),
-                    path,
-                    format,
-                },
-            );
+            data.insert(name.clone(), DataSource { name: name.clone(), rel: d.path.clone(), path, format });
         }
 
         let owned_names: Vec<String> = stages.keys().cloned().collect();
@@ -461,11 +365,7 @@ impl Cx<'_> {
         let mut out = IndexMap::new();
         for (name, wire) in stages {
             if !valid_name(&name, false) {
-                err(
-                    p(&["stages", &name]),
-                    format!("`{name}` is not a valid stage name"),
-                    None,
-                );
+                err(p(&["stages", &name]), format!("`{name}` is not a valid stage name"), None);
             }
             let StageWire::Command(c) = wire;
             let mut inputs = IndexMap::new();
@@ -488,11 +388,7 @@ impl Cx<'_> {
                         err(at, format!("no data source named `{d}`"), help);
                     }
                     Some(Ref::Stage(s)) if s == name => {
-                        err(
-                            at,
-                            format!("stage `{name}` reads its own output: cycle {name} → {name}"),
-                            None,
-                        );
+                        err(at, format!("stage `{name}` reads its own output: cycle {name} → {name}"), None);
                     }
                     Some(Ref::Stage(s)) if stage_names.contains(&s.as_str()) => {
                         inputs.insert(input.clone(), Ref::Stage(s));
@@ -513,21 +409,12 @@ impl Cx<'_> {
             for (i, n) in c.needs.iter().enumerate() {
                 let bare = n.strip_prefix("stages.").unwrap_or(n);
                 if bare == name {
-                    err(
-                        p(&["stages", &name, "needs", &i.to_string()]),
-                        format!("stage `{name}` needs itself"),
-                        None,
-                    );
+                    err(p(&["stages", &name, "needs", &i.to_string()]), format!("stage `{name}` needs itself"), None);
                 } else if stage_names.contains(&bare) {
                     needs.push(bare.to_string());
                 } else {
-                    let help = did_you_mean(bare, stage_names.iter().copied())
-                        .map(|x| format!("did you mean `{x}`?"));
-                    err(
-                        p(&["stages", &name, "needs", &i.to_string()]),
-                        format!("no stage named `{bare}`"),
-                        help,
-                    );
+                    let help = did_you_mean(bare, stage_names.iter().copied()).map(|x| format!("did you mean `{x}`?"));
+                    err(p(&["stages", &name, "needs", &i.to_string()]), format!("no stage named `{bare}`"), help);
                 }
             }
             let mut deps = Vec::new();
@@ -575,16 +462,9 @@ impl Cx<'_> {
                     );
                 }
             }
-            for (field, value) in [
-                ("shards", c.resources.shards),
-                ("max_parallel", c.resources.max_parallel),
-            ] {
+            for (field, value) in [("shards", c.resources.shards), ("max_parallel", c.resources.max_parallel)] {
                 if value == Some(0) {
-                    err(
-                        p(&["stages", &name, "resources", field]),
-                        format!("`{field}` must be at least 1"),
-                        None,
-                    );
+                    err(p(&["stages", &name, "resources", field]), format!("`{field}` must be at least 1"), None);
                 }
             }
             let format = c.format.unwrap_or(TableFormat::Parquet);
@@ -595,10 +475,7 @@ impl Cx<'_> {
                 name.clone(),
                 Stage {
                     name: name.clone(),
-                    kind: StageKind::Command(CommandSpec {
-                        run: c.run.clone(),
-                        format,
-                    }),
+                    kind: StageKind::Command(CommandSpec { run: c.run.clone(), format }),
                     inputs,
                     needs,
                     deps,
@@ -621,19 +498,13 @@ impl Cx<'_> {
                     .unwrap_or_else(|| p(&["stages", first]));
                 let mut names = cycle.clone();
                 names.push(cycle[0].clone());
-                err(
-                    via,
-                    format!("the stages form a cycle: {}", names.join(" → ")),
-                    None,
-                );
+                err(via, format!("the stages form a cycle: {}", names.join(" → ")), None);
             }
         }
         let slurm = &file.executor.slurm;
-        for (field, value) in [
-            ("time", &slurm.time),
-            ("poll_initial", &slurm.poll_initial),
-            ("poll_max", &slurm.poll_max),
-        ] {
+        for (field, value) in
+            [("time", &slurm.time), ("poll_initial", &slurm.poll_initial), ("poll_max", &slurm.poll_max)]
+        {
             if let Some(v) = value {
                 if humantime::parse_duration(v).is_err() {
                     err(
@@ -668,18 +539,13 @@ const KINDS: &[&str] = &["command"];
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && chars
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.'))
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.'))
 }
 
 fn valid_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -687,8 +553,7 @@ fn parse_ref(s: &str) -> Option<Ref> {
     if let Some(d) = s.strip_prefix("data.") {
         return Some(Ref::Data(d.to_string()));
     }
-    s.strip_prefix("stages.")
-        .map(|st| Ref::Stage(st.to_string()))
+    s.strip_prefix("stages.").map(|st| Ref::Stage(st.to_string()))
 }
 
 fn format_of(path: &str) -> Option<TableFormat> {
@@ -705,9 +570,7 @@ fn format_of(path: &str) -> Option<TableFormat> {
 fn relative_dep(dir: &Path, d: &str) -> Result<Dep, String> {
     let rel = Path::new(d);
     if rel.is_absolute() {
-        return Err(format!(
-            "`{d}` must be relative to the workflow's directory"
-        ));
+        return Err(format!("`{d}` must be relative to the workflow's directory"));
     }
     let path = dir.join(rel);
     if !path.is_file() {
@@ -732,13 +595,9 @@ pub fn toml_to_json(v: &toml::Value) -> Result<serde_json::Value, String> {
             .ok_or_else(|| format!("{f} is not a finite number"))?,
         toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-        toml::Value::Array(a) => {
-            serde_json::Value::Array(a.iter().map(toml_to_json).collect::<Result<_, _>>()?)
-        }
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect::<Result<_, _>>()?),
         toml::Value::Table(t) => serde_json::Value::Object(
-            t.iter()
-                .map(|(k, v)| Ok((k.clone(), toml_to_json(v)?)))
-                .collect::<Result<_, String>>()?,
+            t.iter().map(|(k, v)| Ok((k.clone(), toml_to_json(v)?))).collect::<Result<_, String>>()?,
         ),
     })
 }
@@ -757,10 +616,7 @@ fn find_cycle(stages: &IndexMap<String, Stage>) -> Option<Vec<String>> {
         if scc.len() > 1 {
             // Walk the component in edge order so the message reads as a path.
             let members: std::collections::HashSet<&str> = scc.iter().copied().collect();
-            let start = *scc
-                .iter()
-                .min_by_key(|n| stages.get_index_of(**n))
-                .unwrap_or(&scc[0]);
+            let start = *scc.iter().min_by_key(|n| stages.get_index_of(**n)).unwrap_or(&scc[0]);
             let mut path = vec![start.to_string()];
             let mut at = start;
             let mut seen: HashMap<&str, ()> = HashMap::new();
@@ -802,28 +658,17 @@ fn product(lists: &[Vec<Assignment>]) -> Vec<Vec<&Assignment>> {
 /// Names a variant by its settings: `factor=2,lr=1e-5`, using the last
 /// path segment where that is unambiguous.
 fn variant_of(combo: &[&Assignment]) -> Variant {
-    let lasts: Vec<&str> = combo
-        .iter()
-        .map(|a| a.path.last().map(String::as_str).unwrap_or(""))
-        .collect();
+    let lasts: Vec<&str> = combo.iter().map(|a| a.path.last().map(String::as_str).unwrap_or("")).collect();
     let settings: Vec<(String, String)> = combo
         .iter()
         .zip(&lasts)
         .map(|(a, last)| {
             let unique = lasts.iter().filter(|l| *l == last).count() == 1;
-            let key = if unique {
-                last.to_string()
-            } else {
-                a.path.join(".")
-            };
+            let key = if unique { last.to_string() } else { a.path.join(".") };
             (key, overrides::display_value(&a.value))
         })
         .collect();
-    let name = settings
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let name = settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
     Variant { name, settings }
 }
 
@@ -860,9 +705,6 @@ mod tests {
     #[test]
     fn json_conversion_rejects_non_finite_floats() {
         assert!(toml_to_json(&toml::Value::Float(f64::NAN)).is_err());
-        assert_eq!(
-            toml_to_json(&toml::Value::Float(5e-5)).unwrap(),
-            serde_json::json!(5e-5)
-        );
+        assert_eq!(toml_to_json(&toml::Value::Float(5e-5)).unwrap(), serde_json::json!(5e-5));
     }
 }

@@ -32,15 +32,12 @@ impl fmt::Display for Origin {
 
 /// Parses a dotted key with TOML's own rules (so `stages."a.b".x` works).
 pub fn parse_path(key: &str) -> Result<Vec<String>, String> {
-    let doc: toml::Table = toml::from_str(&format!("{key} = 0"))
-        .map_err(|_| format!("`{key}` is not a dotted key path"))?;
+    let doc: toml::Table =
+        toml::from_str(&format!("{key} = 0")).map_err(|_| format!("`{key}` is not a dotted key path"))?;
     let mut path = Vec::new();
     let mut table = &doc;
     loop {
-        let (k, v) = table
-            .iter()
-            .next()
-            .ok_or_else(|| format!("`{key}` is empty"))?;
+        let (k, v) = table.iter().next().ok_or_else(|| format!("`{key}` is empty"))?;
         path.push(k.clone());
         match v {
             toml::Value::Table(inner) => table = inner,
@@ -52,16 +49,10 @@ pub fn parse_path(key: &str) -> Result<Vec<String>, String> {
 /// Parses `KEY=VALUE`; VALUE is a TOML value, or a plain string when it
 /// does not parse as one (`base_url=http://host:8000/v1`).
 pub fn parse_set(arg: &str) -> Result<Assignment, String> {
-    let (key, raw) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("--set {arg}: expected KEY=VALUE"))?;
+    let (key, raw) = arg.split_once('=').ok_or_else(|| format!("--set {arg}: expected KEY=VALUE"))?;
     let path = parse_path(key.trim()).map_err(|e| format!("--set {arg}: {e}"))?;
     let value = parse_value(raw.trim());
-    Ok(Assignment {
-        path,
-        value,
-        origin: Origin::Set(arg.to_string()),
-    })
+    Ok(Assignment { path, value, origin: Origin::Set(arg.to_string()) })
 }
 
 fn parse_value(raw: &str) -> toml::Value {
@@ -114,9 +105,7 @@ pub fn apply(root: &mut toml::Table, assignment: &Assignment) -> Result<(), Stri
         };
     }
     let (leaf, parent) = (&path[path.len() - 1], &path[..path.len() - 1]);
-    if !table.contains_key(leaf)
-        && (is_params(parent) || is_named_collection(parent) || parent.is_empty())
-    {
+    if !table.contains_key(leaf) && (is_params(parent) || is_named_collection(parent) || parent.is_empty()) {
         return Err(missing(table, parent, leaf));
     }
     table.insert(leaf.clone(), assignment.value.clone());
@@ -146,10 +135,7 @@ mod tests {
     use super::*;
 
     fn doc() -> toml::Table {
-        toml::from_str(
-            "[workflow]\nname='x'\n[stages.train]\nkind='command'\nrun='x'\nparams={lr=5e-5}\n",
-        )
-        .unwrap()
+        toml::from_str("[workflow]\nname='x'\n[stages.train]\nkind='command'\nrun='x'\nparams={lr=5e-5}\n").unwrap()
     }
 
     #[test]
@@ -170,25 +156,15 @@ mod tests {
         let mut t = doc();
         apply(&mut t, &parse_set("stages.train.params.lr=1e-5").unwrap()).unwrap();
         assert_eq!(t["stages"]["train"]["params"]["lr"].as_float(), Some(1e-5));
-        apply(
-            &mut t,
-            &parse_set("stages.train.resources.time='1h'").unwrap(),
-        )
-        .unwrap();
-        assert_eq!(
-            t["stages"]["train"]["resources"]["time"].as_str(),
-            Some("1h")
-        );
+        apply(&mut t, &parse_set("stages.train.resources.time='1h'").unwrap()).unwrap();
+        assert_eq!(t["stages"]["train"]["resources"]["time"].as_str(), Some("1h"));
     }
 
     #[test]
     fn apply_rejects_typos_in_names_and_params() {
         let mut t = doc();
         let e = apply(&mut t, &parse_set("stages.trian.params.lr=1").unwrap()).unwrap_err();
-        assert!(
-            e.contains("no stage `trian`") && e.contains("did you mean `train`"),
-            "{e}"
-        );
+        assert!(e.contains("no stage `trian`") && e.contains("did you mean `train`"), "{e}");
         let e = apply(&mut t, &parse_set("stages.train.params.rl=1").unwrap()).unwrap_err();
         assert!(e.contains("no parameter") && e.contains("`rl`"), "{e}");
         let e = apply(&mut t, &parse_set("stages.train.run.x=1").unwrap()).unwrap_err();

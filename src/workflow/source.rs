@@ -57,10 +57,7 @@ impl Location {
 impl Source {
     pub fn read(path: &Path) -> std::io::Result<Source> {
         let text = std::fs::read_to_string(path)?;
-        Ok(Source {
-            path: path.to_path_buf(),
-            text,
-        })
+        Ok(Source { path: path.to_path_buf(), text })
     }
 
     /// The location of a byte span.
@@ -69,10 +66,7 @@ impl Source {
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let line_end = self.text[line_start..]
-            .find('\n')
-            .map(|i| line_start + i)
-            .unwrap_or(self.text.len());
+        let line_end = self.text[line_start..].find('\n').map(|i| line_start + i).unwrap_or(self.text.len());
         let column = self.text[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
         let width = self.text[start..end].chars().count().max(1);
@@ -80,9 +74,7 @@ impl Source {
             path: self.path.clone(),
             line,
             column,
-            line_text: self.text[line_start..line_end]
-                .trim_end_matches('\r')
-                .to_string(),
+            line_text: self.text[line_start..line_end].trim_end_matches('\r').to_string(),
             width,
         }
     }
@@ -112,8 +104,7 @@ impl Source {
                 _ => {
                     found = Some(if last { value.span() } else { key.span() });
                     // For an array value, a numeric next segment selects an element.
-                    if let (DeValue::Array(items), Some(next)) = (value.get_ref(), path.get(i + 1))
-                    {
+                    if let (DeValue::Array(items), Some(next)) = (value.get_ref(), path.get(i + 1)) {
                         if let Some(item) = next.parse::<usize>().ok().and_then(|n| items.get(n)) {
                             found = Some(item.span());
                         }
@@ -129,17 +120,12 @@ impl Source {
     /// to name the key of a deserialization error that only carries a span.
     /// The deepest match wins (a table header's span says little).
     pub fn path_at(&self, offset: usize) -> Vec<String> {
-        fn walk(
-            table: &DeTable<'_>,
-            prefix: &mut Vec<String>,
-            offset: usize,
-            best: &mut Vec<String>,
-        ) {
+        fn walk(table: &DeTable<'_>, prefix: &mut Vec<String>, offset: usize, best: &mut Vec<String>) {
             for (key, value) in table.iter() {
                 prefix.push(key.get_ref().to_string());
                 let (k, v) = (key.span(), value.span());
-                let hit = (k.start <= offset && offset < k.end.max(k.start + 1))
-                    || (v.start <= offset && offset < v.end);
+                let hit =
+                    (k.start <= offset && offset < k.end.max(k.start + 1)) || (v.start <= offset && offset < v.end);
                 if hit && prefix.len() > best.len() {
                     *best = prefix.clone();
                 }
@@ -162,10 +148,7 @@ mod tests {
     use super::*;
 
     fn src(text: &str) -> Source {
-        Source {
-            path: PathBuf::from("wf.toml"),
-            text: text.to_string(),
-        }
+        Source { path: PathBuf::from("wf.toml"), text: text.to_string() }
     }
 
     #[test]

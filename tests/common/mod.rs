@@ -19,12 +19,8 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
     }
     /// The run record's status per stage name (first node of that name).
     pub fn statuses(&self) -> Vec<(String, String)> {
@@ -32,12 +28,7 @@ impl Run {
             .as_array()
             .expect("stages")
             .iter()
-            .map(|s| {
-                (
-                    s["stage"].as_str().unwrap().to_string(),
-                    s["status"].as_str().unwrap().to_string(),
-                )
-            })
+            .map(|s| (s["stage"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
             .collect()
     }
     pub fn status_of(&self, stage: &str) -> String {
@@ -61,9 +52,7 @@ impl From<Output> for Run {
 
 impl Ctx {
     pub fn new() -> Ctx {
-        Ctx {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Ctx { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -116,16 +105,8 @@ impl Ctx {
     /// All committed object directories in the store.
     pub fn objects(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for shard in std::fs::read_dir(self.store().join("objects"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for obj in std::fs::read_dir(shard.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
+        for shard in std::fs::read_dir(self.store().join("objects")).into_iter().flatten().flatten() {
+            for obj in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
                 out.push(obj.path());
             }
         }
@@ -150,11 +131,7 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next())
-                .unwrap_or("");
+            let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()).unwrap_or("");
             state != "Z" && state != "X"
         }
         Err(_) => false,

@@ -70,10 +70,15 @@ ReturnToService=2
 MpiDefault=none
 DefMemPerCPU=1000
 MinJobAge=30
+KillWait=2
 SchedulerParameters=sched_interval=1
 JobCompType=jobcomp/none
+# Partition urgent preempts debug: how the tests make a job PREEMPTED on demand.
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL
 $node NodeAddr=127.0.0.1 State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=$host MaxTime=INFINITE State=UP PriorityTier=2
 CONF
 
 if [ "$accounting" = 1 ]; then

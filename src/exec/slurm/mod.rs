@@ -1,5 +1,484 @@
-//! The SLURM backend (in progress): job scripts and their rendering, and
-//! job states from sacct/squeue.
+//! The SLURM backend: each stage is one `sbatch` (a job array when it has
+//! shards), every job of a run carries the run id as its job name, and one
+//! `sacct` call per poll interval (or `squeue` where accounting is off)
+//! reports on all of them. A shard's exit-code file, written by its job
+//! script, is the final word on success; jobs lost to the cluster
+//! (PREEMPTED, NODE_FAIL, BOOT_FAIL, TIMEOUT) are resubmitted, only those
+//! array tasks, up to `max_retries`, away from nodes that failed.
 
 pub mod poll;
 pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use poll::{array_spec, parse_sacct, parse_squeue, JobState, States};
+
+use super::{tail, Backend, Launch, ShardEvent};
+use crate::workflow::{Accounting, SlurmSection};
+
+/// How job states are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Sacct,
+    Squeue,
+}
+
+#[derive(Debug)]
+struct Shard {
+    job: u64,
+    array: bool,
+    retries: u32,
+    /// Seen queued or running at least once (squeue mode: vanishing then
+    /// means the job ended).
+    seen: bool,
+    misses: u32,
+    ended_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    launch: Launch,
+    script: PathBuf,
+    stage_dir: PathBuf,
+    shards: BTreeMap<u32, Shard>,
+    excluded: BTreeSet<String>,
+    job_ids: Vec<u64>,
+    retried: u32,
+}
+
+/// A stage's jobs, for run records and `swestar status`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobsSummary {
+    pub job_ids: Vec<u64>,
+    pub queued: u32,
+    pub running: u32,
+    pub done: u32,
+    pub failed: u32,
+    pub retried: u32,
+}
+
+pub struct SlurmBackend {
+    run_id: String,
+    started: Instant,
+    defaults: SlurmSection,
+    exe: PathBuf,
+    mode: Mode,
+    poll_initial: Duration,
+    poll_max: Duration,
+    interval: Duration,
+    max_retries: u32,
+    tracked: BTreeMap<usize, Tracked>,
+    summaries: BTreeMap<usize, JobsSummary>,
+    outstanding: usize,
+    /// Job-state queries made (one per poll).
+    pub polls: u64,
+}
+
+async fn slurm_cmd(program: &str, args: &[String]) -> Result<String, String> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {program}: {e} (is SLURM installed here?)"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl SlurmBackend {
+    /// Sets up the backend; with `accounting = auto`, asks `sacct` once
+    /// whether accounting works.
+    pub async fn new(run_id: &str, defaults: &SlurmSection, exe: PathBuf) -> Result<SlurmBackend, String> {
+        let mode = match defaults.accounting.unwrap_or_default() {
+            Accounting::Sacct => Mode::Sacct,
+            Accounting::Squeue => Mode::Squeue,
+            Accounting::Auto => {
+                let probe = slurm_cmd(
+                    "sacct",
+                    &["-n".into(), "-X".into(), "-o".into(), "JobID".into(), "--starttime".into(), "now".into()],
+                )
+                .await;
+                if probe.is_ok() {
+                    Mode::Sacct
+                } else {
+                    Mode::Squeue
+                }
+            }
+        };
+        let dur = |v: &Option<String>, d: u64| {
+            v.as_deref().and_then(|s| humantime::parse_duration(s).ok()).unwrap_or(Duration::from_secs(d))
+        };
+        let poll_initial = dur(&defaults.poll_initial, 5);
+        let poll_max = dur(&defaults.poll_max, 60).max(poll_initial);
+        let exe = defaults.swestar.as_ref().map(PathBuf::from).unwrap_or(exe);
+        Ok(SlurmBackend {
+            run_id: run_id.to_string(),
+            started: Instant::now(),
+            defaults: defaults.clone(),
+            exe,
+            mode,
+            poll_initial,
+            poll_max,
+            interval: poll_initial,
+            max_retries: defaults.max_retries.unwrap_or(2),
+            tracked: BTreeMap::new(),
+            summaries: BTreeMap::new(),
+            outstanding: 0,
+            polls: 0,
+        })
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The job script of a launch, as `swestar render` prints it.
+    pub fn script(launch: &Launch, defaults: &SlurmSection, exe: &Path) -> Result<String, String> {
+        let stage_dir = launch.job_file.parent().unwrap_or(Path::new("."));
+        render::render(&render::ScriptInput {
+            stage: &launch.stage,
+            key: &launch.key,
+            shards: launch.count,
+            workdir: &launch.workdir,
+            stage_dir,
+            job_file: &launch.job_file,
+            exe,
+            resources: &launch.resources,
+            defaults,
+            template: launch.template.as_deref(),
+        })
+        .map_err(|e| format!("template error: {e}"))
+    }
+
+    async fn submit(&mut self, node: usize, shards: &[u32]) -> Result<u64, String> {
+        let t = self.tracked.get(&node).expect("tracked node");
+        let l = &t.launch;
+        for &s in shards {
+            let _ = std::fs::remove_file(render::exit_file(&t.stage_dir, s));
+        }
+        let mut args = vec!["--parsable".to_string(), format!("--job-name={}", self.run_id)];
+        let array = l.count > 1;
+        if array {
+            let parallel = l.resources.max_parallel.or(self.defaults.max_parallel);
+            args.push(format!("--array={}", array_spec(shards, parallel)));
+            args.push(format!("--output={}", l.log_dir.join(format!("{}.%a.out", l.log_stem)).display()));
+            args.push(format!("--error={}", l.log_dir.join(format!("{}.%a.err", l.log_stem)).display()));
+        } else {
+            args.push(format!("--output={}", l.log(0, "out").display()));
+            args.push(format!("--error={}", l.log(0, "err").display()));
+        }
+        if !t.excluded.is_empty() {
+            args.push(format!("--exclude={}", t.excluded.iter().cloned().collect::<Vec<_>>().join(",")));
+        }
+        args.push(t.script.display().to_string());
+        let out = slurm_cmd("sbatch", &args).await?;
+        let job: u64 = out
+            .trim()
+            .split(';')
+            .next()
+            .and_then(|j| j.trim().parse().ok())
+            .ok_or_else(|| format!("sbatch printed no job id: {out}"))?;
+        let t = self.tracked.get_mut(&node).expect("tracked node");
+        t.job_ids.push(job);
+        for &s in shards {
+            let retries = t.shards.get(&s).map(|x| x.retries).unwrap_or(0);
+            t.shards.insert(s, Shard { job, array, retries, seen: false, misses: 0, ended_at: None });
+        }
+        Ok(job)
+    }
+
+    async fn query(&mut self) -> Result<States, String> {
+        self.polls += 1;
+        let text = match self.mode {
+            Mode::Sacct => {
+                // A relative start time: sacct without one forgets jobs from before midnight.
+                let since = self.started.elapsed().as_secs() + 600;
+                slurm_cmd(
+                    "sacct",
+                    &[
+                        "-X".into(),
+                        "-P".into(),
+                        "-n".into(),
+                        format!("--name={}", self.run_id),
+                        format!("--starttime=now-{since}seconds"),
+                        "-o".into(),
+                        "JobID,State,ExitCode,NodeList".into(),
+                    ],
+                )
+                .await
+                .map(|t| parse_sacct(&t))?
+            }
+            Mode::Squeue => slurm_cmd(
+                "squeue",
+                &["-h".into(), "-r".into(), format!("--name={}", self.run_id), "-o".into(), "%i|%T|%N".into()],
+            )
+            .await
+            .map(|t| parse_squeue(&t))?,
+        };
+        Ok(text.into_iter().map(|t| ((t.job, t.task), t)).collect())
+    }
+
+    fn summarize(&mut self, node: usize, states: &States) {
+        let Some(t) = self.tracked.get(&node) else { return };
+        let s = self.summaries.entry(node).or_default();
+        s.job_ids = t.job_ids.clone();
+        s.retried = t.retried;
+        s.queued = 0;
+        s.running = 0;
+        for (idx, sh) in &t.shards {
+            let id = (sh.job, sh.array.then_some(*idx));
+            match states.get(&id).map(|x| &x.state) {
+                Some(JobState::Running) => s.running += 1,
+                _ => s.queued += 1,
+            }
+        }
+    }
+}
+
+enum Verdict {
+    Wait,
+    Done,
+    Failed(String),
+    Retry(Option<JobState>, Option<String>),
+}
+
+impl Backend for SlurmBackend {
+    async fn launch(&mut self, launch: Launch) -> Result<(), String> {
+        let script = Self::script(&launch, &self.defaults, &self.exe)?;
+        let stage_dir = launch.job_file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let path = stage_dir.join("job.sbatch");
+        crate::store::write_atomic(&path, script.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let kept = launch.log_dir.join(format!("{}.sbatch", launch.log_stem));
+        let _ = std::fs::write(&kept, &script);
+        let node = launch.node;
+        let shards = launch.shards.clone();
+        self.tracked.insert(
+            node,
+            Tracked {
+                launch,
+                script: path,
+                stage_dir,
+                shards: BTreeMap::new(),
+                excluded: BTreeSet::new(),
+                job_ids: Vec::new(),
+                retried: 0,
+            },
+        );
+        match self.submit(node, &shards).await {
+            Ok(_) => {
+                self.outstanding += shards.len();
+                self.summaries.insert(node, JobsSummary { queued: shards.len() as u32, ..Default::default() });
+                Ok(())
+            }
+            Err(e) => {
+                self.tracked.remove(&node);
+                Err(e)
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Vec<ShardEvent> {
+        if self.outstanding == 0 {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(self.interval).await;
+            let states = match self.query().await {
+                Ok(s) => s,
+                Err(_) => {
+                    // slurmctld or slurmdbd busy: try again later, not fatal.
+                    self.interval = (self.interval * 2).min(self.poll_max);
+                    continue;
+                }
+            };
+            let mut events = Vec::new();
+            let mut retries: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+            let now = Instant::now();
+            for (&node, t) in self.tracked.iter_mut() {
+                let mut finished = Vec::new();
+                for (&idx, sh) in t.shards.iter_mut() {
+                    let task = states.get(&(sh.job, sh.array.then_some(idx)));
+                    let state = task.map(|x| x.state.clone());
+                    if state.as_ref().is_some_and(JobState::is_active) {
+                        sh.seen = true;
+                    }
+                    let exit = std::fs::read_to_string(render::exit_file(&t.stage_dir, idx))
+                        .ok()
+                        .and_then(|s| s.trim().parse::<i32>().ok());
+                    let verdict = match (exit, &state) {
+                        (Some(0), _) if crate::stages::shard_file(&t.stage_dir, idx).is_file() => Verdict::Done,
+                        (Some(0), _) => Verdict::Failed("the job exited 0 but its shard file is missing".into()),
+                        (Some(_), Some(s)) if s.is_retryable() => {
+                            Verdict::Retry(state.clone(), task.and_then(|x| x.node.clone()))
+                        }
+                        // Stopped by a signal while the scheduler has not said why yet
+                        // (accounting lags): its final state decides retry or failure.
+                        (Some(130 | 137 | 143), st)
+                            if st.as_ref().is_none_or(JobState::is_active)
+                                && now.duration_since(*sh.ended_at.get_or_insert(now)) < Duration::from_secs(30) =>
+                        {
+                            if self.mode == Mode::Squeue && st.is_none() {
+                                // squeue cannot say why a job left the queue: a signal is taken as lost.
+                                Verdict::Retry(None, None)
+                            } else {
+                                Verdict::Wait
+                            }
+                        }
+                        (Some(code), _) => Verdict::Failed(format!("stage failed (exit status {code})")),
+                        (None, Some(s)) if s.is_active() => Verdict::Wait,
+                        (None, Some(s)) if s.is_retryable() => {
+                            Verdict::Retry(state.clone(), task.and_then(|x| x.node.clone()))
+                        }
+                        (None, Some(s)) => {
+                            // Give a shared file system a moment to show the exit file.
+                            let since = *sh.ended_at.get_or_insert(now);
+                            if now.duration_since(since) > Duration::from_secs(15) {
+                                Verdict::Failed(format!(
+                                    "job {} ended {} without writing its exit-code file",
+                                    sh.job,
+                                    s.name()
+                                ))
+                            } else {
+                                Verdict::Wait
+                            }
+                        }
+                        (None, None) => match self.mode {
+                            // Accounting lags behind submission: not yet listed.
+                            Mode::Sacct => Verdict::Wait,
+                            Mode::Squeue if sh.seen || sh.misses >= 2 => Verdict::Retry(None, None),
+                            Mode::Squeue => {
+                                sh.misses += 1;
+                                Verdict::Wait
+                            }
+                        },
+                    };
+                    match verdict {
+                        Verdict::Wait => {}
+                        Verdict::Done => {
+                            finished.push(idx);
+                            events.push(ShardEvent::Done { node, shard: idx });
+                        }
+                        Verdict::Failed(error) => {
+                            finished.push(idx);
+                            let log = t.launch.log(idx, "err");
+                            let log_tail = tail(&log, 20);
+                            let error = log_tail
+                                .lines()
+                                .rev()
+                                .find(|l| l.starts_with("error: "))
+                                .map(|l| format!("{error}: {}", l.trim_start_matches("error: ")))
+                                .unwrap_or(error);
+                            events.push(ShardEvent::Failed { node, shard: idx, error, log_tail, log });
+                        }
+                        Verdict::Retry(state, failed_node) => {
+                            let what = state
+                                .as_ref()
+                                .map(|s| s.name().to_string())
+                                .unwrap_or_else(|| "the cluster (job vanished)".into());
+                            if sh.retries >= self.max_retries {
+                                finished.push(idx);
+                                let log = t.launch.log(idx, "err");
+                                events.push(ShardEvent::Failed {
+                                    node,
+                                    shard: idx,
+                                    error: format!(
+                                        "lost to {what} after {} retries (max_retries = {})",
+                                        sh.retries, self.max_retries
+                                    ),
+                                    log_tail: tail(&log, 20),
+                                    log,
+                                });
+                            } else {
+                                sh.retries += 1;
+                                t.retried += 1;
+                                if let (Some(s), Some(n)) = (&state, failed_node) {
+                                    if s.blames_node() {
+                                        t.excluded.insert(n);
+                                    }
+                                }
+                                retries.entry(node).or_default().push(idx);
+                            }
+                        }
+                    }
+                }
+                for idx in finished {
+                    t.shards.remove(&idx);
+                }
+            }
+            let done_per_node: Vec<(usize, bool)> =
+                events.iter().map(|e| (e.node(), matches!(e, ShardEvent::Done { .. }))).collect();
+            for (node, ok) in done_per_node {
+                let s = self.summaries.entry(node).or_default();
+                if ok {
+                    s.done += 1;
+                } else {
+                    s.failed += 1;
+                }
+            }
+            for (node, shards) in retries {
+                if let Err(error) = self.submit(node, &shards).await {
+                    let t = self.tracked.get_mut(&node).expect("tracked node");
+                    for idx in shards {
+                        t.shards.remove(&idx);
+                        let log = t.launch.log(idx, "err");
+                        events.push(ShardEvent::Failed {
+                            node,
+                            shard: idx,
+                            error: format!("cannot resubmit: {error}"),
+                            log_tail: String::new(),
+                            log,
+                        });
+                    }
+                }
+            }
+            let nodes: Vec<usize> = self.tracked.keys().copied().collect();
+            for node in nodes {
+                self.summarize(node, &states);
+            }
+            self.tracked.retain(|_, t| !t.shards.is_empty());
+            if events.is_empty() {
+                self.interval = (self.interval * 3 / 2).min(self.poll_max);
+                continue;
+            }
+            self.interval = self.poll_initial;
+            self.outstanding -= events.len();
+            return events;
+        }
+    }
+
+    fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    fn interrupt(&mut self) -> Vec<ShardEvent> {
+        let _ = std::process::Command::new("scancel")
+            .arg(format!("--name={}", self.run_id))
+            .stdin(std::process::Stdio::null())
+            .status();
+        let events: Vec<ShardEvent> = self
+            .tracked
+            .iter()
+            .flat_map(|(&node, t)| t.shards.keys().map(move |&shard| ShardEvent::Interrupted { node, shard }))
+            .collect();
+        self.tracked.clear();
+        self.outstanding = 0;
+        events
+    }
+
+    fn exec_enforces_time_limit(&self) -> bool {
+        false
+    }
+
+    fn jobs(&self, node: usize) -> Option<JobsSummary> {
+        self.summaries.get(&node).cloned()
+    }
+
+    fn polls(&self) -> u64 {
+        self.polls
+    }
+}

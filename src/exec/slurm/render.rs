@@ -15,10 +15,8 @@ use crate::stages::command::shell_quote;
 use crate::workflow::{Resources, SlurmSection};
 
 /// The built-in generic template.
-pub const GENERIC: (&str, &str) = (
-    "templates/slurm/generic.sh.j2",
-    include_str!("../../../templates/slurm/generic.sh.j2"),
-);
+pub const GENERIC: (&str, &str) =
+    ("templates/slurm/generic.sh.j2", include_str!("../../../templates/slurm/generic.sh.j2"));
 
 #[derive(Debug, thiserror::Error)]
 #[error("{template}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -54,52 +52,15 @@ pub fn sbatch_options(resources: &Resources, defaults: &SlurmSection) -> Vec<Str
             out.push(format!("--{name}={v}"));
         }
     };
-    opt(
-        "account",
-        resources
-            .account
-            .clone()
-            .or_else(|| defaults.account.clone()),
-    );
-    opt(
-        "partition",
-        resources
-            .partition
-            .clone()
-            .or_else(|| defaults.partition.clone()),
-    );
-    opt(
-        "qos",
-        resources.qos.clone().or_else(|| defaults.qos.clone()),
-    );
+    opt("account", resources.account.clone().or_else(|| defaults.account.clone()));
+    opt("partition", resources.partition.clone().or_else(|| defaults.partition.clone()));
+    opt("qos", resources.qos.clone().or_else(|| defaults.qos.clone()));
     let time = resources.time.as_deref().or(defaults.time.as_deref());
-    opt(
-        "time",
-        time.and_then(|t| humantime::parse_duration(t).ok())
-            .map(slurm_time),
-    );
-    opt(
-        "nodes",
-        resources.nodes.or(defaults.nodes).map(|n| n.to_string()),
-    );
-    opt(
-        "gpus-per-node",
-        resources
-            .gpus
-            .or(defaults.gpus_per_node)
-            .map(|n| n.to_string()),
-    );
-    opt(
-        "cpus-per-task",
-        resources
-            .cpus
-            .or(defaults.cpus_per_task)
-            .map(|n| n.to_string()),
-    );
-    opt(
-        "mem",
-        resources.mem.clone().or_else(|| defaults.mem.clone()),
-    );
+    opt("time", time.and_then(|t| humantime::parse_duration(t).ok()).map(slurm_time));
+    opt("nodes", resources.nodes.or(defaults.nodes).map(|n| n.to_string()));
+    opt("gpus-per-node", resources.gpus.or(defaults.gpus_per_node).map(|n| n.to_string()));
+    opt("cpus-per-task", resources.cpus.or(defaults.cpus_per_task).map(|n| n.to_string()));
+    opt("mem", resources.mem.clone().or_else(|| defaults.mem.clone()));
     out.extend(defaults.sbatch.iter().cloned());
     out.extend(resources.sbatch.iter().cloned());
     out
@@ -143,12 +104,7 @@ pub fn render(input: &ScriptInput<'_>) -> Result<String, RenderError> {
     let tmpl = env.template_from_named_str(&name, &source).map_err(err)?;
     let task = "${SLURM_ARRAY_TASK_ID:-0}";
     let q = |p: &Path| shell_quote(&p.to_string_lossy());
-    let exec = format!(
-        "{} exec --job {} --shard {task}/{}",
-        q(input.exe),
-        q(input.job_file),
-        input.shards
-    );
+    let exec = format!("{} exec --job {} --shard {task}/{}", q(input.exe), q(input.job_file), input.shards);
     let exit_file = format!("{}/exit-{task}", q(input.stage_dir));
     let mut setup = input.defaults.setup.clone();
     setup.extend(input.resources.setup.iter().cloned());
@@ -166,9 +122,7 @@ pub fn render(input: &ScriptInput<'_>) -> Result<String, RenderError> {
         "exit_file": exit_file,
         "task": task,
     });
-    let mut text = tmpl
-        .render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
-        .map_err(err)?;
+    let mut text = tmpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx))).map_err(err)?;
     if !text.ends_with('\n') {
         text.push('\n');
     }
@@ -252,7 +206,11 @@ mod tests {
 # swestar stage rollout, key {key}: shard ${{SLURM_ARRAY_TASK_ID:-0}} of 8
 set -eo pipefail
 # The exit-code file is the final word on how this shard ended.
-trap 'echo $? > /store/staging/abc/exit-${{SLURM_ARRAY_TASK_ID:-0}}.tmp && mv -f /store/staging/abc/exit-${{SLURM_ARRAY_TASK_ID:-0}}.tmp /store/staging/abc/exit-${{SLURM_ARRAY_TASK_ID:-0}}' EXIT
+exit_file=/store/staging/abc/exit-${{SLURM_ARRAY_TASK_ID:-0}}
+trap 'echo $? > \"$exit_file.tmp\" && mv -f \"$exit_file.tmp\" \"$exit_file\"' EXIT
+# Stopped (scancel, preemption, time limit): say so, never a false 0.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 module load cuda
 export X=1
 cd /work/exp
@@ -266,30 +224,19 @@ cd /work/exp
     fn slurm_times_round_up_to_minutes() {
         assert_eq!(slurm_time(Duration::from_secs(30)), "00:01:00");
         assert_eq!(slurm_time(Duration::from_secs(90 * 60)), "01:30:00");
-        assert_eq!(
-            slurm_time(Duration::from_secs(26 * 3600 + 61)),
-            "1-02:02:00"
-        );
+        assert_eq!(slurm_time(Duration::from_secs(26 * 3600 + 61)), "1-02:02:00");
     }
 
     #[test]
     fn template_errors_name_the_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("job.sh.j2");
-        std::fs::write(
-            &path,
-            "#!/bin/bash\n#SBATCH --x\n{{ exec }}\n{% for x in %}\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "#!/bin/bash\n#SBATCH --x\n{{ exec }}\n{% for x in %}\n").unwrap();
         let (r, d) = (Resources::default(), SlurmSection::default());
         let key = CacheKey::parse(&"ab".repeat(32)).unwrap();
         let e = render(&input(&r, &d, &key, Some(&path))).unwrap_err();
         assert_eq!(e.line, Some(4));
-        assert!(
-            e.to_string()
-                .starts_with(&format!("{}:4: syntax error", path.display())),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with(&format!("{}:4: syntax error", path.display())), "{e}");
         std::fs::write(&path, "#!/bin/bash\n\n{{ nope }}\n").unwrap();
         let e = render(&input(&r, &d, &key, Some(&path))).unwrap_err();
         assert_eq!(e.line, Some(3));

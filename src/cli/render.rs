@@ -1,0 +1,84 @@
+//! `swestar render`: the SLURM job script of a stage, exactly as the SLURM
+//! executor would submit it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::inspect::find_node;
+use super::{load, store_dir, Exit};
+use crate::dag::{Decision, Plan};
+use crate::exec::run::shard_count;
+use crate::exec::slurm::SlurmBackend;
+use crate::exec::Launch;
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    workflow: PathBuf,
+    stage: String,
+    /// Render for shard I of N: the script then runs that shard when run by
+    /// hand outside SLURM (`bash script`).
+    #[arg(long, value_name = "I/N", value_parser = crate::exec::job::parse_shard)]
+    shard: Option<(u32, u32)>,
+    #[arg(long)]
+    variant: Option<String>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, Exit> {
+    let loaded = load(&args.workflow, &args.sets)?;
+    let dir = store_dir(store_flag, Some(&loaded));
+    let store = Store::existing(&dir);
+    let mut stat = match &store {
+        Some(s) => s.stat_cache(),
+        None => crate::store::statcache::StatCache::load(dir.join("statcache.json")),
+    };
+    let plan =
+        Plan::build(&loaded.variants, store.as_ref(), &mut stat).map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let node = find_node(&plan, &args.workflow, &args.stage, args.variant.as_deref())?;
+    let key = match &node.decision {
+        Decision::Cached { key, .. } | Decision::Run { key: Some(key), .. } => key.clone(),
+        Decision::Run { key: None, reasons } => {
+            return Err(Exit::failed(format!(
+                "error: the job script names the stage's staging directory by its key, which is not known yet ({})",
+                reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
+            )))
+        }
+    };
+    let root = match &store {
+        Some(s) => s.root.clone(),
+        None => std::path::absolute(&dir).map_err(|e| Exit::failed(format!("error: {}: {e}", dir.display())))?,
+    };
+    let staging = Store { root: root.clone() }.staging_dir(&key);
+    let count = shard_count(node);
+    if let Some((_, n)) = args.shard {
+        if n != count {
+            return Err(Exit::invalid(format!("error: --shard ../{n}: stage `{}` has {count} shards", node.stage)));
+        }
+    }
+    let launch = Launch {
+        node: 0,
+        stage: node.stage.clone(),
+        key: key.clone(),
+        job_file: staging.join("job.json"),
+        shards: (0..count).collect(),
+        count,
+        resources: node.spec.resources.clone(),
+        workdir: node.workdir.clone(),
+        template: node.spec.template.as_ref().map(|t| t.path.clone()),
+        log_dir: root.join("logs"),
+        log_stem: String::new(),
+    };
+    let exe = std::env::current_exe().map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?;
+    let slurm = &loaded.variants[0].slurm;
+    let exe = slurm.swestar.as_ref().map(PathBuf::from).unwrap_or(exe);
+    let mut script = SlurmBackend::script(&launch, slurm, &exe).map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    if let Some((i, _)) = args.shard {
+        script = script.replace("${SLURM_ARRAY_TASK_ID:-0}", &format!("${{SLURM_ARRAY_TASK_ID:-{i}}}"));
+    }
+    print!("{script}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,313 @@
+//! The SLURM executor against a real single-node cluster on 127.0.0.1
+//! (slurmctld + slurmd + slurmdbd with MariaDB, started by
+//! tests/slurm/cluster.sh; .ci/run installs Debian's packages). One test
+//! function runs the scenarios in order because they share the cluster,
+//! and the last one restarts it with accounting switched off.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{wait_for, Ctx, Run};
+
+struct Cluster {
+    dir: PathBuf,
+    conf: String,
+}
+
+impl Cluster {
+    fn start(dir: &Path, accounting: bool) -> Cluster {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/slurm/cluster.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script).arg("start").arg(dir);
+        if !accounting {
+            cmd.arg("--no-accounting");
+        }
+        let out = cmd.output().expect("bash");
+        assert!(
+            out.status.success(),
+            "the test cluster did not start (is slurm-wlm installed? see .ci/run): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let conf = stdout.lines().find_map(|l| l.strip_prefix("export SLURM_CONF=")).expect("SLURM_CONF").to_string();
+        Cluster { dir: dir.to_path_buf(), conf }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/slurm/cluster.sh");
+        let _ = Command::new("bash").arg(script).arg("stop").arg(&self.dir).status();
+    }
+}
+
+/// Wrappers that log each call of a SLURM command, then run the real one.
+fn wrappers(dir: &Path) -> PathBuf {
+    let bin = dir.join("wrap");
+    std::fs::create_dir_all(&bin).unwrap();
+    for cmd in ["sbatch", "sacct", "squeue", "scancel"] {
+        let real = which(cmd);
+        let path = bin.join(cmd);
+        std::fs::write(
+            &path,
+            format!("#!/bin/bash\necho \"$*\" >> {}/{cmd}.calls\nexec {} \"$@\"\n", bin.display(), real.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+fn which(cmd: &str) -> PathBuf {
+    let out = Command::new("bash").arg("-c").arg(format!("command -v {cmd}")).output().unwrap();
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn calls(bin: &Path, cmd: &str) -> Vec<String> {
+    std::fs::read_to_string(bin.join(format!("{cmd}.calls"))).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn slurm_run(ctx: &Ctx, cluster: &Cluster, bin: &Path, wf: &str, extra: &[&str]) -> Run {
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut args = vec!["run", wf, "--json"];
+    args.extend_from_slice(extra);
+    ctx.cmd(&args).env("SLURM_CONF", &cluster.conf).env("PATH", path).output().unwrap().into()
+}
+
+const HEAD: &str = r#"[workflow]
+name = "sl"
+[executor]
+kind = "slurm"
+[executor.slurm]
+poll_initial = "500ms"
+poll_max = "2s"
+time = "10m"
+"#;
+
+fn arrays_commit_and_render_matches_what_was_submitted(cluster: &Cluster) {
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write(
+        "wf.toml",
+        &format!(
+            r#"{HEAD}
+[stages.split]
+kind = "command"
+format = "jsonl"
+resources = {{ shards = 3, max_parallel = 2 }}
+run = "echo '{{\"shard\": {{{{ shard.index }}}}, \"job\": '$SLURM_ARRAY_JOB_ID'}}' > {{{{ output }}}}"
+[stages.count]
+kind = "command"
+format = "jsonl"
+inputs = {{ parts = "stages.split" }}
+run = "wc -l < {{{{ inputs.parts }}}} | sed 's/.*/{{\"rows\": &}}/' > {{{{ output }}}}"
+"#
+        ),
+    );
+    let r = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let record = r.json();
+    assert_eq!(record["executor"], "slurm");
+    let split = &record["stages"][0];
+    assert_eq!(split["status"], "committed");
+    assert_eq!(split["jobs"]["job_ids"].as_array().unwrap().len(), 1, "one array job for all shards");
+    assert_eq!(split["jobs"]["done"], 3);
+    // One sbatch per stage; the 3 shards are one array throttled to 2.
+    let sbatch = calls(&bin, "sbatch");
+    assert_eq!(sbatch.len(), 2, "{sbatch:?}");
+    assert!(sbatch[0].contains("--array=0-2%2"), "{}", sbatch[0]);
+    assert!(sbatch.iter().all(|c| c.contains(&format!("--job-name={}", record["id"].as_str().unwrap()))));
+    // One job-state query per poll, plus the one that checks accounting.
+    let polls = record["polls"].as_u64().unwrap();
+    assert_eq!(calls(&bin, "sacct").len() as u64, polls + 1);
+    assert!(calls(&bin, "squeue").is_empty());
+    // All shards ran as array tasks of the same job and were committed as parts.
+    let show = ctx.swestar(&["show", "wf.toml", "split", "--json"]);
+    let head = show.json()["head"].as_array().unwrap().clone();
+    assert_eq!(head.len(), 3);
+    assert_eq!(head[0]["job"], split["jobs"]["job_ids"][0]);
+    let count = ctx.swestar(&["show", "wf.toml", "count", "--json"]);
+    assert_eq!(count.json()["head"][0]["rows"], 3);
+    // `render` prints exactly what was submitted.
+    let key = split["key"].as_str().unwrap();
+    let submitted = ctx
+        .store()
+        .canonicalize()
+        .unwrap()
+        .join("logs")
+        .join(record["id"].as_str().unwrap())
+        .join(format!("split.{}.sbatch", &key[..12]));
+    let rendered = ctx.swestar(&["render", "wf.toml", "split"]);
+    assert_eq!(rendered.code, 0, "{}", rendered.stderr);
+    assert_eq!(rendered.stdout, std::fs::read_to_string(submitted).unwrap());
+    // A second run is cached and submits nothing.
+    let again = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert!(again.statuses().iter().all(|(_, s)| s == "cached"), "{}", again.stdout);
+    assert_eq!(calls(&bin, "sbatch").len(), 2);
+}
+
+fn a_failing_shard_is_a_user_error_with_its_log(cluster: &Cluster) {
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write(
+        "wf.toml",
+        &format!(
+            r#"{HEAD}
+[stages.split]
+kind = "command"
+format = "jsonl"
+resources = {{ shards = 2 }}
+run = """
+if [ {{{{ shard.index }}}} = 1 ]; then echo "shard one cannot parse its input" >&2; exit 3; fi
+echo '{{"ok": 1}}' > {{{{ output }}}}
+"""
+"#
+        ),
+    );
+    let r = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("shard 1/2"), "{}", r.stderr);
+    assert!(r.stderr.contains("shard one cannot parse its input"), "{}", r.stderr);
+    assert!(r.stderr.contains("split."), "log path shown: {}", r.stderr);
+    assert_eq!(r.status_of("split"), "failed");
+    assert_eq!(calls(&bin, "sbatch").len(), 1, "a user error is not retried");
+    assert!(ctx.objects().is_empty());
+}
+
+fn a_preempted_task_is_resubmitted_alone(cluster: &Cluster) {
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write("block", "");
+    ctx.write(
+        "wf.toml",
+        &format!(
+            r#"{HEAD}
+[stages.split]
+kind = "command"
+format = "jsonl"
+resources = {{ shards = 2 }}
+run = """
+echo {{{{ shard.index }}}} >> runs.log
+if [ {{{{ shard.index }}}} = 1 ]; then while [ -e block ]; do sleep 0.2; done; fi
+echo '{{"shard": {{{{ shard.index }}}}}}' > {{{{ output }}}}
+"""
+"#
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let child = ctx
+        .cmd(&["run", "wf.toml", "--json"])
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = || std::fs::read_to_string(ctx.path("runs.log")).unwrap_or_default();
+    wait_for("both shards to start", 60, || runs().lines().count() >= 2);
+    wait_for("shard 0's exit file", 30, || {
+        std::fs::read_dir(ctx.store().join("staging"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| d.path().join("exit-0").exists())
+    });
+    // A job in the higher-priority partition takes the node: SLURM preempts shard 1.
+    let urgent = Command::new("sbatch")
+        .args(["--parsable", "-p", "urgent", "--exclusive", "--job-name=urgent", "--wrap", "sleep 1"])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    assert!(urgent.status.success(), "{}", String::from_utf8_lossy(&urgent.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while calls(&bin, "sbatch").len() < 2 {
+        if std::time::Instant::now() > deadline {
+            let mut child = child;
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let sacct = Command::new("sacct")
+                .args(["-X", "-P", "-n", "--starttime", "now-1hour", "-o", "JobID,State,ExitCode,NodeList,JobName"])
+                .env("SLURM_CONF", &cluster.conf)
+                .output()
+                .unwrap();
+            panic!(
+                "no resubmission after preemption\nsacct:\n{}\nrun:\n{}",
+                String::from_utf8_lossy(&sacct.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::fs::remove_file(ctx.path("block")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Run = out.into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sbatch = calls(&bin, "sbatch");
+    assert_eq!(sbatch.len(), 2, "{sbatch:?}");
+    assert!(sbatch[1].contains("--array=1"), "only the lost task is resubmitted: {}", sbatch[1]);
+    assert!(!sbatch[1].contains("--exclude"), "preemption does not blame the node: {}", sbatch[1]);
+    let jobs = &r.json()["stages"][0]["jobs"];
+    assert_eq!(jobs["retried"], 1);
+    assert_eq!(jobs["job_ids"].as_array().unwrap().len(), 2);
+    let mut lines: Vec<String> = runs().lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, ["0", "1", "1"], "shard 0 ran once");
+}
+
+fn a_template_error_names_the_file_and_line(cluster: &Cluster) {
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write("job.sh.j2", "#!/bin/bash\n{{ exec }}\n{% if %}\n");
+    ctx.write(
+        "wf.toml",
+        &format!("{HEAD}\n[stages.a]\nkind = \"command\"\ntemplate = \"job.sh.j2\"\nrun = \"true\"\n"),
+    );
+    let r = ctx.swestar(&["render", "wf.toml", "a"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("job.sh.j2:3: syntax error"), "{}", r.stderr);
+    let r = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("job.sh.j2:3: syntax error"), "{}", r.stderr);
+    assert!(calls(&bin, "sbatch").is_empty());
+}
+
+fn without_accounting_squeue_is_polled_instead(cluster: &Cluster) {
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write(
+        "wf.toml",
+        &format!(
+            r#"{HEAD}
+[stages.split]
+kind = "command"
+format = "jsonl"
+resources = {{ shards = 2 }}
+run = "sleep 1; echo '{{\"shard\": {{{{ shard.index }}}}}}' > {{{{ output }}}}"
+"#
+        ),
+    );
+    let r = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let polls = r.json()["polls"].as_u64().unwrap();
+    assert_eq!(calls(&bin, "squeue").len() as u64, polls);
+    assert_eq!(calls(&bin, "sacct").len(), 1, "only the probe that found accounting off");
+    assert_eq!(r.status_of("split"), "committed");
+}
+
+#[test]
+fn slurm_executor_on_a_real_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cluster = Cluster::start(&dir.path().join("acct"), true);
+        arrays_commit_and_render_matches_what_was_submitted(&cluster);
+        a_failing_shard_is_a_user_error_with_its_log(&cluster);
+        a_template_error_names_the_file_and_line(&cluster);
+        a_preempted_task_is_resubmitted_alone(&cluster);
+    }
+    let cluster = Cluster::start(&dir.path().join("noacct"), false);
+    without_accounting_squeue_is_polled_instead(&cluster);
+}
