@@ -80,7 +80,13 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
         println!("{}", serde_json::to_string_pretty(&run).expect("plain data"));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("run {}  {}  {}", run.id, run.workflow, run.status);
+    println!(
+        "run {}  {}  {}  ({} executor)",
+        run.id,
+        run.workflow,
+        run.status,
+        if run.executor.is_empty() { "local" } else { &run.executor }
+    );
     println!("  started  {}", run.started);
     if let Some(f) = &run.finished {
         println!("  finished {f}");
@@ -99,6 +105,13 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
         };
         let reason = s.reason.as_deref().filter(|r| !r.is_empty()).map(|r| format!("  ({r})")).unwrap_or_default();
         println!("  {:<11} {:<width$}  {key}{extra}{reason}{variants}", s.status, s.stage);
+        if let Some(j) = &s.jobs {
+            let ids = j.job_ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+            println!(
+                "              jobs {ids}: {} queued, {} running, {} done, {} failed, {} retried",
+                j.queued, j.running, j.done, j.failed, j.retried
+            );
+        }
         if s.status == "failed" {
             if let Some(log) = &s.log {
                 println!("              log: {}", log.display());
