@@ -298,6 +298,95 @@ run = "sleep 1; echo '{{\"shard\": {{{{ shard.index }}}}}}' > {{{{ output }}}}"
     assert_eq!(r.status_of("split"), "committed");
 }
 
+const BLOCKING: &str = r#"
+[stages.split]
+kind = "command"
+format = "jsonl"
+resources = { shards = 2 }
+run = """
+echo {{ shard.index }} >> runs.log
+if [ {{ shard.index }} = 1 ]; then while [ -e block ]; do sleep 0.2; done; fi
+echo '{"shard": {{ shard.index }}}' > {{ output }}
+"""
+"#;
+
+fn spawn_run(ctx: &Ctx, cluster: &Cluster, bin: &Path, extra: &[&str]) -> std::process::Child {
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut args = vec!["run", "wf.toml", "--json"];
+    args.extend_from_slice(extra);
+    ctx.cmd(&args)
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn shard_one_running(ctx: &Ctx, cluster: &Cluster) -> bool {
+    let q = Command::new("squeue")
+        .args(["-h", "-r", "-t", "R", "-o", "%i"])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .unwrap();
+    let runs = std::fs::read_to_string(ctx.path("runs.log")).unwrap_or_default();
+    runs.lines().any(|l| l == "1") && String::from_utf8_lossy(&q.stdout).lines().any(|l| l.trim().ends_with("_1"))
+}
+
+fn a_restarted_orchestrator_adopts_running_jobs(cluster: &Cluster) {
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write("block", "");
+    ctx.write("wf.toml", &format!("{HEAD}{BLOCKING}"));
+    let mut first = spawn_run(&ctx, cluster, &bin, &[]);
+    wait_for("shard 1 to run", 60, || shard_one_running(&ctx, cluster));
+    first.kill().unwrap(); // SIGKILL: the orchestrator dies, its jobs do not
+    first.wait().unwrap();
+    assert!(shard_one_running(&ctx, cluster), "the job outlives the orchestrator");
+    let second = spawn_run(&ctx, cluster, &bin, &[]);
+    wait_for("the second run to poll", 30, || calls(&bin, "sacct").len() >= 3);
+    std::fs::remove_file(ctx.path("block")).unwrap();
+    let r: Run = second.wait_with_output().unwrap().into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(calls(&bin, "sbatch").len(), 1, "nothing was submitted twice: {:?}", calls(&bin, "sbatch"));
+    let jobs = &r.json()["stages"][0]["jobs"];
+    assert_eq!(jobs["adopted"], 1, "{jobs}");
+    assert_eq!(r.status_of("split"), "committed");
+    let mut lines: Vec<String> =
+        std::fs::read_to_string(ctx.path("runs.log")).unwrap().lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, ["0", "1"], "each shard ran once");
+}
+
+fn ctrl_c_cancels_or_keeps_the_runs_jobs(cluster: &Cluster) {
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write("block", "");
+    ctx.write("wf.toml", &format!("{HEAD}{BLOCKING}"));
+    let child = spawn_run(&ctx, cluster, &bin, &["--on-interrupt", "cancel"]);
+    wait_for("shard 1 to run", 60, || shard_one_running(&ctx, cluster));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let r: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert_eq!(calls(&bin, "scancel").len(), 1);
+    assert!(calls(&bin, "scancel")[0].contains(&format!("--name={}", r.json()["id"].as_str().unwrap())));
+    wait_for("the job to be cancelled", 30, || !shard_one_running(&ctx, cluster));
+
+    let child = spawn_run(&ctx, cluster, &bin, &["--on-interrupt", "keep"]);
+    wait_for("shard 1 to run again", 60, || shard_one_running(&ctx, cluster));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let r: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert!(r.stderr.contains("next `swestar run` adopts them"), "{}", r.stderr);
+    assert_eq!(calls(&bin, "scancel").len(), 1, "kept jobs are not cancelled");
+    assert!(shard_one_running(&ctx, cluster));
+    let submitted = calls(&bin, "sbatch").len();
+    std::fs::remove_file(ctx.path("block")).unwrap();
+    let r = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(calls(&bin, "sbatch").len(), submitted, "the kept job was adopted, not resubmitted");
+}
+
 #[test]
 fn slurm_executor_on_a_real_cluster() {
     let dir = tempfile::tempdir().unwrap();
@@ -307,6 +396,8 @@ fn slurm_executor_on_a_real_cluster() {
         a_failing_shard_is_a_user_error_with_its_log(&cluster);
         a_template_error_names_the_file_and_line(&cluster);
         a_preempted_task_is_resubmitted_alone(&cluster);
+        a_restarted_orchestrator_adopts_running_jobs(&cluster);
+        ctrl_c_cancels_or_keeps_the_runs_jobs(&cluster);
     }
     let cluster = Cluster::start(&dir.path().join("noacct"), false);
     without_accounting_squeue_is_polled_instead(&cluster);

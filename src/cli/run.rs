@@ -9,11 +9,12 @@ use super::report::{plan_text, Reporter};
 use super::{load, store_dir, Exit};
 use crate::dag::Plan;
 use crate::exec::local::LocalBackend;
-use crate::exec::slurm::SlurmBackend;
+use crate::exec::slurm::{OnInterrupt, SlurmBackend};
 use crate::exec::{run as core, Outcome, RunOptions};
 use crate::store::runs::{new_run_id, RunRecord};
 use crate::store::{Store, StoreLock};
 use crate::workflow::ExecutorKind;
+use std::io::IsTerminal;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -37,6 +38,10 @@ pub struct RunArgs {
     /// After a failure, go on with the stages that do not depend on it.
     #[arg(long)]
     keep_going: bool,
+    /// SLURM: on Ctrl-C, cancel the run's jobs or keep them running for the
+    /// next run to adopt (default: ask on a terminal, else cancel).
+    #[arg(long, value_name = "ask|cancel|keep", value_parser = ["ask", "cancel", "keep"])]
+    on_interrupt: Option<String>,
     /// Print the run record as JSON when done.
     #[arg(long)]
     json: bool,
@@ -138,7 +143,14 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
             reporter
         });
         let outcome = if slurm {
-            match SlurmBackend::new(&run_id, &loaded.variants[0].slurm, opts.exe.clone()).await {
+            let on_interrupt = match args.on_interrupt.as_deref() {
+                Some("cancel") => OnInterrupt::Cancel,
+                Some("keep") => OnInterrupt::Keep,
+                Some(_) => OnInterrupt::Ask,
+                None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => OnInterrupt::Ask,
+                None => OnInterrupt::Cancel,
+            };
+            match SlurmBackend::new(&run_id, &loaded.variants[0].slurm, opts.exe.clone(), on_interrupt).await {
                 Ok(mut backend) => {
                     Ok(core::execute(&plan, &store, &opts, &mut backend, &mut record, &mut refs, tx).await)
                 }

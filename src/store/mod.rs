@@ -167,8 +167,10 @@ impl Store {
     }
 
     /// Prepares the staging area of a key for a stage split into `shards`.
-    /// Finished shards of an earlier, interrupted attempt with the same
-    /// shard count survive and are returned; everything else is removed.
+    /// With the same shard count as an earlier, interrupted attempt, what
+    /// that attempt left is kept: finished shards (returned), and the
+    /// records of jobs that may still be running (SLURM adopts them).
+    /// Otherwise the area starts empty.
     pub fn begin(&self, key: &CacheKey, shards: u32) -> Result<Vec<u32>, StoreError> {
         let dir = self.staging_dir(key);
         let marker = dir.join("shards.json");
@@ -181,9 +183,15 @@ impl Store {
         if dir.exists() {
             for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))?.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let index = shard_index(&name).filter(|i| same_count && *i < shards);
-                if let Some(i) = index {
-                    done.push(i);
+                if same_count {
+                    match shard_index(&name) {
+                        Some(i) if i < shards => done.push(i),
+                        // A commit that did not finish: redone from the shards.
+                        _ if name == "out" => {
+                            std::fs::remove_dir_all(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?
+                        }
+                        _ => {}
+                    }
                     continue;
                 }
                 let path = entry.path();

@@ -35,6 +35,8 @@ struct Shard {
     seen: bool,
     misses: u32,
     ended_at: Option<Instant>,
+    /// Submitted by an earlier orchestrator of this store and taken over.
+    adopted: bool,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,35 @@ pub struct JobsSummary {
     pub done: u32,
     pub failed: u32,
     pub retried: u32,
+    /// Shards whose jobs an earlier, killed orchestrator had submitted.
+    #[serde(default)]
+    pub adopted: u32,
+}
+
+/// What to do with the run's jobs on Ctrl-C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Ask on the terminal.
+    Ask,
+    /// `scancel` them.
+    Cancel,
+    /// Leave them running; the next `swestar run` adopts them.
+    Keep,
+}
+
+/// One `sbatch` of a stage, as `staging/<key>/jobs.json` remembers it so a
+/// restarted orchestrator can adopt jobs that are still queued or running.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Submission {
+    pub job: u64,
+    /// The job name (the run id of the run that submitted it).
+    pub name: String,
+    pub shards: Vec<u32>,
+    pub array: bool,
+}
+
+fn read_submissions(stage_dir: &Path) -> Vec<Submission> {
+    std::fs::read(stage_dir.join("jobs.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
 pub struct SlurmBackend {
@@ -72,6 +103,9 @@ pub struct SlurmBackend {
     tracked: BTreeMap<usize, Tracked>,
     summaries: BTreeMap<usize, JobsSummary>,
     outstanding: usize,
+    /// Job names to poll: this run's id and those of adopted jobs.
+    names: BTreeSet<String>,
+    on_interrupt: OnInterrupt,
     /// Job-state queries made (one per poll).
     pub polls: u64,
 }
@@ -93,7 +127,12 @@ async fn slurm_cmd(program: &str, args: &[String]) -> Result<String, String> {
 impl SlurmBackend {
     /// Sets up the backend; with `accounting = auto`, asks `sacct` once
     /// whether accounting works.
-    pub async fn new(run_id: &str, defaults: &SlurmSection, exe: PathBuf) -> Result<SlurmBackend, String> {
+    pub async fn new(
+        run_id: &str,
+        defaults: &SlurmSection,
+        exe: PathBuf,
+        on_interrupt: OnInterrupt,
+    ) -> Result<SlurmBackend, String> {
         let mode = match defaults.accounting.unwrap_or_default() {
             Accounting::Sacct => Mode::Sacct,
             Accounting::Squeue => Mode::Squeue,
@@ -129,6 +168,8 @@ impl SlurmBackend {
             tracked: BTreeMap::new(),
             summaries: BTreeMap::new(),
             outstanding: 0,
+            names: [run_id.to_string()].into(),
+            on_interrupt,
             polls: 0,
         })
     }
@@ -187,13 +228,19 @@ impl SlurmBackend {
         t.job_ids.push(job);
         for &s in shards {
             let retries = t.shards.get(&s).map(|x| x.retries).unwrap_or(0);
-            t.shards.insert(s, Shard { job, array, retries, seen: false, misses: 0, ended_at: None });
+            t.shards.insert(s, Shard { job, array, retries, seen: false, misses: 0, ended_at: None, adopted: false });
         }
+        let mut subs = read_submissions(&t.stage_dir);
+        subs.push(Submission { job, name: self.run_id.clone(), shards: shards.to_vec(), array });
+        let path = t.stage_dir.join("jobs.json");
+        crate::store::write_atomic(&path, &serde_json::to_vec(&subs).expect("plain data"))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(job)
     }
 
     async fn query(&mut self) -> Result<States, String> {
         self.polls += 1;
+        let names = self.names.iter().cloned().collect::<Vec<_>>().join(",");
         let text = match self.mode {
             Mode::Sacct => {
                 // A relative start time: sacct without one forgets jobs from before midnight.
@@ -204,7 +251,7 @@ impl SlurmBackend {
                         "-X".into(),
                         "-P".into(),
                         "-n".into(),
-                        format!("--name={}", self.run_id),
+                        format!("--name={}", names),
                         format!("--starttime=now-{since}seconds"),
                         "-o".into(),
                         "JobID,State,ExitCode,NodeList".into(),
@@ -215,7 +262,7 @@ impl SlurmBackend {
             }
             Mode::Squeue => slurm_cmd(
                 "squeue",
-                &["-h".into(), "-r".into(), format!("--name={}", self.run_id), "-o".into(), "%i|%T|%N".into()],
+                &["-h".into(), "-r".into(), format!("--name={names}"), "-o".into(), "%i|%T|%N".into()],
             )
             .await
             .map(|t| parse_squeue(&t))?,
@@ -256,30 +303,53 @@ impl Backend for SlurmBackend {
         let kept = launch.log_dir.join(format!("{}.sbatch", launch.log_stem));
         let _ = std::fs::write(&kept, &script);
         let node = launch.node;
-        let shards = launch.shards.clone();
+        let pending = launch.shards.clone();
+        // Jobs an earlier orchestrator submitted for these shards may still be
+        // queued or running: take them over instead of submitting again.
+        let mut adopted: BTreeMap<u32, Shard> = BTreeMap::new();
+        let mut job_ids = Vec::new();
+        for sub in read_submissions(&stage_dir) {
+            for &shard in sub.shards.iter().filter(|s| pending.contains(s)) {
+                let sh = Shard {
+                    job: sub.job,
+                    array: sub.array,
+                    retries: 0,
+                    seen: false,
+                    misses: 0,
+                    ended_at: None,
+                    adopted: true,
+                };
+                adopted.insert(shard, sh);
+                self.names.insert(sub.name.clone());
+                if !job_ids.contains(&sub.job) {
+                    job_ids.push(sub.job);
+                }
+            }
+        }
+        let fresh: Vec<u32> = pending.iter().copied().filter(|s| !adopted.contains_key(s)).collect();
+        let n_adopted = adopted.len() as u32;
         self.tracked.insert(
             node,
             Tracked {
                 launch,
                 script: path,
                 stage_dir,
-                shards: BTreeMap::new(),
+                shards: adopted,
                 excluded: BTreeSet::new(),
-                job_ids: Vec::new(),
+                job_ids,
                 retried: 0,
             },
         );
-        match self.submit(node, &shards).await {
-            Ok(_) => {
-                self.outstanding += shards.len();
-                self.summaries.insert(node, JobsSummary { queued: shards.len() as u32, ..Default::default() });
-                Ok(())
-            }
-            Err(e) => {
+        if !fresh.is_empty() {
+            if let Err(e) = self.submit(node, &fresh).await {
                 self.tracked.remove(&node);
-                Err(e)
+                return Err(e);
             }
         }
+        self.outstanding += pending.len();
+        self.summaries
+            .insert(node, JobsSummary { queued: pending.len() as u32, adopted: n_adopted, ..Default::default() });
+        Ok(())
     }
 
     async fn next(&mut self) -> Vec<ShardEvent> {
@@ -343,6 +413,22 @@ impl Backend for SlurmBackend {
                                     sh.job,
                                     s.name()
                                 ))
+                            } else {
+                                Verdict::Wait
+                            }
+                        }
+                        (None, None) if sh.adopted && !sh.seen => {
+                            // An adopted job the scheduler does not list: lost, once
+                            // squeue misses it twice, or accounting (which lags behind
+                            // submissions) has not listed it for two minutes.
+                            sh.misses += 1;
+                            let since = *sh.ended_at.get_or_insert(now);
+                            let lost = match self.mode {
+                                Mode::Squeue => sh.misses >= 2,
+                                Mode::Sacct => now.duration_since(since) > Duration::from_secs(120),
+                            };
+                            if lost {
+                                Verdict::Retry(None, None)
                             } else {
                                 Verdict::Wait
                             }
@@ -456,10 +542,32 @@ impl Backend for SlurmBackend {
     }
 
     fn interrupt(&mut self) -> Vec<ShardEvent> {
-        let _ = std::process::Command::new("scancel")
-            .arg(format!("--name={}", self.run_id))
-            .stdin(std::process::Stdio::null())
-            .status();
+        let jobs: usize = self.tracked.values().map(|t| t.shards.len()).sum();
+        let cancel = match self.on_interrupt {
+            OnInterrupt::Cancel => true,
+            OnInterrupt::Keep => false,
+            OnInterrupt::Ask => {
+                use std::io::Write;
+                eprint!("  cancel the run's {jobs} queued or running shard jobs (scancel)? [Y/n] ");
+                let _ = std::io::stderr().flush();
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                !answer.trim().to_ascii_lowercase().starts_with('n')
+            }
+        };
+        if cancel {
+            let names = self.names.iter().cloned().collect::<Vec<_>>().join(",");
+            let _ = std::process::Command::new("scancel")
+                .arg(format!("--name={names}"))
+                .stdin(std::process::Stdio::null())
+                .status();
+            // Cancelled jobs must not be adopted by the next run.
+            for t in self.tracked.values() {
+                let _ = std::fs::remove_file(t.stage_dir.join("jobs.json"));
+            }
+        } else {
+            eprintln!("  left {jobs} shard jobs running: the next `swestar run` adopts them");
+        }
         let events: Vec<ShardEvent> = self
             .tracked
             .iter()
