@@ -387,6 +387,24 @@ fn ctrl_c_cancels_or_keeps_the_runs_jobs(cluster: &Cluster) {
     assert_eq!(calls(&bin, "sbatch").len(), submitted, "the kept job was adopted, not resubmitted");
 }
 
+fn a_job_serves_a_real_model_and_stops_it(cluster: &Cluster) {
+    let (python, model) = common::serve::model();
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    ctx.write("wf.toml", &common::serve::serve_workflow(HEAD, &python, &model, false));
+    let r = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let row = &ctx.swestar(&["show", "wf.toml", "ask", "--json"]).json()["head"][0];
+    assert!(row["completion_tokens"].as_u64().unwrap() > 0, "{row}");
+    assert!(common::serve::no_server_left(), "the job stopped its server");
+    ctx.write("wf.toml", &common::serve::serve_workflow(HEAD, &python, &model, true));
+    let r = slurm_run(&ctx, cluster, &bin, "wf.toml", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("the body gave up"), "{}", r.stderr);
+    assert!(common::serve::no_server_left(), "the job stopped its server after the body failed");
+    assert_eq!(calls(&bin, "sbatch").len(), 2, "a failing body is not retried");
+}
+
 #[test]
 fn slurm_executor_on_a_real_cluster() {
     let dir = tempfile::tempdir().unwrap();
@@ -398,6 +416,7 @@ fn slurm_executor_on_a_real_cluster() {
         a_preempted_task_is_resubmitted_alone(&cluster);
         a_restarted_orchestrator_adopts_running_jobs(&cluster);
         ctrl_c_cancels_or_keeps_the_runs_jobs(&cluster);
+        a_job_serves_a_real_model_and_stops_it(&cluster);
     }
     let cluster = Cluster::start(&dir.path().join("noacct"), false);
     without_accounting_squeue_is_polled_instead(&cluster);

@@ -69,6 +69,10 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
         resources: node.spec.resources.clone(),
         workdir: node.workdir.clone(),
         template: node.spec.template.as_ref().map(|t| t.path.clone()),
+        serve: match &node.spec.kind {
+            crate::workflow::StageKind::Command(c) => c.serve.clone(),
+        },
+        script: None,
         log_dir: root.join("logs"),
         log_stem: String::new(),
     };

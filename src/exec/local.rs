@@ -60,7 +60,16 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    async fn launch(&mut self, launch: Launch) -> Result<(), String> {
+    async fn launch(&mut self, mut launch: Launch) -> Result<(), String> {
+        if launch.serve.is_some() {
+            // The same job script as on SLURM starts, watches and stops the
+            // inference server around the stage body; bash runs it here.
+            let defaults = crate::workflow::SlurmSection::default();
+            let script = super::slurm::SlurmBackend::script(&launch, &defaults, &self.exe)?;
+            let path = launch.job_file.with_file_name("job.local.sh");
+            crate::store::write_atomic(&path, script.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            launch.script = Some(path);
+        }
         let launch = Arc::new(launch);
         for &shard in &launch.shards {
             self.queue.push_back((launch.clone(), shard));
@@ -93,8 +102,10 @@ impl Backend for LocalBackend {
             self.queue.drain(..).map(|(l, shard)| ShardEvent::Interrupted { node: l.node, shard }).collect();
         self.outstanding -= dropped.len();
         for pid in self.pids.lock().expect("pid table").values() {
-            // The child gives its command SIGTERM, a grace period, then SIGKILL.
-            unsafe { libc::kill(*pid as i32, libc::SIGTERM) };
+            // The shard's process group: `swestar exec` gives its command
+            // SIGTERM, a grace period, then SIGKILL; a job script stops its
+            // inference server.
+            unsafe { libc::kill(-(*pid as i32), libc::SIGTERM) };
         }
         dropped
     }
@@ -110,16 +121,21 @@ async fn run_shard(exe: &Path, launch: &Launch, shard: u32, pids: Pids, interrup
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return failed(e),
     };
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("exec")
-        .arg("--job")
-        .arg(&launch.job_file)
-        .arg("--shard")
-        .arg(format!("{shard}/{}", launch.count))
-        .stdin(std::process::Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
+    let mut cmd = match &launch.script {
+        Some(script) => {
+            let mut c = tokio::process::Command::new("bash");
+            c.arg(script)
+                .env("SLURM_ARRAY_TASK_ID", shard.to_string())
+                .env("SWESTAR_LOGS", launch.log_dir.join(&launch.log_stem));
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(exe);
+            c.arg("exec").arg("--job").arg(&launch.job_file).arg("--shard").arg(format!("{shard}/{}", launch.count));
+            c
+        }
+    };
+    cmd.stdin(std::process::Stdio::null()).stdout(stdout).stderr(stderr).process_group(0);
     let parent = std::process::id() as libc::pid_t;
     unsafe {
         cmd.pre_exec(move || {
@@ -138,7 +154,7 @@ async fn run_shard(exe: &Path, launch: &Launch, shard: u32, pids: Pids, interrup
     if let Some(pid) = child.id() {
         pids.lock().expect("pid table").insert((node, shard), pid);
         if interrupting.load(Ordering::SeqCst) {
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            unsafe { libc::kill(-(pid as i32), libc::SIGTERM) };
         }
     }
     let status = child.wait().await;

@@ -113,6 +113,11 @@ pub struct Launch {
     /// The workflow's directory and the stage's own job template, if any.
     pub workdir: PathBuf,
     pub template: Option<PathBuf>,
+    /// The inference server the stage's job starts, if any.
+    pub serve: Option<crate::stages::command::Serve>,
+    /// A job script the backend runs instead of `swestar exec` (set by the
+    /// backend: the local one runs serve stages through their job script).
+    pub script: Option<PathBuf>,
     pub log_dir: PathBuf,
     /// `<stage>.<key12>`: log files are `<stem>.err`, or `<stem>.<shard>.err`.
     pub log_stem: String,

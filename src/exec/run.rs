@@ -328,6 +328,10 @@ async fn schedule<B: Backend>(
                 resources: node.spec.resources.clone(),
                 workdir: node.workdir.clone(),
                 template: node.spec.template.as_ref().map(|t| t.path.clone()),
+                serve: match &node.spec.kind {
+                    crate::workflow::StageKind::Command(c) => c.serve.clone(),
+                },
+                script: None,
                 log_dir,
                 log_stem,
             };

@@ -25,6 +25,22 @@ use crate::workflow::TableFormat;
 pub struct CommandSpec {
     pub run: String,
     pub format: TableFormat,
+    #[serde(default)]
+    pub serve: Option<Serve>,
+}
+
+/// The inference server a job starts for the command (see `exec::slurm::render`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Serve {
+    pub engine: crate::workflow::wire::Engine,
+    /// As the workflow names it (this enters the key)...
+    pub model: String,
+    /// ...and as the engine is given it (relative paths made absolute).
+    pub model_path: String,
+    pub args: Vec<String>,
+    pub port: Option<u16>,
+    pub startup_timeout_s: u64,
+    pub python: String,
 }
 
 /// Environment variables every command gets besides the declared ones:
@@ -34,7 +50,7 @@ const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL",
 
 /// Variables a scheduler sets for the allocation, passed through besides `SLURM_*`.
 const SCHEDULER_ENV: &[&str] =
-    &["CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL"];
+    &["CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "SWESTAR_SERVE_URL"];
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
@@ -54,7 +70,12 @@ pub fn shell_quote(s: &str) -> String {
 
 /// Checks a `run` template when the workflow is loaded: it must parse, and
 /// every `inputs.X` / `params.X` it uses must exist.
-pub fn check_template(run: &str, inputs: &IndexMap<String, String>, params: &toml::Table) -> Result<(), String> {
+pub fn check_template(
+    run: &str,
+    inputs: &IndexMap<String, String>,
+    params: &toml::Table,
+    serves: bool,
+) -> Result<(), String> {
     let env = environment();
     let tmpl = env.template_from_str(run).map_err(|e| template_error("", &e))?;
     let mut problems = Vec::new();
@@ -71,8 +92,10 @@ pub fn check_template(run: &str, inputs: &IndexMap<String, String>, params: &tom
                 problems.push(format!("`{{{{ params.{name} }}}}` is not a parameter of this stage"))
             }
             ("inputs" | "params" | "output" | "stage" | "shard", _) => {}
+            ("serve", _) if serves => {}
+            ("serve", _) => problems.push("the command uses `serve`, but the stage has no [serve] section".to_string()),
             (other, _) => problems.push(format!(
-                "the command uses `{other}`, which is not defined (it can use inputs, params, output, stage and shard)"
+                "the command uses `{other}`, which is not defined (it can use inputs, params, output, stage, shard and serve)"
             )),
         }
     }
@@ -106,6 +129,7 @@ pub fn render(
         "output": output,
         "stage": stage,
         "shard": { "index": shard.index, "count": shard.count },
+        "serve": { "base_url": std::env::var("SWESTAR_SERVE_URL").unwrap_or_default() },
     });
     tmpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
         .map_err(|e| StageError::Template(template_error("cannot render the command: ", &e)))
@@ -119,11 +143,20 @@ impl StageImpl for CommandSpec {
             TableFormat::Parquet => "parquet",
             TableFormat::Jsonl => "jsonl",
         };
-        [
+        let mut def: BTreeMap<String, Value> = [
             ("run".to_string(), Value::String(self.run.clone())),
             ("format".to_string(), Value::String(format.to_string())),
         ]
-        .into()
+        .into();
+        // The model and its arguments shape what the command gets back; where
+        // the server listens and how long it may take to start do not.
+        if let Some(s) = &self.serve {
+            def.insert(
+                "serve".to_string(),
+                serde_json::json!({ "engine": s.engine, "model": s.model, "args": s.args }),
+            );
+        }
+        def
     }
 
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
@@ -229,13 +262,35 @@ mod tests {
     #[test]
     fn check_template_names_unknown_inputs_and_params() {
         let params: toml::Table = toml::from_str("factor = 2").unwrap();
-        assert!(check_template("x {{ inputs.a }} {{ params.factor }} {{ output }}", &inputs(&["a"]), &params).is_ok());
-        let e = check_template("{{ inputs.b }} {{ params.fator }}", &inputs(&["a"]), &params).unwrap_err();
+        assert!(check_template("x {{ inputs.a }} {{ params.factor }} {{ output }}", &inputs(&["a"]), &params, false)
+            .is_ok());
+        let e = check_template("{{ inputs.b }} {{ params.fator }}", &inputs(&["a"]), &params, false).unwrap_err();
         assert!(e.contains("inputs.b") && e.contains("params.fator"), "{e}");
-        let e = check_template("{{ oops }}", &inputs(&[]), &params).unwrap_err();
+        let e = check_template("{{ oops }}", &inputs(&[]), &params, false).unwrap_err();
         assert!(e.contains("`oops`"), "{e}");
-        let e = check_template("{% if %}", &inputs(&[]), &params).unwrap_err();
+        let e = check_template("{% if %}", &inputs(&[]), &params, false).unwrap_err();
         assert!(e.contains("template error"), "{e}");
+    }
+
+    #[test]
+    fn a_server_s_model_and_args_enter_the_key_its_port_and_timeout_do_not() {
+        let serve = Serve {
+            engine: crate::workflow::wire::Engine::Vllm,
+            model: "Qwen/Qwen2.5-Coder-32B-Instruct".into(),
+            model_path: "Qwen/Qwen2.5-Coder-32B-Instruct".into(),
+            args: vec!["--tensor-parallel-size".into(), "4".into()],
+            port: Some(8000),
+            startup_timeout_s: 600,
+            python: "python3".into(),
+        };
+        let spec = |serve: Serve| CommandSpec { run: "x".into(), format: TableFormat::Parquet, serve: Some(serve) };
+        let base = spec(serve.clone()).definition();
+        let moved = spec(Serve { port: Some(9000), startup_timeout_s: 60, python: "/opt/py".into(), ..serve.clone() });
+        assert_eq!(moved.definition(), base);
+        let other = spec(Serve { model: "Qwen/Qwen2.5-Coder-7B-Instruct".into(), ..serve.clone() });
+        assert_ne!(other.definition(), base);
+        let args = spec(Serve { args: vec![], ..serve });
+        assert_ne!(args.definition(), base);
     }
 
     #[test]
@@ -254,8 +309,11 @@ mod tests {
 
     #[test]
     fn render_fills_paths_and_params() {
-        let spec =
-            CommandSpec { run: "cp {{ inputs.a }} {{ output }} # {{ params.k }}".into(), format: TableFormat::Parquet };
+        let spec = CommandSpec {
+            run: "cp {{ inputs.a }} {{ output }} # {{ params.k }}".into(),
+            format: TableFormat::Parquet,
+            serve: None,
+        };
         let shard = ShardRun { index: 0, count: 1, output: "/o.parquet".into(), tmp: "/t".into() };
         let out = render(
             &spec,

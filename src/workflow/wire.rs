@@ -217,6 +217,42 @@ pub struct CommandStage {
     /// cache key).
     #[serde(default)]
     pub template: Option<String>,
+    /// An inference server the job starts on its node before the command
+    /// runs (and stops after); the command finds it at `{{ serve.base_url }}`.
+    #[serde(default)]
+    pub serve: Option<ServeSection>,
+}
+
+/// An OpenAI-compatible inference server started for a stage.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    pub engine: Engine,
+    /// Model path or hub id, as the engine takes it.
+    pub model: String,
+    /// Extra engine arguments (they enter the cache key: they can change outputs).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Port on the node (default: a free one, picked when the job starts).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// How long the server may take to become healthy (default "20m").
+    #[serde(default)]
+    pub startup_timeout: Option<String>,
+    /// The Python that has the engine installed (default "python3").
+    #[serde(default)]
+    pub python: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+pub enum Engine {
+    #[serde(rename = "sglang")]
+    Sglang,
+    #[serde(rename = "vllm")]
+    Vllm,
+    /// llama.cpp through llama-cpp-python's server (`python -m llama_cpp.server`).
+    #[serde(rename = "llama.cpp")]
+    LlamaCpp,
 }
 
 /// Schema-only view of a stage table: `kind` selects the variant.

@@ -192,6 +192,7 @@ impl SlurmBackend {
             resources: &launch.resources,
             defaults,
             template: launch.template.as_deref(),
+            serve: launch.serve.as_ref(),
         })
         .map_err(|e| format!("template error: {e}"))
     }
@@ -202,7 +203,12 @@ impl SlurmBackend {
         for &s in shards {
             let _ = std::fs::remove_file(render::exit_file(&t.stage_dir, s));
         }
-        let mut args = vec!["--parsable".to_string(), format!("--job-name={}", self.run_id)];
+        let mut args = vec![
+            "--parsable".to_string(),
+            format!("--job-name={}", self.run_id),
+            // Where job scripts put logs of their own (an inference server's).
+            format!("--export=ALL,SWESTAR_LOGS={}", l.log_dir.join(&l.log_stem).display()),
+        ];
         let array = l.count > 1;
         if array {
             let parallel = l.resources.max_parallel.or(self.defaults.max_parallel);

@@ -11,12 +11,14 @@ use std::time::Duration;
 use minijinja::{Environment, UndefinedBehavior};
 
 use crate::cache::CacheKey;
-use crate::stages::command::shell_quote;
+use crate::stages::command::{shell_quote, Serve};
+use crate::workflow::wire::Engine;
 use crate::workflow::{Resources, SlurmSection};
 
-/// The built-in generic template.
+/// The built-in templates: generic, and with an inference server.
 pub const GENERIC: (&str, &str) =
     ("templates/slurm/generic.sh.j2", include_str!("../../../templates/slurm/generic.sh.j2"));
+pub const SERVE: (&str, &str) = ("templates/slurm/serve.sh.j2", include_str!("../../../templates/slurm/serve.sh.j2"));
 
 #[derive(Debug, thiserror::Error)]
 #[error("{template}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -42,6 +44,31 @@ pub struct ScriptInput<'a> {
     pub defaults: &'a SlurmSection,
     /// The workflow's own template, if the stage names one.
     pub template: Option<&'a Path>,
+    /// The inference server to start, if the stage has one.
+    pub serve: Option<&'a Serve>,
+}
+
+/// The command that starts a server (listening on `$port`) and the path
+/// that answers once it is ready.
+pub fn launch_command(serve: &Serve) -> (String, &'static str) {
+    let py = shell_quote(&serve.python);
+    let model = shell_quote(&serve.model_path);
+    let args: String = serve.args.iter().map(|a| format!(" {}", shell_quote(a))).collect();
+    match serve.engine {
+        Engine::Sglang => (
+            format!("{py} -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port \"$port\"{args}"),
+            "/health",
+        ),
+        Engine::Vllm => (
+            format!(
+                "{py} -m vllm.entrypoints.openai.api_server --model {model} --host 127.0.0.1 --port \"$port\"{args}"
+            ),
+            "/health",
+        ),
+        Engine::LlamaCpp => {
+            (format!("{py} -m llama_cpp.server --model {model} --host 127.0.0.1 --port \"$port\"{args}"), "/v1/models")
+        }
+    }
 }
 
 /// `#SBATCH` options from the executor's defaults and the stage's overrides.
@@ -88,6 +115,7 @@ pub fn render(input: &ScriptInput<'_>) -> Result<String, RenderError> {
                 message: e.to_string(),
             })?,
         ),
+        None if input.serve.is_some() => (SERVE.0.to_string(), SERVE.1.to_string()),
         None => (GENERIC.0.to_string(), GENERIC.1.to_string()),
     };
     let mut env = Environment::new();
@@ -121,6 +149,23 @@ pub fn render(input: &ScriptInput<'_>) -> Result<String, RenderError> {
         "exec": exec,
         "exit_file": exit_file,
         "task": task,
+        "serve": input.serve.map(|sv| {
+            let (launch, health) = launch_command(sv);
+            let engine = match sv.engine {
+                Engine::Sglang => "sglang",
+                Engine::Vllm => "vllm",
+                Engine::LlamaCpp => "llama.cpp",
+            };
+            serde_json::json!({
+                "engine": engine,
+                "model": sv.model,
+                "launch": launch,
+                "health": health,
+                "port": sv.port,
+                "python": shell_quote(&sv.python),
+                "startup_timeout_s": sv.startup_timeout_s,
+            })
+        }),
     });
     let mut text = tmpl.render(minijinja::Value::from(minijinja::value::Serde(&ctx))).map_err(err)?;
     if !text.ends_with('\n') {
@@ -155,6 +200,7 @@ mod tests {
             resources,
             defaults,
             template,
+            serve: None,
         }
     }
 
@@ -218,6 +264,41 @@ cd /work/exp
 "
         );
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn serve_stages_get_the_server_lifecycle() {
+        let serve = Serve {
+            engine: Engine::LlamaCpp,
+            model: "models/smol.gguf".into(),
+            model_path: "/work/exp/models/smol.gguf".into(),
+            args: vec!["--n_ctx".into(), "2048".into()],
+            port: None,
+            startup_timeout_s: 600,
+            python: "/venv/bin/python".into(),
+        };
+        let (r, d) = (Resources::default(), SlurmSection::default());
+        let key = CacheKey::parse(&"ab".repeat(32)).unwrap();
+        let mut i = input(&r, &d, &key, None);
+        i.serve = Some(&serve);
+        let text = render(&i).unwrap();
+        assert!(text.contains("# with a llama.cpp server for models/smol.gguf"), "{text}");
+        assert!(text.contains(
+            "setsid /venv/bin/python -m llama_cpp.server --model /work/exp/models/smol.gguf --host 127.0.0.1 --port \"$port\" --n_ctx 2048 > \"$server_log\" 2>&1 &"
+        ), "{text}");
+        assert!(text.contains("curl -sf -o /dev/null \"http://127.0.0.1:$port/v1/models\""), "{text}");
+        assert!(text.contains("deadline=$((SECONDS + 600))"), "{text}");
+        assert!(text.contains("port=$(/venv/bin/python -c"), "a free port is picked: {text}");
+        assert!(text.contains("export SWESTAR_SERVE_URL=\"http://127.0.0.1:$port/v1\""), "{text}");
+        let fixed = Serve { port: Some(30000), engine: Engine::Sglang, ..serve.clone() };
+        i.serve = Some(&fixed);
+        let text = render(&i).unwrap();
+        assert!(text.contains("port=30000"), "{text}");
+        assert!(text.contains("-m sglang.launch_server --model-path /work/exp/models/smol.gguf"), "{text}");
+        assert!(text.contains(":$port/health\""), "{text}");
+        let (launch, health) = launch_command(&Serve { engine: Engine::Vllm, ..serve });
+        assert!(launch.contains("-m vllm.entrypoints.openai.api_server --model"), "{launch}");
+        assert_eq!(health, "/health");
     }
 
     #[test]
