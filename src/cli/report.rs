@@ -135,6 +135,7 @@ impl Reporter {
                 self.line(format!("  stopped  {label}  (interrupted; nothing committed)"));
             }
             Event::Stopping => self.line("  interrupt: stopping running stages...".to_string()),
+            Event::Note { label, text, .. } => self.line(format!("  note     {label}  {text}")),
         }
     }
 }

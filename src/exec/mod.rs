@@ -70,6 +70,12 @@ pub enum Event {
     },
     /// Ctrl-C (or SIGTERM) received; running stages are being stopped.
     Stopping,
+    /// Something the backend did on its own (a resubmission, an adoption).
+    Note {
+        node: usize,
+        label: String,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +180,10 @@ pub trait Backend {
     /// State queries made so far (SLURM: one per poll interval).
     fn polls(&self) -> u64 {
         0
+    }
+    /// Things worth telling the user (a resubmission, an adoption), by node.
+    fn take_notes(&mut self) -> Vec<(usize, String)> {
+        Vec::new()
     }
 }
 

@@ -138,7 +138,7 @@ pub async fn execute<B: Backend>(
     loop {
         if stop.is_none() {
             schedule(plan, store, opts, backend, record, refs, &tx, &mut state, &mut stop).await;
-            note_jobs(backend, record);
+            note_jobs(backend, record, plan, &tx);
             let _ = store.write_run(record);
         }
         if backend.outstanding() == 0 {
@@ -152,7 +152,7 @@ pub async fn execute<B: Backend>(
         for ev in events {
             settle(plan, store, ev, record, refs, &tx, &mut state, &mut stop, opts).await;
         }
-        note_jobs(backend, record);
+        note_jobs(backend, record, plan, &tx);
         let _ = store.write_run(record);
     }
 
@@ -481,7 +481,10 @@ fn fail(
 }
 
 /// Copies the backend's view of jobs into the run record.
-fn note_jobs<B: Backend>(backend: &B, record: &mut RunRecord) {
+fn note_jobs<B: Backend>(backend: &mut B, record: &mut RunRecord, plan: &Plan, tx: &UnboundedSender<Event>) {
+    for (node, text) in backend.take_notes() {
+        let _ = tx.send(Event::Note { node, label: plan.nodes[node].label(), text });
+    }
     for (i, rec) in record.stages.iter_mut().enumerate() {
         if let Some(jobs) = backend.jobs(i) {
             rec.jobs = Some(jobs);

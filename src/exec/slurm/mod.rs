@@ -108,6 +108,8 @@ pub struct SlurmBackend {
     on_interrupt: OnInterrupt,
     /// Job-state queries made (one per poll).
     pub polls: u64,
+    /// Things worth telling the user (resubmissions), until taken.
+    notes: Vec<(usize, String)>,
 }
 
 async fn slurm_cmd(program: &str, args: &[String]) -> Result<String, String> {
@@ -171,6 +173,7 @@ impl SlurmBackend {
             names: [run_id.to_string()].into(),
             on_interrupt,
             polls: 0,
+            notes: Vec::new(),
         })
     }
 
@@ -334,6 +337,9 @@ impl Backend for SlurmBackend {
         }
         let fresh: Vec<u32> = pending.iter().copied().filter(|s| !adopted.contains_key(s)).collect();
         let n_adopted = adopted.len() as u32;
+        if n_adopted > 0 {
+            self.notes.push((node, format!("adopted {n_adopted} shard jobs that an earlier run had submitted")));
+        }
         self.tracked.insert(
             node,
             Tracked {
@@ -494,6 +500,18 @@ impl Backend for SlurmBackend {
                                     }
                                 }
                                 retries.entry(node).or_default().push(idx);
+                                let excluded = if t.excluded.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(", avoiding {}", t.excluded.iter().cloned().collect::<Vec<_>>().join(","))
+                                };
+                                self.notes.push((
+                                    node,
+                                    format!(
+                                        "shard {idx} of job {} lost to {what}: resubmitting (retry {} of {}{excluded})",
+                                        sh.job, sh.retries, self.max_retries
+                                    ),
+                                ));
                             }
                         }
                     }
@@ -594,5 +612,9 @@ impl Backend for SlurmBackend {
 
     fn polls(&self) -> u64 {
         self.polls
+    }
+
+    fn take_notes(&mut self) -> Vec<(usize, String)> {
+        std::mem::take(&mut self.notes)
     }
 }
