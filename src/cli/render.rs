@@ -59,23 +59,15 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
             return Err(Exit::invalid(format!("error: --shard ../{n}: stage `{}` has {count} shards", node.stage)));
         }
     }
-    let launch = Launch {
-        node: 0,
-        stage: node.stage.clone(),
-        key: key.clone(),
-        job_file: staging.join("job.json"),
-        shards: (0..count).collect(),
-        count,
-        resources: node.spec.resources.clone(),
-        workdir: node.workdir.clone(),
-        template: node.spec.template.as_ref().map(|t| t.path.clone()),
-        serve: match &node.spec.kind {
-            crate::workflow::StageKind::Command(c) => c.serve.clone(),
-        },
-        script: None,
-        log_dir: root.join("logs"),
-        log_stem: String::new(),
-    };
+    let launch = Launch::for_node(
+        0,
+        node,
+        &key,
+        staging.join("job.json"),
+        (0..count).collect(),
+        root.join("logs"),
+        String::new(),
+    );
     let exe = std::env::current_exe().map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?;
     let slurm = &loaded.variants[0].slurm;
     let exe = slurm.swestar.as_ref().map(PathBuf::from).unwrap_or(exe);

@@ -130,6 +130,33 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// The launch of a plan node's shards.
+    pub fn for_node(
+        index: usize,
+        node: &crate::dag::Node,
+        key: &CacheKey,
+        job_file: PathBuf,
+        shards: Vec<u32>,
+        log_dir: PathBuf,
+        log_stem: String,
+    ) -> Launch {
+        Launch {
+            node: index,
+            stage: node.stage.clone(),
+            key: key.clone(),
+            job_file,
+            shards,
+            count: run::shard_count(node),
+            resources: node.spec.resources.clone(),
+            workdir: node.workdir.clone(),
+            template: node.spec.template.as_ref().map(|t| t.path.clone()),
+            serve: node.spec.kind.serve().cloned(),
+            script: None,
+            log_dir,
+            log_stem,
+        }
+    }
+
     pub fn log(&self, shard: u32, ext: &str) -> PathBuf {
         if self.count > 1 {
             self.log_dir.join(format!("{}.{shard}.{ext}", self.log_stem))

@@ -113,8 +113,7 @@ pub async fn execute<B: Backend>(
     refs: &mut Refs,
     tx: UnboundedSender<Event>,
 ) -> Outcome {
-    let n = plan.nodes.len();
-    let mut state: Vec<State> = Vec::with_capacity(n);
+    let mut state: Vec<State> = Vec::with_capacity(plan.nodes.len());
     for (i, node) in plan.nodes.iter().enumerate() {
         state.push(match (&node.decision, node.selected) {
             (_, false) => State::Unselected,
@@ -126,373 +125,337 @@ pub async fn execute<B: Backend>(
             (Decision::Run { .. }, true) => State::Waiting,
         });
     }
-    let _ = store.write_refs(&plan.workflow, refs);
-    let _ = store.write_run(record);
+    let mut r = Runner { plan, store, opts, record, refs, tx, state, stop: None };
+    let _ = store.write_refs(&plan.workflow, r.refs);
+    let _ = store.write_run(r.record);
 
     let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(a), Ok(b)) => (a, b),
         _ => panic!("cannot install signal handlers"),
     };
-    let mut stop: Option<Outcome> = None;
-
     loop {
-        if stop.is_none() {
-            schedule(plan, store, opts, backend, record, refs, &tx, &mut state, &mut stop).await;
-            note_jobs(backend, record, plan, &tx);
-            let _ = store.write_run(record);
+        if r.stop.is_none() {
+            r.schedule(backend).await;
+            r.note_jobs(backend);
         }
         if backend.outstanding() == 0 {
             break;
         }
         let events = tokio::select! {
             events = backend.next() => events,
-            _ = sigint.recv() => { stop = Some(Outcome::Interrupted); let _ = tx.send(Event::Stopping); backend.interrupt() }
-            _ = sigterm.recv() => { stop = Some(Outcome::Interrupted); let _ = tx.send(Event::Stopping); backend.interrupt() }
+            _ = sigint.recv() => r.interrupt(backend),
+            _ = sigterm.recv() => r.interrupt(backend),
         };
         for ev in events {
-            settle(plan, store, ev, record, refs, &tx, &mut state, &mut stop, opts).await;
+            r.settle(ev).await;
         }
-        note_jobs(backend, record, plan, &tx);
-        let _ = store.write_run(record);
+        r.note_jobs(backend);
     }
-
-    for (i, st) in state.iter_mut().enumerate() {
-        if matches!(st, State::Waiting | State::Running { .. }) {
-            let because = match stop {
-                Some(Outcome::Interrupted) => "the run was interrupted".to_string(),
-                _ => "the run stopped after a failure (use --keep-going to go on)".to_string(),
-            };
-            record.stages[i].status = "skipped".into();
-            record.stages[i].reason = Some(because.clone());
-            let _ = tx.send(Event::Skipped { node: i, label: plan.nodes[i].label(), because });
-            *st = State::Skipped;
-        }
-    }
-    let _ = store.write_refs(&plan.workflow, refs);
-    if stop == Some(Outcome::Interrupted) {
-        Outcome::Interrupted
-    } else if state.iter().any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted)) {
-        Outcome::Failed
-    } else {
-        Outcome::Succeeded
-    }
+    r.finish()
 }
 
-/// Resolves every node that can be resolved now: skips those below a
-/// failure, takes cached ones from the store, launches the rest.
-#[allow(clippy::too_many_arguments)]
-async fn schedule<B: Backend>(
-    plan: &Plan,
-    store: &Store,
-    opts: &RunOptions,
-    backend: &mut B,
-    record: &mut RunRecord,
-    refs: &mut Refs,
-    tx: &UnboundedSender<Event>,
-    state: &mut [State],
-    stop: &mut Option<Outcome>,
-) {
-    loop {
-        let mut progressed = false;
-        for i in 0..plan.nodes.len() {
-            if !matches!(state[i], State::Waiting) {
-                continue;
+/// The state of one execution, threaded through its steps.
+struct Runner<'a> {
+    plan: &'a Plan,
+    store: &'a Store,
+    opts: &'a RunOptions,
+    record: &'a mut RunRecord,
+    refs: &'a mut Refs,
+    tx: UnboundedSender<Event>,
+    state: Vec<State>,
+    stop: Option<Outcome>,
+}
+
+impl Runner<'_> {
+    fn interrupt<B: Backend>(&mut self, backend: &mut B) -> Vec<ShardEvent> {
+        self.stop = Some(Outcome::Interrupted);
+        let _ = self.tx.send(Event::Stopping);
+        backend.interrupt()
+    }
+
+    /// Marks what never ran as skipped and says how the run ended.
+    fn finish(mut self) -> Outcome {
+        for i in 0..self.state.len() {
+            if matches!(self.state[i], State::Waiting | State::Running { .. }) {
+                let because = match self.stop {
+                    Some(Outcome::Interrupted) => "the run was interrupted".to_string(),
+                    _ => "the run stopped after a failure (use --keep-going to go on)".to_string(),
+                };
+                self.record.stages[i].status = "skipped".into();
+                self.record.stages[i].reason = Some(because.clone());
+                let _ = self.tx.send(Event::Skipped { node: i, label: self.plan.nodes[i].label(), because });
+                self.state[i] = State::Skipped;
             }
-            let node = &plan.nodes[i];
-            if let Some(bad) = node
-                .upstream
-                .iter()
-                .find(|e| matches!(state[e.node], State::Failed | State::Skipped | State::Interrupted))
-            {
-                let because = format!("upstream {} did not finish", bad.stage);
-                record.stages[i].status = "skipped".into();
-                record.stages[i].reason = Some(because.clone());
-                let _ = tx.send(Event::Skipped { node: i, label: node.label(), because });
-                state[i] = State::Skipped;
-                progressed = true;
-                continue;
-            }
-            let hashes = |u: usize| match &state[u] {
-                State::Done(m) => Some(m.content_hash.clone()),
-                _ => None,
-            };
-            let Some(pre) = node.preimage(hashes) else {
-                continue;
-            };
-            let key = pre.key();
-            // The same key already in flight (an identical stage under another name).
-            if state.iter().any(|s| matches!(s, State::Running { key: k, .. } if *k == key)) {
-                continue;
-            }
-            progressed = true;
-            match store.lookup(&key) {
-                Lookup::Present(m) => {
-                    let _ =
-                        tx.send(Event::Cached { node: i, label: node.label(), key: key.clone(), early_cutoff: true });
-                    set_refs(refs, node, &key);
-                    let _ = store.write_refs(&plan.workflow, refs);
-                    let rec = &mut record.stages[i];
-                    rec.status = "cached".into();
-                    rec.key = Some(key.to_string());
-                    rec.reason = Some("upstream output unchanged (early cutoff)".into());
-                    state[i] = State::Done(m);
+        }
+        let _ = self.store.write_refs(&self.plan.workflow, self.refs);
+        if self.stop == Some(Outcome::Interrupted) {
+            Outcome::Interrupted
+        } else if self.state.iter().any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted)) {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        }
+    }
+
+    /// Resolves every node that can be resolved now: skips those below a
+    /// failure, takes cached ones from the store, launches the rest.
+    async fn schedule<B: Backend>(&mut self, backend: &mut B) {
+        let (plan, store, opts) = (self.plan, self.store, self.opts);
+        loop {
+            let mut progressed = false;
+            for i in 0..plan.nodes.len() {
+                if !matches!(self.state[i], State::Waiting) {
                     continue;
                 }
-                Lookup::Corrupt(_) => {
-                    let _ = store.quarantine(&key);
-                }
-                Lookup::Missing => {}
-            }
-            let reasons: Vec<Reason> = match &node.decision {
-                Decision::Run { reasons, .. } => reasons
+                let node = &plan.nodes[i];
+                if let Some(bad) = node
+                    .upstream
                     .iter()
-                    .map(|r| match r {
-                        Reason::PendingUpstream { stage } => Reason::UpstreamChanged { stage: stage.clone() },
-                        other => other.clone(),
-                    })
-                    .collect(),
-                Decision::Cached { .. } => Vec::new(),
-            };
-            let count = shard_count(node);
-            let log_dir = store.logs_dir(&opts.run_id);
-            let log_stem = format!("{}.{}", node.stage, key.short());
-            let rec = &mut record.stages[i];
-            rec.key = Some(key.to_string());
-            rec.reason = Some(join(&reasons));
-            rec.log = Some(log_dir.join(format!("{log_stem}.err")));
-            let prepared = (|| -> Result<(PathBuf, Vec<u32>), String> {
-                let done = store.begin(&key, count).map_err(|e| e.to_string())?;
-                let upstream = |u: usize| match &state[u] {
-                    State::Done(m) => Some(store.part_paths(m)),
+                    .find(|e| matches!(self.state[e.node], State::Failed | State::Skipped | State::Interrupted))
+                {
+                    let because = format!("upstream {} did not finish", bad.stage);
+                    self.record.stages[i].status = "skipped".into();
+                    self.record.stages[i].reason = Some(because.clone());
+                    let _ = self.tx.send(Event::Skipped { node: i, label: node.label(), because });
+                    self.state[i] = State::Skipped;
+                    progressed = true;
+                    continue;
+                }
+                let hashes = |u: usize| match &self.state[u] {
+                    State::Done(m) => Some(m.content_hash.clone()),
                     _ => None,
                 };
-                let mut job = build_job(node, &upstream, store, &key);
-                if !backend.exec_enforces_time_limit() {
-                    job.time_limit_s = None;
-                }
-                let job_file = store.staging_dir(&key).join("job.json");
-                super::write_job(&job_file, &job).map_err(|e| e.to_string())?;
-                std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
-                Ok((job_file, done))
-            })();
-            let (job_file, done) = match prepared {
-                Ok(p) => p,
-                Err(error) => {
-                    fail(record, state, i, tx, node.label(), error, String::new(), PathBuf::new());
-                    if !opts.keep_going {
-                        *stop = Some(Outcome::Failed);
-                    }
+                let Some(pre) = node.preimage(hashes) else {
+                    continue;
+                };
+                let key = pre.key();
+                // The same key already in flight (an identical stage under another name).
+                if self.state.iter().any(|s| matches!(s, State::Running { key: k, .. } if *k == key)) {
                     continue;
                 }
-            };
-            let pending: BTreeSet<u32> = (0..count).filter(|s| !done.contains(s)).collect();
-            let _ = tx.send(Event::Started {
-                node: i,
-                label: node.label(),
-                key: key.clone(),
-                reasons: reasons.clone(),
-                shards: count,
-                resumed: done.len() as u32,
-            });
-            record.stages[i].status = "running".into();
-            let meta = CommitMeta {
-                key: key.clone(),
-                stage: node.stage.clone(),
-                preimage: pre,
-                workflow: plan.workflow.clone(),
-                variants: node.variants.iter().filter(|v| !v.is_empty()).cloned().collect(),
-                run: opts.run_id.clone(),
-                duration_s: 0.0,
-            };
-            state[i] = State::Running {
-                key: key.clone(),
-                meta: Box::new(meta),
-                count,
-                pending: pending.clone(),
-                failure: None,
-                interrupted: false,
-                started: std::time::Instant::now(),
-            };
-            if pending.is_empty() {
-                // Every shard finished in an earlier attempt: commit now.
-                commit_node(plan, store, i, record, refs, tx, state, stop, opts).await;
-                continue;
-            }
-            let launch = Launch {
-                node: i,
-                stage: node.stage.clone(),
-                key: key.clone(),
-                job_file,
-                shards: pending.into_iter().collect(),
-                count,
-                resources: node.spec.resources.clone(),
-                workdir: node.workdir.clone(),
-                template: node.spec.template.as_ref().map(|t| t.path.clone()),
-                serve: match &node.spec.kind {
-                    crate::workflow::StageKind::Command(c) => c.serve.clone(),
-                },
-                script: None,
-                log_dir,
-                log_stem,
-            };
-            if let Err(error) = backend.launch(launch).await {
-                fail(record, state, i, tx, node.label(), error, String::new(), PathBuf::new());
-                if !opts.keep_going {
-                    *stop = Some(Outcome::Failed);
+                progressed = true;
+                match store.lookup(&key) {
+                    Lookup::Present(m) => {
+                        let _ = self.tx.send(Event::Cached {
+                            node: i,
+                            label: node.label(),
+                            key: key.clone(),
+                            early_cutoff: true,
+                        });
+                        set_refs(self.refs, node, &key);
+                        let _ = store.write_refs(&plan.workflow, self.refs);
+                        let rec = &mut self.record.stages[i];
+                        rec.status = "cached".into();
+                        rec.key = Some(key.to_string());
+                        rec.reason = Some("upstream output unchanged (early cutoff)".into());
+                        self.state[i] = State::Done(m);
+                        continue;
+                    }
+                    Lookup::Corrupt(_) => {
+                        let _ = store.quarantine(&key);
+                    }
+                    Lookup::Missing => {}
+                }
+                let reasons: Vec<Reason> = match &node.decision {
+                    Decision::Run { reasons, .. } => reasons
+                        .iter()
+                        .map(|r| match r {
+                            Reason::PendingUpstream { stage } => Reason::UpstreamChanged { stage: stage.clone() },
+                            other => other.clone(),
+                        })
+                        .collect(),
+                    Decision::Cached { .. } => Vec::new(),
+                };
+                let count = shard_count(node);
+                let log_dir = store.logs_dir(&opts.run_id);
+                let log_stem = format!("{}.{}", node.stage, key.short());
+                let rec = &mut self.record.stages[i];
+                rec.key = Some(key.to_string());
+                rec.reason = Some(join(&reasons));
+                rec.log = Some(log_dir.join(format!("{log_stem}.err")));
+                let prepared = (|| -> Result<(PathBuf, Vec<u32>), String> {
+                    let done = store.begin(&key, count).map_err(|e| e.to_string())?;
+                    let upstream = |u: usize| match &self.state[u] {
+                        State::Done(m) => Some(store.part_paths(m)),
+                        _ => None,
+                    };
+                    let mut job = build_job(node, &upstream, store, &key);
+                    if !backend.exec_enforces_time_limit() {
+                        job.time_limit_s = None;
+                    }
+                    let job_file = store.staging_dir(&key).join("job.json");
+                    super::write_job(&job_file, &job).map_err(|e| e.to_string())?;
+                    std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
+                    Ok((job_file, done))
+                })();
+                let (job_file, done) = match prepared {
+                    Ok(p) => p,
+                    Err(error) => {
+                        self.fail(i, error, String::new(), PathBuf::new());
+                        continue;
+                    }
+                };
+                let pending: BTreeSet<u32> = (0..count).filter(|s| !done.contains(s)).collect();
+                let _ = self.tx.send(Event::Started {
+                    node: i,
+                    label: node.label(),
+                    key: key.clone(),
+                    reasons: reasons.clone(),
+                    shards: count,
+                    resumed: done.len() as u32,
+                });
+                self.record.stages[i].status = "running".into();
+                let meta = CommitMeta {
+                    key: key.clone(),
+                    stage: node.stage.clone(),
+                    preimage: pre,
+                    workflow: plan.workflow.clone(),
+                    variants: node.variants.iter().filter(|v| !v.is_empty()).cloned().collect(),
+                    run: opts.run_id.clone(),
+                    duration_s: 0.0,
+                };
+                self.state[i] = State::Running {
+                    key: key.clone(),
+                    meta: Box::new(meta),
+                    count,
+                    pending: pending.clone(),
+                    failure: None,
+                    interrupted: false,
+                    started: std::time::Instant::now(),
+                };
+                if pending.is_empty() {
+                    // Every shard finished in an earlier attempt: commit now.
+                    self.commit_node(i).await;
+                    continue;
+                }
+                let launch =
+                    Launch::for_node(i, node, &key, job_file, pending.into_iter().collect(), log_dir, log_stem);
+                if let Err(error) = backend.launch(launch).await {
+                    self.fail(i, error, String::new(), PathBuf::new());
                 }
             }
-        }
-        if !progressed || stop.is_some() {
-            break;
-        }
-    }
-}
-
-/// Applies one shard outcome; commits or fails the node when its last
-/// shard is in.
-#[allow(clippy::too_many_arguments)]
-async fn settle(
-    plan: &Plan,
-    store: &Store,
-    ev: ShardEvent,
-    record: &mut RunRecord,
-    refs: &mut Refs,
-    tx: &UnboundedSender<Event>,
-    state: &mut [State],
-    stop: &mut Option<Outcome>,
-    opts: &RunOptions,
-) {
-    let i = ev.node();
-    let State::Running { pending, failure, interrupted, count, .. } = &mut state[i] else {
-        return;
-    };
-    match ev {
-        ShardEvent::Done { shard, .. } => {
-            pending.remove(&shard);
-            if *count > 1 {
-                let _ = tx.send(Event::ShardDone {
-                    node: i,
-                    label: plan.nodes[i].label(),
-                    shard,
-                    left: pending.len() as u32,
-                });
+            if !progressed || self.stop.is_some() {
+                break;
             }
         }
-        ShardEvent::Failed { shard, error, log_tail, log, .. } => {
-            pending.remove(&shard);
-            if *interrupted || *stop == Some(Outcome::Interrupted) {
+    }
+
+    /// Applies one shard outcome; commits or fails the node when its last
+    /// shard is in.
+    async fn settle(&mut self, ev: ShardEvent) {
+        let plan = self.plan;
+        let i = ev.node();
+        let State::Running { pending, failure, interrupted, count, .. } = &mut self.state[i] else {
+            return;
+        };
+        match ev {
+            ShardEvent::Done { shard, .. } => {
+                pending.remove(&shard);
+                if *count > 1 {
+                    let _ = self.tx.send(Event::ShardDone {
+                        node: i,
+                        label: plan.nodes[i].label(),
+                        shard,
+                        left: pending.len() as u32,
+                    });
+                }
+            }
+            ShardEvent::Failed { shard, error, log_tail, log, .. } => {
+                pending.remove(&shard);
+                if *interrupted || self.stop == Some(Outcome::Interrupted) {
+                    *interrupted = true;
+                } else if failure.is_none() {
+                    let error = if *count > 1 { format!("shard {shard}/{count}: {error}") } else { error };
+                    *failure = Some((error, log_tail, log));
+                }
+            }
+            ShardEvent::Interrupted { shard, .. } => {
+                pending.remove(&shard);
                 *interrupted = true;
-            } else if failure.is_none() {
-                let error = if *count > 1 { format!("shard {shard}/{count}: {error}") } else { error };
-                *failure = Some((error, log_tail, log));
             }
         }
-        ShardEvent::Interrupted { shard, .. } => {
-            pending.remove(&shard);
-            *interrupted = true;
+        if !pending.is_empty() {
+            return;
+        }
+        if let Some((error, tail, log)) = failure.take() {
+            self.fail(i, error, tail, log);
+        } else if *interrupted {
+            self.state[i] = State::Interrupted;
+            self.record.stages[i].status = "interrupted".into();
+            let _ = self.tx.send(Event::Interrupted { node: i, label: plan.nodes[i].label() });
+        } else {
+            self.commit_node(i).await;
         }
     }
-    if !pending.is_empty() {
-        return;
-    }
-    if let Some((error, tail, log)) = failure.take() {
-        fail(record, state, i, tx, plan.nodes[i].label(), error, tail, log);
-        if !opts.keep_going && stop.is_none() {
-            *stop = Some(Outcome::Failed);
-        }
-    } else if *interrupted {
-        state[i] = State::Interrupted;
-        record.stages[i].status = "interrupted".into();
-        let _ = tx.send(Event::Interrupted { node: i, label: plan.nodes[i].label() });
-    } else {
-        commit_node(plan, store, i, record, refs, tx, state, stop, opts).await;
-    }
-}
 
-#[allow(clippy::too_many_arguments)]
-async fn commit_node(
-    plan: &Plan,
-    store: &Store,
-    i: usize,
-    record: &mut RunRecord,
-    refs: &mut Refs,
-    tx: &UnboundedSender<Event>,
-    state: &mut [State],
-    stop: &mut Option<Outcome>,
-    opts: &RunOptions,
-) {
-    let node = &plan.nodes[i];
-    let State::Running { meta, count, key, started, .. } = &state[i] else {
-        return;
-    };
-    let (mut meta, count, key) = ((**meta).clone(), *count, key.clone());
-    meta.duration_s = started.elapsed().as_secs_f64();
-    let s = store.clone();
-    let committed = tokio::task::spawn_blocking(move || s.commit(meta, count)).await;
-    match committed {
-        Ok(Ok(manifest)) => {
-            let _ = tx.send(Event::Committed {
-                node: i,
-                label: node.label(),
-                key: key.clone(),
-                rows: manifest.rows,
-                bytes: manifest.bytes,
-                seconds: manifest.duration_s,
-            });
-            set_refs(refs, node, &key);
-            let _ = store.write_refs(&plan.workflow, refs);
-            let rec = &mut record.stages[i];
-            rec.status = "committed".into();
-            rec.duration_s = Some(manifest.duration_s);
-            rec.rows = Some(manifest.rows);
-            state[i] = State::Done(Box::new(manifest));
-        }
-        Ok(Err(e)) => {
-            let log = record.stages[i].log.clone().unwrap_or_default();
-            let tail = super::tail(&log, 20);
-            fail(record, state, i, tx, node.label(), format!("cannot commit: {e}"), tail, log);
-            if !opts.keep_going && stop.is_none() {
-                *stop = Some(Outcome::Failed);
+    async fn commit_node(&mut self, i: usize) {
+        let (plan, store) = (self.plan, self.store);
+        let node = &plan.nodes[i];
+        let State::Running { meta, count, key, started, .. } = &self.state[i] else {
+            return;
+        };
+        let (mut meta, count, key) = ((**meta).clone(), *count, key.clone());
+        meta.duration_s = started.elapsed().as_secs_f64();
+        let s = store.clone();
+        let committed = tokio::task::spawn_blocking(move || s.commit(meta, count)).await;
+        match committed {
+            Ok(Ok(manifest)) => {
+                let _ = self.tx.send(Event::Committed {
+                    node: i,
+                    label: node.label(),
+                    key: key.clone(),
+                    rows: manifest.rows,
+                    bytes: manifest.bytes,
+                    seconds: manifest.duration_s,
+                });
+                set_refs(self.refs, node, &key);
+                let _ = store.write_refs(&plan.workflow, self.refs);
+                let rec = &mut self.record.stages[i];
+                rec.status = "committed".into();
+                rec.duration_s = Some(manifest.duration_s);
+                rec.rows = Some(manifest.rows);
+                self.state[i] = State::Done(Box::new(manifest));
+            }
+            Ok(Err(e)) => {
+                let log = self.record.stages[i].log.clone().unwrap_or_default();
+                let tail = super::tail(&log, 20);
+                self.fail(i, format!("cannot commit: {e}"), tail, log);
+            }
+            Err(e) => {
+                self.fail(i, format!("commit panicked: {e}"), String::new(), PathBuf::new());
             }
         }
-        Err(e) => {
-            fail(record, state, i, tx, node.label(), format!("commit panicked: {e}"), String::new(), PathBuf::new());
-            *stop = Some(Outcome::Failed);
-        }
     }
-}
 
-#[allow(clippy::too_many_arguments)]
-fn fail(
-    record: &mut RunRecord,
-    state: &mut [State],
-    i: usize,
-    tx: &UnboundedSender<Event>,
-    label: String,
-    error: String,
-    log_tail: String,
-    log: PathBuf,
-) {
-    state[i] = State::Failed;
-    let rec = &mut record.stages[i];
-    rec.status = "failed".into();
-    rec.reason = Some(error.clone());
-    let _ = tx.send(Event::Failed { node: i, label, error, log_tail, log });
-}
-
-/// Copies the backend's view of jobs into the run record.
-fn note_jobs<B: Backend>(backend: &mut B, record: &mut RunRecord, plan: &Plan, tx: &UnboundedSender<Event>) {
-    for (node, text) in backend.take_notes() {
-        let _ = tx.send(Event::Note { node, label: plan.nodes[node].label(), text });
-    }
-    for (i, rec) in record.stages.iter_mut().enumerate() {
-        if let Some(jobs) = backend.jobs(i) {
-            rec.jobs = Some(jobs);
+    /// Fails a node; without --keep-going nothing new starts after it.
+    fn fail(&mut self, i: usize, error: String, log_tail: String, log: PathBuf) {
+        let label = self.plan.nodes[i].label();
+        if !self.opts.keep_going && self.stop.is_none() {
+            self.stop = Some(Outcome::Failed);
         }
+        self.state[i] = State::Failed;
+        let rec = &mut self.record.stages[i];
+        rec.status = "failed".into();
+        rec.reason = Some(error.clone());
+        let _ = self.tx.send(Event::Failed { node: i, label, error, log_tail, log });
     }
-    let polls = backend.polls();
-    if polls > 0 {
-        record.polls = Some(polls);
+
+    /// Copies the backend's view of jobs and what it did on its own into
+    /// the run record and the events, and writes the record.
+    fn note_jobs<B: Backend>(&mut self, backend: &mut B) {
+        for (node, text) in backend.take_notes() {
+            let _ = self.tx.send(Event::Note { node, label: self.plan.nodes[node].label(), text });
+        }
+        for (i, rec) in self.record.stages.iter_mut().enumerate() {
+            if let Some(jobs) = backend.jobs(i) {
+                rec.jobs = Some(jobs);
+            }
+        }
+        let polls = backend.polls();
+        if polls > 0 {
+            self.record.polls = Some(polls);
+        }
+        let _ = self.store.write_run(self.record);
     }
 }
 

@@ -39,6 +39,13 @@ impl StageKind {
         }
     }
 
+    /// The inference server the stage's job starts, if any.
+    pub fn serve(&self) -> Option<&command::Serve> {
+        match self {
+            StageKind::Command(c) => c.serve.as_ref(),
+        }
+    }
+
     pub fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         match self {
             StageKind::Command(c) => c.execute(job, shard),
