@@ -4,6 +4,7 @@
 //! [`cache`] keys naming every artifact and [`stages`] holding one file
 //! per stage kind. [`cli`] is the only place that prints.
 
+pub mod agent;
 pub mod cache;
 pub mod cli;
 pub mod dag;
