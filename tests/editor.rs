@@ -1,0 +1,158 @@
+//! `str_replace_editor` on real files: every command and every message,
+//! checked against OpenHands' wording.
+
+use std::path::Path;
+
+use swestar::agent::editor::{Command, Editor, LocalFiles};
+
+fn setup() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap().join("repo");
+    std::fs::create_dir_all(root.join("pkg")).unwrap();
+    std::fs::write(root.join("pkg/a.py"), "def f():\n    return 1\n\n\ndef g():\n    return 1\n").unwrap();
+    std::fs::write(root.join(".hidden"), "x").unwrap();
+    let r = root.display().to_string();
+    (dir, r)
+}
+
+async fn run(editor: &mut Editor, c: Command) -> Result<String, String> {
+    editor.run(&mut LocalFiles, c).await
+}
+
+fn view(path: &str, range: Option<Vec<i64>>) -> Command {
+    Command::View { path: path.into(), view_range: range }
+}
+
+#[tokio::test]
+async fn view_numbers_lines_like_cat_n_and_honours_ranges() {
+    let (_d, root) = setup();
+    let mut e = Editor::new(Path::new(&root));
+    let file = format!("{root}/pkg/a.py");
+    let out = run(&mut e, view(&file, None)).await.unwrap();
+    assert_eq!(
+        out,
+        format!("Here's the result of running `cat -n` on {file}:\n     1\tdef f():\n     2\t    return 1\n     3\t\n     4\t\n     5\tdef g():\n     6\t    return 1\n     7\t\n")
+    );
+    let out = run(&mut e, view(&file, Some(vec![5, 6]))).await.unwrap();
+    assert_eq!(
+        out,
+        format!("Here's the result of running `cat -n` on {file}:\n     5\tdef g():\n     6\t    return 1\n")
+    );
+    let out = run(&mut e, view(&file, Some(vec![5, -1]))).await.unwrap();
+    assert!(out.ends_with("     6\t    return 1\n"), "{out}");
+    let out = run(&mut e, view(&file, Some(vec![5, 99]))).await.unwrap();
+    assert!(out.ends_with("\nNOTE: We only show up to 6 since there's only 6 lines in this file\n"), "{out}");
+    let err = run(&mut e, view(&file, Some(vec![0, 2]))).await.unwrap_err();
+    assert_eq!(err, "Invalid `view_range` parameter: [0, 2]. Its first element `0` should be within the range of lines of the file: [1, 6].");
+    let err = run(&mut e, view(&file, Some(vec![4, 2]))).await.unwrap_err();
+    assert!(err.ends_with("Its second element `2` should be greater than or equal to the first element `4`."), "{err}");
+    let err = run(&mut e, view(&file, Some(vec![1]))).await.unwrap_err();
+    assert!(err.ends_with("It should be a list of two integers."), "{err}");
+}
+
+#[tokio::test]
+async fn view_of_a_directory_lists_two_levels_and_counts_hidden_entries() {
+    let (_d, root) = setup();
+    let mut e = Editor::new(Path::new(&root));
+    let out = run(&mut e, view(&root, None)).await.unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "Here's the files and directories up to 2 levels deep in {root}, excluding hidden items:\n{root}/\n{root}/pkg/\n{root}/pkg/a.py\n\n1 hidden files/directories in this directory are excluded. You can use 'ls -la {root}' to see them."
+        )
+    );
+    let err = run(&mut e, view(&root, Some(vec![1, 2]))).await.unwrap_err();
+    assert!(err.ends_with("The `view_range` parameter is not allowed when `path` points to a directory."), "{err}");
+}
+
+#[tokio::test]
+async fn str_replace_edits_once_and_shows_a_snippet_or_says_why_not() {
+    let (_d, root) = setup();
+    let mut e = Editor::new(Path::new(&root));
+    let file = format!("{root}/pkg/a.py");
+    let sr = |old: &str, new: &str| Command::StrReplace {
+        path: file.clone(),
+        old_str: Some(old.into()),
+        new_str: Some(new.into()),
+    };
+    let err = run(&mut e, sr("return 1", "return 2")).await.unwrap_err();
+    assert_eq!(err, "No replacement was performed. Multiple occurrences of old_str `return 1` in lines [2, 6]. Please ensure it is unique.");
+    let err = run(&mut e, sr("return 3", "return 2")).await.unwrap_err();
+    assert_eq!(err, format!("No replacement was performed, old_str `return 3` did not appear verbatim in {file}."));
+    let err = run(&mut e, sr("def g", "def g")).await.unwrap_err();
+    assert_eq!(
+        err,
+        "Invalid `new_str` parameter: def g. No replacement was performed. `new_str` and `old_str` must be different."
+    );
+    let out = run(&mut e, sr("def g():\n    return 1", "def g():\n    return 2")).await.unwrap();
+    assert_eq!(
+        out,
+        // As OpenHands computes it: from line max(0, 5 - 4) + 1 to 5 + 4 + 1.
+        format!("The file {file} has been edited. Here's the result of running `cat -n` on a snippet of {file}:\n     2\t    return 1\n     3\t\n     4\t\n     5\tdef g():\n     6\t    return 2\n     7\t\nReview the changes and make sure they are as expected. Edit the file again if necessary.")
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().ends_with("return 2\n"));
+    // Undo brings the file back, and then there is nothing left to undo.
+    let out = run(&mut e, Command::UndoEdit { path: file.clone() }).await.unwrap();
+    assert!(
+        out.starts_with(&format!(
+            "Last edit to {file} undone successfully. Here's the result of running `cat -n` on {file}:\n"
+        )),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&file).unwrap().ends_with("return 1\n"));
+    let err = run(&mut e, Command::UndoEdit { path: file.clone() }).await.unwrap_err();
+    assert_eq!(err, format!("No edit history found for {file}."));
+}
+
+#[tokio::test]
+async fn insert_after_a_line_and_check_its_range() {
+    let (_d, root) = setup();
+    let mut e = Editor::new(Path::new(&root));
+    let file = format!("{root}/pkg/a.py");
+    let ins = |line: i64, text: &str| Command::Insert {
+        path: file.clone(),
+        insert_line: Some(line),
+        new_str: Some(text.into()),
+    };
+    let out = run(&mut e, ins(2, "\n\ndef h():\n    return 3")).await.unwrap();
+    assert!(out.starts_with(&format!("The file {file} has been edited. Here's the result of running `cat -n` on a snippet of the edited file:\n     1\tdef f():")), "{out}");
+    assert!(out.ends_with("Review the changes and make sure they are as expected (correct indentation, no duplicate lines, etc). Edit the file again if necessary."));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "def f():\n    return 1\n\n\ndef h():\n    return 3\n\n\ndef g():\n    return 1\n"
+    );
+    let out = run(&mut e, ins(0, "import os")).await.unwrap();
+    assert!(out.contains("     1\timport os"), "{out}");
+    let err = run(&mut e, ins(99, "x")).await.unwrap_err();
+    assert_eq!(err, "Invalid `insert_line` parameter: 99. It should be within the range of allowed values: [0, 11]");
+    let err = run(&mut e, Command::Insert { path: file.clone(), insert_line: None, new_str: Some("x".into()) })
+        .await
+        .unwrap_err();
+    assert_eq!(err, "Parameter `insert_line` is required for command: insert.");
+}
+
+#[tokio::test]
+async fn create_refuses_existing_files_and_paths_are_checked() {
+    let (_d, root) = setup();
+    let mut e = Editor::new(Path::new(&root));
+    let new = format!("{root}/pkg/b.py");
+    let out = run(&mut e, Command::Create { path: new.clone(), file_text: Some("x = 1\n".into()) }).await.unwrap();
+    assert_eq!(out, format!("File created successfully at: {new}"));
+    let err = run(&mut e, Command::Create { path: new.clone(), file_text: Some("y".into()) }).await.unwrap_err();
+    assert_eq!(err, format!("Invalid `path` parameter: {new}. File already exists at: {new}. Cannot overwrite files using command `create`."));
+    let err = run(&mut e, Command::Create { path: format!("{root}/c.py"), file_text: None }).await.unwrap_err();
+    assert_eq!(err, "Parameter `file_text` is required for command: create.");
+    let err = run(&mut e, view("pkg/a.py", None)).await.unwrap_err();
+    assert_eq!(err, format!("Invalid `path` parameter: pkg/a.py. The path should be an absolute path, starting with `/`. Maybe you meant {root}/pkg/a.py?"));
+    let err = run(&mut e, view(&format!("{root}/nope.py"), None)).await.unwrap_err();
+    assert!(err.ends_with("does not exist. Please provide a valid path."), "{err}");
+    let err = run(&mut e, Command::UndoEdit { path: format!("{root}/pkg") }).await.unwrap_err();
+    assert!(err.ends_with("is a directory and only the `view` command can be used on directories."), "{err}");
+    // Paths outside the repository are refused, however they are spelled.
+    for outside in ["/etc/passwd".to_string(), format!("{root}/../escape.txt")] {
+        let err =
+            run(&mut e, Command::Create { path: outside.clone(), file_text: Some("x".into()) }).await.unwrap_err();
+        assert!(err.contains("outside the repository"), "{outside}: {err}");
+    }
+    assert!(!Path::new(&format!("{root}/../escape.txt")).exists());
+}
