@@ -156,3 +156,61 @@ async fn create_refuses_existing_files_and_paths_are_checked() {
     }
     assert!(!Path::new(&format!("{root}/../escape.txt")).exists());
 }
+
+/// The same commands through the sandbox's bash session and on local files
+/// give the same messages and leave the same files.
+#[tokio::test]
+async fn through_a_bash_session_the_editor_behaves_the_same() {
+    use swestar::agent::editor::SessionFiles;
+    use swestar::agent::session::BashSession;
+    let (_a, local_root) = setup();
+    let (_b, session_root) = setup();
+    let big: String = (0..3000).map(|i| format!("line {i} with some text to make it long\n")).collect();
+    let script = |root: &str| {
+        vec![
+            view(root, None),
+            view(&format!("{root}/pkg/a.py"), Some(vec![2, 5])),
+            Command::Create { path: format!("{root}/pkg/big.txt"), file_text: Some(big.clone()) },
+            Command::StrReplace {
+                path: format!("{root}/pkg/big.txt"),
+                old_str: Some("line 2999 with".into()),
+                new_str: Some("LAST\nline".into()),
+            },
+            Command::Insert {
+                path: format!("{root}/pkg/a.py"),
+                insert_line: Some(1),
+                new_str: Some("    '''doc ünïcode'''".into()),
+            },
+            Command::StrReplace {
+                path: format!("{root}/pkg/a.py"),
+                old_str: Some("nope".into()),
+                new_str: Some("x".into()),
+            },
+            Command::UndoEdit { path: format!("{root}/pkg/big.txt") },
+            view(&format!("{root}/pkg/a.py"), None),
+            view(&format!("{root}/missing.py"), None),
+        ]
+    };
+    let mut local = Editor::new(Path::new(&local_root));
+    let mut local_out = Vec::new();
+    for c in script(&local_root) {
+        local_out.push(format!("{:?}", local.run(&mut LocalFiles, c).await).replace(&local_root, "ROOT"));
+    }
+    let env = vec![("PATH".to_string(), std::env::var("PATH").unwrap())];
+    let mut session = BashSession::start(&[], Path::new(&session_root), &env).await.unwrap();
+    let mut remote = Editor::new(Path::new(&session_root));
+    let mut remote_out = Vec::new();
+    for c in script(&session_root) {
+        let mut files = SessionFiles { session: &mut session };
+        remote_out.push(format!("{:?}", remote.run(&mut files, c).await).replace(&session_root, "ROOT"));
+    }
+    session.close().await;
+    assert_eq!(local_out, remote_out);
+    for f in ["pkg/a.py", "pkg/big.txt"] {
+        assert_eq!(
+            std::fs::read(format!("{local_root}/{f}")).unwrap(),
+            std::fs::read(format!("{session_root}/{f}")).unwrap(),
+            "{f}"
+        );
+    }
+}

@@ -370,3 +370,80 @@ impl Files for LocalFiles {
         Ok((found.into_iter().map(|(p, d)| if d { format!("{p}/") } else { p }).collect(), hidden))
     }
 }
+
+/// Files seen through a bash session (the sandbox's second session): reads
+/// with `base64`, writes through a here-document of base64 lines (the
+/// terminal limits input lines to 4 KiB), listings with `find`.
+pub struct SessionFiles<'a> {
+    pub session: &'a mut crate::agent::session::BashSession,
+}
+
+const FILES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl SessionFiles<'_> {
+    async fn sh(&mut self, command: &str) -> std::io::Result<String> {
+        // File contents can be large: the editor's session keeps them whole.
+        self.session.output_limit = usize::MAX / 4;
+        let out = self.session.run(command, FILES_TIMEOUT).await?;
+        match out.exit_code {
+            Some(0) => Ok(out.output),
+            _ => Err(std::io::Error::other(out.output.trim().to_string())),
+        }
+    }
+}
+
+fn q(path: &Path) -> String {
+    crate::stages::command::shell_quote(&path.to_string_lossy())
+}
+
+impl Files for SessionFiles<'_> {
+    async fn kind(&mut self, path: &Path) -> std::io::Result<Kind> {
+        let p = q(path);
+        let out = self
+            .sh(&format!("if [ -d {p} ]; then echo dir; elif [ -e {p} ]; then echo file; else echo missing; fi"))
+            .await?;
+        Ok(match out.trim() {
+            "dir" => Kind::Dir,
+            "file" => Kind::File,
+            _ => Kind::Missing,
+        })
+    }
+
+    async fn read(&mut self, path: &Path) -> std::io::Result<String> {
+        use base64::Engine;
+        let out = self.sh(&format!("base64 -w0 -- {}", q(path))).await?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(out.trim())
+            .map_err(|e| std::io::Error::other(format!("unreadable content: {e}")))?;
+        String::from_utf8(bytes)
+            .map_err(|_| std::io::Error::other("the editor only supports UTF-8 files; use bash commands for this one"))
+    }
+
+    async fn write(&mut self, path: &Path, content: &str) -> std::io::Result<()> {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
+        let mut script = format!("base64 -d > {} <<'__SWESTAR_EOF__'\n", q(path));
+        for chunk in encoded.as_bytes().chunks(76) {
+            script.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+            script.push('\n');
+        }
+        script.push_str("__SWESTAR_EOF__");
+        self.sh(&script).await.map(|_| ())
+    }
+
+    async fn tree(&mut self, path: &Path) -> std::io::Result<(Vec<String>, usize)> {
+        let p = q(path);
+        let hidden = self.sh(&format!("find -L {p} -mindepth 1 -maxdepth 1 -name '.*' | wc -l")).await?;
+        let listing = self
+            .sh(&format!(
+                "find -L {p} -maxdepth 2 -not \\( -path {p}'/.*' -o -path {p}'/*/.*' \\) -printf '%p\\t%y\\n' | LC_ALL=C sort"
+            ))
+            .await?;
+        let entries = listing
+            .lines()
+            .filter_map(|l| l.rsplit_once('\t'))
+            .map(|(p, t)| if t == "d" { format!("{p}/") } else { p.to_string() })
+            .collect();
+        Ok((entries, hidden.trim().parse().unwrap_or(0)))
+    }
+}
