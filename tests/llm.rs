@@ -169,7 +169,7 @@ async fn against_a_real_model_server() {
     assert!(!r.content.to_lowercase().contains(stop), "{:?} still contains {stop:?}", r.content);
     assert_eq!(r.finish_reason.as_deref(), Some("stop"));
     // A timeout shorter than any completion: retried, then a clear error.
-    let mut c = c;
+
     c.timeout = Duration::from_millis(1);
     c.max_retries = 1;
     let e = LlmClient::new(c).unwrap().chat(&msgs, &[]).await.unwrap_err();
