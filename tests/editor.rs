@@ -214,3 +214,63 @@ async fn through_a_bash_session_the_editor_behaves_the_same() {
         );
     }
 }
+
+/// Parsed model replies run as tools against a real shell and real files.
+#[tokio::test]
+async fn tool_calls_run_in_the_shell_and_the_editor() {
+    use std::time::Duration;
+    use swestar::agent::editor::SessionFiles;
+    use swestar::agent::protocol::parse;
+    use swestar::agent::session::BashSession;
+    use swestar::agent::tools::{dispatch, specs, Outcome};
+    let (_d, root) = setup();
+    let env = vec![("PATH".to_string(), std::env::var("PATH").unwrap())];
+    let mut shell = BashSession::start(&[], Path::new(&root), &env).await.unwrap();
+    let mut second = BashSession::start(&[], Path::new(&root), &env).await.unwrap();
+    let mut editor = Editor::new(Path::new(&root));
+    let specs = specs();
+    let step = |reply: String| parse(&reply, &specs).unwrap().call;
+    let call = step(
+        "<function=execute_bash>\n<parameter=command>cd pkg && grep -n 'return' a.py</parameter>\n</function>".into(),
+    );
+    let mut files = SessionFiles { session: &mut second };
+    let out = dispatch(&call, &mut shell, &mut editor, &mut files, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        out,
+        Outcome::Observation("2:    return 1\n6:    return 1\n\n[Command finished with exit code 0]".into())
+    );
+    let call = step(format!(
+        "Fix g.\n<function=str_replace_editor>\n<parameter=command>str_replace</parameter>\n<parameter=path>{root}/pkg/a.py</parameter>\n<parameter=old_str>def g():\n    return 1</parameter>\n<parameter=new_str>def g():\n    return 2</parameter>\n</function>"
+    ));
+    let mut files = SessionFiles { session: &mut second };
+    let Outcome::Observation(text) =
+        dispatch(&call, &mut shell, &mut editor, &mut files, Duration::from_secs(10)).await.unwrap()
+    else {
+        panic!("not an observation")
+    };
+    assert!(text.starts_with(&format!("The file {root}/pkg/a.py has been edited.")), "{text}");
+    let call = step("<function=str_replace_editor>\n<parameter=command>view</parameter>\n<parameter=path>pkg/a.py</parameter>\n</function>".into());
+    let mut files = SessionFiles { session: &mut second };
+    let Outcome::Observation(text) =
+        dispatch(&call, &mut shell, &mut editor, &mut files, Duration::from_secs(10)).await.unwrap()
+    else {
+        panic!("not an observation")
+    };
+    assert!(text.starts_with("ERROR:\nInvalid `path` parameter: pkg/a.py."), "{text}");
+    let call = step("<function=execute_bash>\n<parameter=command>sleep 30</parameter>\n<parameter=timeout>1</parameter>\n</function>".into());
+    let mut files = SessionFiles { session: &mut second };
+    let Outcome::Observation(text) =
+        dispatch(&call, &mut shell, &mut editor, &mut files, Duration::from_secs(10)).await.unwrap()
+    else {
+        panic!("not an observation")
+    };
+    assert!(text.contains("timed out after 1 seconds"), "{text}");
+    let call = step("Done.\n<function=submit>\n</function>".into());
+    let mut files = SessionFiles { session: &mut second };
+    assert_eq!(
+        dispatch(&call, &mut shell, &mut editor, &mut files, Duration::from_secs(10)).await.unwrap(),
+        Outcome::Submit
+    );
+    shell.close().await;
+    second.close().await;
+}

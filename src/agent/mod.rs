@@ -12,3 +12,4 @@ pub mod llm;
 pub mod protocol;
 pub mod scripted;
 pub mod session;
+pub mod tools;
