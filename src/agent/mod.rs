@@ -8,8 +8,11 @@
 
 pub mod condense;
 pub mod editor;
+pub mod episode;
 pub mod llm;
+pub mod prompts;
 pub mod protocol;
+pub mod sandbox;
 pub mod scripted;
 pub mod session;
 pub mod tools;

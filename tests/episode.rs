@@ -1,0 +1,193 @@
+//! A whole episode for real: the scripted teacher (the one allowed stand-in)
+//! drives the agent through an example task in the local sandbox; the
+//! commands run in real bash, the edit goes through the editor, and the
+//! submitted patch makes the instance's FAIL_TO_PASS tests pass under real
+//! pytest in a fresh copy of the buggy repository.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use swestar::agent::condense::{Budget, Policy};
+use swestar::agent::episode::{run, EpisodeSpec, ExitReason, Limits};
+use swestar::agent::llm::{LlmClient, ModelConfig};
+use swestar::agent::prompts::{self, PromptContext};
+use swestar::agent::sandbox::{git, repo_from_tree, LocalSandbox, TaskState};
+use swestar::agent::scripted::{Reply, ScriptedServer};
+
+fn instance(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/instances.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|i| i["instance_id"].as_str().unwrap().ends_with(name))
+        .unwrap()
+}
+
+fn env() -> Vec<(String, String)> {
+    // pytest lives in the test venv (see .ci/run).
+    let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let bin = Path::new(&python).parent().map(Path::to_path_buf).unwrap_or_default();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    vec![("PATH".into(), path), ("HOME".into(), std::env::var("HOME").unwrap_or("/root".into()))]
+}
+
+fn source_repo(dir: &Path, base: &str) -> PathBuf {
+    let source = dir.join("ledger");
+    let head = repo_from_tree(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/repo")), &source).unwrap();
+    assert_eq!(head, base, "the example repository's commit is deterministic");
+    source
+}
+
+fn call(name: &str, params: &[(&str, &str)]) -> String {
+    let mut s = format!("<function={name}>\n");
+    for (k, v) in params {
+        s.push_str(&format!("<parameter={k}>{v}</parameter>\n"));
+    }
+    s.push_str("</function>");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
+    let inst = instance("currency_code_case");
+    let base = inst["base_commit"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_repo(dir.path(), base);
+    let task = TaskState {
+        instance_id: inst["instance_id"].as_str().unwrap().into(),
+        base_commit: base.into(),
+        bug_patch: inst["patch"].as_str().unwrap().into(),
+    };
+    let sandbox = LocalSandbox::prepare(&source, &task).unwrap();
+    let repo = sandbox.repo.display().to_string();
+    let script = vec![
+        Reply::text(format!(
+            "Let me reproduce the failure first.\n{}",
+            call("execute_bash", &[("command", "python -m pytest -q tests/test_parse.py 2>&1 | tail -3")])
+        )),
+        Reply::text("I think the parser does not normalize the code."),
+        Reply::text(call(
+            "str_replace_editor",
+            &[
+                ("command", "str_replace"),
+                ("path", &format!("{repo}/ledger/parse.py")),
+                ("old_str", "        s, currency = parts[0], parts[1]"),
+                ("new_str", "        s, currency = parts[0], parts[1].upper()"),
+            ],
+        )),
+        Reply::text(call("execute_bash", &[("command", "python -m pytest -q 2>&1 | tail -1")])),
+        Reply::text(format!("All tests pass.\n{}", call("submit", &[]))),
+    ];
+    let server = ScriptedServer::start(HashMap::from([("Lowercase currency codes are rejected".to_string(), script)]))
+        .await
+        .unwrap();
+    let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
+    let ctx = PromptContext {
+        repo: &repo,
+        repo_name: "swestar/ledger",
+        instance_id: inst["instance_id"].as_str().unwrap(),
+        problem_statement: inst["problem_statement"].as_str().unwrap(),
+    };
+    let spec = EpisodeSpec {
+        instance_id: inst["instance_id"].as_str().unwrap(),
+        system: prompts::render(prompts::SYSTEM, &ctx).unwrap(),
+        task: prompts::render(prompts::INSTANCE, &ctx).unwrap(),
+        limits: Limits { command_timeout: Duration::from_secs(60), ..Limits::default() },
+        budget: Budget { window: 32768, reserve: 2048 },
+        policy: Policy::default(),
+        env: env(),
+        exclude: vec!["tests".into()],
+    };
+    let t = run(&client, &sandbox, spec).await;
+    assert_eq!(t.exit_reason, ExitReason::Submitted, "{:?}\n{:#?}", t.error, t.messages);
+    assert_eq!((t.steps, t.format_errors), (5, 1));
+    // The reproduction really ran pytest and saw the failure.
+    assert!(t.messages[3].content.starts_with("EXECUTION RESULT of [execute_bash]:\n"), "{}", t.messages[3].content);
+    assert!(t.messages[3].content.contains("1 failed"), "{}", t.messages[3].content);
+    assert!(
+        t.messages[5].content.contains("no function call"),
+        "the format error is explained: {}",
+        t.messages[5].content
+    );
+    assert!(t.messages[9].content.contains("30 passed"), "{}", t.messages[9].content);
+    assert!(t.patch.contains("+        s, currency = parts[0], parts[1].upper()"), "{}", t.patch);
+    assert!(t.prompt_tokens > 0 && t.completion_tokens > 0 && t.recompute_tokens > 0);
+    // The scripted server saw the stop word and the tool listing.
+    let sent = server.requests();
+    assert_eq!(sent[0]["stop"], serde_json::json!(["</function"]));
+    assert!(sent[0]["messages"][0]["content"].as_str().unwrap().contains("---- BEGIN FUNCTION #1: execute_bash ----"));
+
+    // Graded the way test_filter will: a fresh buggy copy, the patch, pytest.
+    let fresh = LocalSandbox::prepare(&source, &task).unwrap();
+    git(&fresh.repo, &["apply", "-"], Some(&t.patch)).unwrap();
+    let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let f2p: Vec<String> =
+        inst["FAIL_TO_PASS"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let out = std::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(&f2p)
+        .current_dir(&fresh.repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // And without the patch those tests fail: the grading means something.
+    let buggy = LocalSandbox::prepare(&source, &task).unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(&f2p)
+        .current_dir(&buggy.repo)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test]
+async fn limits_end_episodes_with_their_reason() {
+    let inst = instance("rows_line_number");
+    let base = inst["base_commit"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_repo(dir.path(), base);
+    let task = TaskState {
+        instance_id: "x".into(),
+        base_commit: base.into(),
+        bug_patch: inst["patch"].as_str().unwrap().into(),
+    };
+    let sandbox = LocalSandbox::prepare(&source, &task).unwrap();
+    let chatter = vec![Reply::text("hmm"); 10];
+    let thinking = vec![Reply::text(call("think", &[("thought", "still thinking")])); 10];
+    let server =
+        ScriptedServer::start(HashMap::from([("CHATTY".to_string(), chatter), ("THINKER".to_string(), thinking)]))
+            .await
+            .unwrap();
+    let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
+    let spec = |task: &str, limits: Limits, window: usize| EpisodeSpec {
+        instance_id: "x",
+        system: "sys".into(),
+        task: task.into(),
+        limits,
+        budget: Budget { window, reserve: 100 },
+        policy: Policy::Fit,
+        env: env(),
+        exclude: vec![],
+    };
+    let t = run(&client, &sandbox, spec("CHATTY", Limits { max_format_errors: 3, ..Limits::default() }, 32768)).await;
+    assert_eq!((t.exit_reason, t.steps), (ExitReason::FormatErrors, 3));
+    let t = run(&client, &sandbox, spec("THINKER", Limits { max_steps: 4, ..Limits::default() }, 32768)).await;
+    assert_eq!((t.exit_reason, t.steps), (ExitReason::StepLimit, 4));
+    assert!(t.patch.is_empty());
+    // A window too small for the system prompt and the task.
+    let t = run(&client, &sandbox, spec("THINKER", Limits::default(), 500)).await;
+    assert_eq!((t.exit_reason, t.steps), (ExitReason::ContextExhausted, 0));
+    // No server: the LLM error ends the episode.
+    let mut c = ModelConfig::new(
+        format!(
+            "http://127.0.0.1:{}/v1",
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        ),
+        "m",
+    );
+    c.max_retries = 0;
+    let t = run(&LlmClient::new(c).unwrap(), &sandbox, spec("THINKER", Limits::default(), 32768)).await;
+    assert_eq!(t.exit_reason, ExitReason::LlmError);
+    assert!(t.error.is_some());
+}
