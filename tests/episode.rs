@@ -191,3 +191,53 @@ async fn limits_end_episodes_with_their_reason() {
     assert_eq!(t.exit_reason, ExitReason::LlmError);
     assert!(t.error.is_some());
 }
+
+/// Many episodes in one process at once, each with its own sandbox and
+/// two shells, against one scripted server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_episodes() {
+    let inst = instance("month_key_padding");
+    let base = inst["base_commit"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_repo(dir.path(), &base);
+    let script = vec![
+        Reply::text(call("think", &[("thought", "look around first")])),
+        Reply::text(call("execute_bash", &[("command", "grep -c def ledger/report.py")])),
+        Reply::text(call("submit", &[])),
+    ];
+    let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
+    let client = std::sync::Arc::new(LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap());
+    let task =
+        TaskState { instance_id: "c".into(), base_commit: base, bug_patch: inst["patch"].as_str().unwrap().into() };
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let sandbox = LocalSandbox::prepare(&source, &task).unwrap();
+        let client = client.clone();
+        handles.push(tokio::spawn(async move {
+            let spec = EpisodeSpec {
+                instance_id: "c",
+                system: "sys".into(),
+                task: format!("episode {i}"),
+                limits: Limits::default(),
+                budget: Budget { window: 32768, reserve: 1024 },
+                policy: Policy::default(),
+                env: env(),
+                exclude: vec![],
+            };
+            run(&client, &sandbox, spec).await
+        }));
+    }
+    let mut done = 0;
+    for h in handles {
+        let t = h.await.unwrap();
+        assert_eq!(t.exit_reason, ExitReason::Submitted, "{:?}", t.error);
+        assert!(
+            t.messages[5].content.starts_with("EXECUTION RESULT of [execute_bash]:\n3\n"),
+            "{}",
+            t.messages[5].content
+        );
+        done += 1;
+    }
+    assert_eq!(done, 200);
+    assert_eq!(server.requests().len(), 600);
+}
