@@ -14,6 +14,7 @@ use swestar::agent::llm::{LlmClient, ModelConfig};
 use swestar::agent::prompts::{self, PromptContext};
 use swestar::agent::sandbox::{git, repo_from_tree, LocalSandbox, TaskState};
 use swestar::agent::scripted::{Reply, ScriptedServer};
+use swestar::agent::tokens::{chatml_prompt, TokenCounter};
 
 fn instance(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/instances.jsonl")).unwrap();
@@ -36,6 +37,13 @@ fn source_repo(dir: &Path, base: &str) -> PathBuf {
     let head = repo_from_tree(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/repo")), &source).unwrap();
     assert_eq!(head, base, "the example repository's commit is deterministic");
     source
+}
+
+/// The real Qwen tokenizer (.ci/run fetches it).
+fn qwen_tokenizer() -> TokenCounter {
+    let path = std::env::var("SWESTAR_TEST_TOKENIZER")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/tokenizers/qwen3/tokenizer.json").to_string());
+    TokenCounter::from_file(Path::new(&path)).unwrap()
 }
 
 fn call(name: &str, params: &[(&str, &str)]) -> String {
@@ -97,6 +105,7 @@ async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
         policy: Policy::default(),
         env: env(),
         exclude: vec!["tests".into()],
+        counter: std::sync::Arc::new(qwen_tokenizer()),
     };
     let t = run(&client, &sandbox, spec).await;
     assert_eq!(t.exit_reason, ExitReason::Submitted, "{:?}\n{:#?}", t.error, t.messages);
@@ -112,6 +121,15 @@ async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
     assert!(t.messages[9].content.contains("30 passed"), "{}", t.messages[9].content);
     assert!(t.patch.contains("+        s, currency = parts[0], parts[1].upper()"), "{}", t.patch);
     assert!(t.prompt_tokens > 0 && t.completion_tokens > 0 && t.recompute_tokens > 0);
+    // Counted with the real tokenizer. Nothing was masked, so every prompt
+    // extends the previous one and a prefix cache recomputes, over the whole
+    // episode, exactly the tokens of the last prompt.
+    assert!(t.messages[0].tokens > 500, "{}", t.messages[0].tokens);
+    assert_eq!(t.masked, 0);
+    let last_prompt = &t.messages[..t.messages.len() - 1];
+    let ids =
+        qwen_tokenizer().encode(&chatml_prompt(last_prompt.iter().map(|m| (m.role.as_str(), m.content.as_str()))));
+    assert_eq!(t.recompute_tokens, ids.len() as u64);
     // The scripted server saw the stop word and the tool listing.
     let sent = server.requests();
     assert_eq!(sent[0]["stop"], serde_json::json!(["</function"]));
@@ -169,6 +187,7 @@ async fn limits_end_episodes_with_their_reason() {
         policy: Policy::Fit,
         env: env(),
         exclude: vec![],
+        counter: std::sync::Arc::new(TokenCounter::Estimate),
     };
     let t = run(&client, &sandbox, spec("CHATTY", Limits { max_format_errors: 3, ..Limits::default() }, 32768)).await;
     assert_eq!((t.exit_reason, t.steps), (ExitReason::FormatErrors, 3));
@@ -223,6 +242,7 @@ async fn two_hundred_concurrent_episodes() {
                 policy: Policy::default(),
                 env: env(),
                 exclude: vec![],
+                counter: std::sync::Arc::new(TokenCounter::Estimate),
             };
             run(&client, &sandbox, spec).await
         }));

@@ -3,9 +3,10 @@
 //! wall time, total tokens, consecutive format errors) and an exit reason.
 //! Every turn is recorded in the trajectory.
 //!
-//! Token counts per message are estimated from their length (about four
-//! characters a token) until a tokenizer is configured; the server's
-//! reported usage is recorded as it comes.
+//! Messages are counted with the model's tokenizer when one is configured
+//! (else estimated, see `tokens`); the server's reported usage is recorded
+//! as it comes. The prefix-cache figure compares the token ids of each
+//! prompt with the previous one.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use super::editor::{Editor, SessionFiles};
 use super::llm::{LlmClient, Message};
 use super::protocol::{self, STOP_WORDS};
 use super::sandbox::LocalSandbox;
+use super::tokens::{chatml_prompt, TokenCounter};
 use super::tools::{self, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,11 +82,6 @@ pub struct Trajectory {
     pub recompute_tokens: u64,
 }
 
-/// Rough token count when no tokenizer is configured.
-pub fn estimate_tokens(text: &str) -> usize {
-    text.len().div_ceil(4) + 4
-}
-
 /// What an episode needs besides the model.
 pub struct EpisodeSpec<'a> {
     pub instance_id: &'a str,
@@ -97,6 +94,7 @@ pub struct EpisodeSpec<'a> {
     pub env: Vec<(String, String)>,
     /// Paths the submitted patch leaves out (tests the task forbids editing).
     pub exclude: Vec<String>,
+    pub counter: std::sync::Arc<TokenCounter>,
 }
 
 /// Runs one episode in a sandbox.
@@ -104,15 +102,15 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
     let started = Instant::now();
     let specs = tools::specs();
     let system = format!("{}{}", spec.system.trim_end(), protocol::system_suffix(&specs));
-    let mut turns = vec![
-        Turn { role: "system".into(), tokens: estimate_tokens(&system) as u64, content: system, masked: false },
-        Turn {
-            role: "user".into(),
-            tokens: estimate_tokens(&spec.task) as u64,
-            content: spec.task.clone(),
-            masked: false,
-        },
-    ];
+    let counter = spec.counter.clone();
+    let turn = |role: &str, content: String| Turn {
+        role: role.into(),
+        tokens: counter.message(role, &content) as u64,
+        content,
+        masked: false,
+    };
+    let placeholder_tokens = counter.message("user", condense::PLACEHOLDER);
+    let mut turns = vec![turn("system", system), turn("user", spec.task.clone())];
     let mut t = Trajectory {
         instance_id: spec.instance_id.to_string(),
         messages: Vec::new(),
@@ -143,7 +141,7 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
     };
     let mut editor = Editor::new(&sandbox.repo);
     let mut masks: Vec<Msg> = Vec::new();
-    let mut previous: Vec<(usize, bool)> = Vec::new();
+    let mut previous: Vec<u32> = Vec::new();
     let mut consecutive_errors = 0;
 
     let exit = loop {
@@ -166,7 +164,7 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
                 _ => Role::Observation,
             },
             tokens: m.tokens as usize,
-            masked_tokens: estimate_tokens(condense::PLACEHOLDER),
+            masked_tokens: placeholder_tokens,
             masked: m.masked,
         }));
         t.masked += condense::mask(&mut masks, spec.budget, spec.policy) as u32;
@@ -182,11 +180,9 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
                 Message::new(&m.role, if m.masked { condense::PLACEHOLDER.to_string() } else { m.content.clone() })
             })
             .collect();
-        // Message-grained prefix identity: (index, masked) per token.
-        let identity: Vec<(usize, bool)> =
-            masks.iter().enumerate().flat_map(|(i, m)| std::iter::repeat_n((i, m.masked), m.cost())).collect();
-        t.recompute_tokens += condense::recompute(&previous, &identity) as u64;
-        previous = identity;
+        let ids = counter.encode(&chatml_prompt(prompt.iter().map(|m| (m.role.as_str(), m.content.as_str()))));
+        t.recompute_tokens += condense::recompute(&previous, &ids) as u64;
+        previous = ids;
 
         let reply = match client.chat(&prompt, STOP_WORDS).await {
             Ok(r) => r,
@@ -199,12 +195,7 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
         t.prompt_tokens += reply.usage.prompt_tokens;
         t.completion_tokens += reply.usage.completion_tokens;
         let content = reply.content;
-        turns.push(Turn {
-            role: "assistant".into(),
-            tokens: estimate_tokens(&content) as u64,
-            content: content.clone(),
-            masked: false,
-        });
+        turns.push(turn("assistant", content.clone()));
         let observation = match protocol::parse(&content, &specs) {
             Err(e) => {
                 t.format_errors += 1;
@@ -229,12 +220,7 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
                 }
             }
         };
-        turns.push(Turn {
-            role: "user".into(),
-            tokens: estimate_tokens(&observation) as u64,
-            content: observation,
-            masked: false,
-        });
+        turns.push(turn("user", observation));
     };
     t.exit_reason = exit;
     match sandbox.diff(&spec.exclude) {

@@ -15,4 +15,5 @@ pub mod protocol;
 pub mod sandbox;
 pub mod scripted;
 pub mod session;
+pub mod tokens;
 pub mod tools;
