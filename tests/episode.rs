@@ -261,3 +261,62 @@ async fn two_hundred_concurrent_episodes() {
     assert_eq!(done, 200);
     assert_eq!(server.requests().len(), 600);
 }
+
+/// In bubblewrap the agent's commands see their own PID namespace, no
+/// network and a read-only system; the repository stays writable, so the
+/// episode still works (tests run, the editor edits, the patch is taken).
+#[tokio::test]
+async fn a_bubblewrap_sandbox_confines_commands_and_still_runs_the_episode() {
+    use swestar::agent::sandbox::Isolation;
+    let inst = instance("sub_skips_currency_check");
+    let base = inst["base_commit"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let source = source_repo(dir.path(), &base);
+    let task =
+        TaskState { instance_id: "b".into(), base_commit: base, bug_patch: inst["patch"].as_str().unwrap().into() };
+    let mut sandbox = LocalSandbox::prepare(&source, &task).unwrap();
+    sandbox.isolation = Isolation::Bubblewrap;
+    let repo = sandbox.repo.display().to_string();
+    let escape = dir.path().join("escaped");
+    let probe = format!(
+        "echo pid=$$; touch /etc/swestar-escape 2>&1 | tail -1; touch {} 2>&1 | tail -1; python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)\" 2>&1 | tail -1",
+        escape.display()
+    );
+    let script = vec![
+        Reply::text(call("execute_bash", &[("command", &probe)])),
+        Reply::text(call(
+            "str_replace_editor",
+            &[
+                ("command", "str_replace"),
+                ("path", &format!("{repo}/ledger/money.py")),
+                ("old_str", "    def __sub__(self, other: \"Money\") -> \"Money\":\n"),
+                ("new_str", "    def __sub__(self, other: \"Money\") -> \"Money\":\n        self._check(other)\n"),
+            ],
+        )),
+        Reply::text(call("execute_bash", &[("command", "python -m pytest -q 2>&1 | tail -1")])),
+        Reply::text(call("submit", &[])),
+    ];
+    let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
+    let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
+    let spec = EpisodeSpec {
+        instance_id: "b",
+        system: "sys".into(),
+        task: "fix it".into(),
+        limits: Limits::default(),
+        budget: Budget { window: 32768, reserve: 1024 },
+        policy: Policy::default(),
+        env: env(),
+        exclude: vec![],
+        counter: std::sync::Arc::new(TokenCounter::Estimate),
+    };
+    let t = run(&client, &sandbox, spec).await;
+    assert_eq!(t.exit_reason, ExitReason::Submitted, "{:?} {:#?}", t.error, t.messages);
+    let probe_out = &t.messages[3].content;
+    assert!(probe_out.contains("pid=2\n") || probe_out.contains("pid=3\n"), "own PID namespace: {probe_out}");
+    assert!(probe_out.contains("'/etc/swestar-escape': Read-only file system"), "system read-only: {probe_out}");
+    assert!(probe_out.matches("cannot touch").count() == 2, "nothing outside the repository is writable: {probe_out}");
+    assert!(probe_out.contains("OSError") || probe_out.contains("unreachable"), "no network: {probe_out}");
+    assert!(!Path::new("/etc/swestar-escape").exists() && !escape.exists());
+    assert!(t.messages[7].content.contains("30 passed"), "{}", t.messages[7].content);
+    assert!(t.patch.contains("+        self._check(other)"), "{}", t.patch);
+}

@@ -1,7 +1,10 @@
-//! Sandboxes: where an episode's repository lives and its shells run.
-//! `local` (this module's [`LocalSandbox`]) is a fresh git working copy in
-//! a temporary directory, at the instance's buggy state; it is not
-//! isolated: commands run as the current user on this machine.
+//! Sandboxes: where an episode's repository lives and its shells run. The
+//! repository is a fresh git working copy in a temporary directory, at the
+//! instance's buggy state. With `local` the shells run as the current user
+//! on this machine, not isolated. With `bubblewrap` each shell runs in its
+//! own PID namespace, without network (loopback only), with the system
+//! read-only and only the repository writable; no root needed, so it works
+//! inside a SLURM job.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,10 +91,20 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Files that running code leaves behind, left out of every patch.
 const BYPRODUCTS: &[&str] = &["**/__pycache__/**", "**/*.pyc", "**/.pytest_cache/**"];
 
+/// How an episode's shells are confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    #[default]
+    Local,
+    Bubblewrap,
+}
+
 /// A working copy at the buggy state of one instance.
 pub struct LocalSandbox {
     _dir: tempfile::TempDir,
     pub repo: PathBuf,
+    pub isolation: Isolation,
 }
 
 impl LocalSandbox {
@@ -111,12 +124,35 @@ impl LocalSandbox {
             git(&repo, &["apply", "--whitespace=nowarn", "-"], Some(&task.bug_patch))?;
             git(&repo, &["commit", "-q", "-am", "task state"], None)?;
         }
-        Ok(LocalSandbox { _dir: dir, repo })
+        Ok(LocalSandbox { _dir: dir, repo, isolation: Isolation::Local })
+    }
+
+    /// The program a shell runs as: plain bash, or bash inside bubblewrap.
+    pub fn shell_program(&self) -> Vec<String> {
+        let bash = ["bash", "--norc", "--noprofile", "--noediting", "-i"].map(String::from);
+        match self.isolation {
+            Isolation::Local => bash.to_vec(),
+            Isolation::Bubblewrap => {
+                let repo = self.repo.to_string_lossy().into_owned();
+                let mut p: Vec<String> =
+                    ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind"]
+                        .map(String::from)
+                        .to_vec();
+                p.extend([repo.clone(), repo.clone()]);
+                p.extend(
+                    ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--die-with-parent", "--chdir"]
+                        .map(String::from),
+                );
+                p.push(repo);
+                p.extend(bash);
+                p
+            }
+        }
     }
 
     /// A bash session in the repository.
     pub async fn shell(&self, env: &[(String, String)]) -> std::io::Result<BashSession> {
-        BashSession::start(&[], &self.repo, env).await
+        BashSession::start(&self.shell_program(), &self.repo, env).await
     }
 
     /// The agent's changes, excluding the files in `exclude` (the test
