@@ -320,3 +320,42 @@ async fn a_bubblewrap_sandbox_confines_commands_and_still_runs_the_episode() {
     assert!(t.messages[7].content.contains("30 passed"), "{}", t.messages[7].content);
     assert!(t.patch.contains("+        self._check(other)"), "{}", t.patch);
 }
+
+/// `swestar agent` runs one episode from the command line and prints it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_command_prints_every_turn_and_the_patch() {
+    let script = vec![
+        Reply::text(call("execute_bash", &[("command", "grep -n 'parts\\[1\\]' ledger/parse.py")])),
+        Reply::text(call(
+            "execute_bash",
+            &[(
+                "command",
+                "sed -i 's/, parts\\[1\\]$/, parts[1].upper()/' ledger/parse.py && python -m pytest -q 2>&1 | tail -1",
+            )],
+        )),
+        Reply::text(call("submit", &[])),
+    ];
+    let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let traj = out_dir.path().join("t.json");
+    let id = instance("currency_code_case")["instance_id"].as_str().unwrap().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_swestar"));
+    cmd.args(["agent", "--tasks", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/instances.jsonl")])
+        .args(["--instance", &id, "--repo", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/repo")])
+        .args(["--model", &server.base_url(), "--out"])
+        .arg(&traj)
+        .env_clear()
+        .envs(env());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("─── system ("), "{stdout}");
+    assert!(stdout.contains("<issue_description>\nLowercase currency codes are rejected"), "{stdout}");
+    assert!(stdout.contains("26:        s, currency = parts[0], parts[1]\n"), "{stdout}");
+    assert!(stdout.contains("30 passed"), "{stdout}");
+    assert!(stdout.contains("═══ Submitted after 3 steps"), "{stdout}");
+    assert!(stdout.contains("+        s, currency = parts[0], parts[1].upper()"), "{stdout}");
+    let t: serde_json::Value = serde_json::from_slice(&std::fs::read(&traj).unwrap()).unwrap();
+    assert_eq!(t["exit_reason"], "submitted");
+    assert_eq!(t["steps"], 3);
+}

@@ -99,6 +99,16 @@ pub struct EpisodeSpec<'a> {
 
 /// Runs one episode in a sandbox.
 pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'_>) -> Trajectory {
+    run_observed(client, sandbox, spec, &|_| {}).await
+}
+
+/// Runs one episode, showing each message to `observe` as it is added.
+pub async fn run_observed(
+    client: &LlmClient,
+    sandbox: &LocalSandbox,
+    spec: EpisodeSpec<'_>,
+    observe: &(dyn Fn(&Turn) + Sync),
+) -> Trajectory {
     let started = Instant::now();
     let specs = tools::specs();
     let system = format!("{}{}", spec.system.trim_end(), protocol::system_suffix(&specs));
@@ -111,6 +121,7 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
     };
     let placeholder_tokens = counter.message("user", condense::PLACEHOLDER);
     let mut turns = vec![turn("system", system), turn("user", spec.task.clone())];
+    turns.iter().for_each(observe);
     let mut t = Trajectory {
         instance_id: spec.instance_id.to_string(),
         messages: Vec::new(),
@@ -196,6 +207,7 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
         t.completion_tokens += reply.usage.completion_tokens;
         let content = reply.content;
         turns.push(turn("assistant", content.clone()));
+        observe(&turns[turns.len() - 1]);
         let observation = match protocol::parse(&content, &specs) {
             Err(e) => {
                 t.format_errors += 1;
@@ -221,6 +233,7 @@ pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'
             }
         };
         turns.push(turn("user", observation));
+        observe(&turns[turns.len() - 1]);
     };
     t.exit_reason = exit;
     match sandbox.diff(&spec.exclude) {

@@ -2,6 +2,7 @@
 //! plans and events, and the mapping of errors to exit statuses
 //! (0 success, 1 a stage failed, 2 the workflow or arguments are invalid).
 
+mod agent;
 mod inspect;
 mod render;
 mod report;
@@ -42,6 +43,8 @@ enum Command {
     Gc(inspect::GcArgs),
     /// Print the JSON Schema of the workflow format.
     Schema,
+    /// Run one agent episode on one instance, printing every turn.
+    Agent(agent::AgentArgs),
     /// Run one stage body from a job file (used by the executors).
     #[command(hide = true)]
     Exec {
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => inspect::export(cli.store.as_deref(), args),
         Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),
         Command::Render(args) => render::render(cli.store.as_deref(), args),
+        Command::Agent(args) => agent::agent(args),
         Command::Schema => {
             print!("{}", workflow::json_schema());
             Ok(ExitCode::SUCCESS)
