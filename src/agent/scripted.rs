@@ -73,6 +73,7 @@ impl ScriptedServer {
         let s = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let _ = serve(stream, s).await;
@@ -224,7 +225,10 @@ async fn write_json(stream: &mut TcpStream, status: u16, body: &Value) -> std::i
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&body).await?;
+    // One write: a head and a body in two small segments meet Nagle's
+    // algorithm and delayed ACKs, a 40 ms stall per reply.
+    let mut message = head.into_bytes();
+    message.extend_from_slice(&body);
+    stream.write_all(&message).await?;
     stream.flush().await
 }
