@@ -2,8 +2,11 @@
 //! second for 1, 40 and 200 concurrent episodes in one process, against the
 //! scripted server answering instantly, so the figures are the scaffold's
 //! own cost (prompt building, parsing, masking, the shell round trip).
-//! Each episode alternates `execute_bash` (a real command in its own bash
-//! session) and `think` for 20 turns, then submits.
+//! Each episode runs 20 turns of `execute_bash` (a real command in its own
+//! bash session), then submits. With SWESTAR_BENCH_MINI_PYTHON naming a
+//! Python that has the pip package mini-swe-agent, the same episodes run in
+//! mini-swe-agent (benches/mini_driver.py) against the same kind of server,
+//! side by side.
 //!
 //! `cargo bench --bench agent` (SWESTAR_BENCH_TURNS sets turns per episode).
 
@@ -104,21 +107,45 @@ fn main() {
         let base = git(&source, &["rev-parse", "HEAD"], None).unwrap().trim().to_string();
         let task = TaskState { instance_id: "bench".into(), base_commit: base, bug_patch: String::new() };
         let mut script: Vec<Reply> = (0..turns)
-            .map(|i| {
-                if i % 2 == 0 {
-                    Reply::text(format!("Checking.\n{}", call("execute_bash", &[("command", "grep -n return app.py")])))
-                } else {
-                    Reply::text(call("think", &[("thought", "The function returns a constant.")]))
-                }
+            .map(|_| {
+                Reply::text(format!("Checking.\n{}", call("execute_bash", &[("command", "grep -n return app.py")])))
             })
             .collect();
         script.push(Reply::text(call("submit", &[])));
         let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
+        // The same turns in mini-swe-agent's format.
+        let mut mini: Vec<Reply> = (0..turns)
+            .map(|_| Reply::text("THOUGHT: Checking.\n\n```mswea_bash_command\ngrep -n return app.py\n```"))
+            .collect();
+        mini.push(Reply::text(
+            "THOUGHT: Done.\n\n```mswea_bash_command\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```",
+        ));
+        let mini_server = ScriptedServer::start(HashMap::from([("*".to_string(), mini)])).await.unwrap();
+        let mini_python = std::env::var("SWESTAR_BENCH_MINI_PYTHON").ok();
         let mut results = Vec::new();
         for episodes in [1, 40, 200] {
-            let r = measure(episodes, turns, &source, &task, &server).await;
+            let mut r = measure(episodes, turns, &source, &task, &server).await;
+            r["scaffold"] = "swestar".into();
             println!("{}", serde_json::to_string(&r).unwrap());
             results.push(r);
+            if let Some(python) = &mini_python {
+                let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/mini_driver.py");
+                let out = tokio::process::Command::new(python)
+                    .args([driver, &mini_server.base_url(), &source.to_string_lossy(), &episodes.to_string()])
+                    .env("MSWEA_SILENT_STARTUP", "1")
+                    .output()
+                    .await
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                match text.lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+                    Some(mut m) => {
+                        m["scaffold"] = "mini-swe-agent".into();
+                        println!("{}", serde_json::to_string(&m).unwrap());
+                        results.push(m);
+                    }
+                    None => eprintln!("mini-swe-agent run failed: {text}{}", String::from_utf8_lossy(&out.stderr)),
+                }
+            }
         }
         let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
         let _ = std::fs::write(target.join("bench-agent.json"), serde_json::to_vec_pretty(&results).unwrap());
