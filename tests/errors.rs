@@ -177,3 +177,60 @@ fn missing_workflow_file() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("nope.toml"), "{}", r.stderr);
 }
+
+const MODELS: &str = r#"
+[models.teacher]
+base_url = "http://127.0.0.1:30000/v1"
+model = "Qwen/Qwen2.5-Coder-32B-Instruct"
+temperature = 0.0
+request_timeout = "10m"
+context_window = 32768
+masking = "block"
+low_water = 0.7
+"#;
+
+#[test]
+fn model_endpoints_are_checked_and_settable() {
+    let ctx = Ctx::new();
+    ctx.write("nums.jsonl", "{\"x\": 1}\n");
+    ctx.write("wf.toml", &format!("{BASE}{MODELS}"));
+    let r = ctx.swestar(&["plan", "wf.toml", "--set", "models.teacher.base_url=http://10.0.0.7:8000/v1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = ctx.swestar(&["plan", "wf.toml", "--set", "models.techer.base_url=http://h/v1"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no model `techer`") && r.stderr.contains("did you mean `teacher`"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_model_settings() {
+    check(
+        &format!("{BASE}{MODELS}").replace("masking = \"block\"", "masking = \"blocks\""),
+        &[],
+        &["wf.toml:26:11", "key `models.teacher.masking`"],
+    );
+    check(
+        &format!("{BASE}{MODELS}").replace("low_water = 0.7", "low_water = 1.5"),
+        &[],
+        &["wf.toml:27:13", "must be between 0 and 1"],
+    );
+    check(
+        &format!("{BASE}{MODELS}").replace("context_window = 32768", "tokenizer = \"tok.json\""),
+        &[],
+        &["wf.toml:25:13", "tokenizer file", "does not exist"],
+    );
+    check(
+        &format!("{BASE}{MODELS}").replace("request_timeout = \"10m\"", "request_timeout = \"soon\""),
+        &[],
+        &["wf.toml:24:19", "not a duration"],
+    );
+    check(
+        &format!("{BASE}{MODELS}").replace("temperature = 0.0", "temprature = 0.0"),
+        &[],
+        &["wf.toml:23:1", "unknown field `temprature`"],
+    );
+    check(
+        &format!("{BASE}{MODELS}").replace("http://127.0.0.1:30000/v1", "localhost:30000"),
+        &[],
+        &["wf.toml:21:12", "not an http(s) URL"],
+    );
+}

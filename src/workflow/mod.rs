@@ -545,6 +545,65 @@ impl Cx<'_> {
                 }
             }
         }
+        let mut models = IndexMap::new();
+        for (name, m) in &file.models {
+            let at = |field: &str| p(&["models", name, field]);
+            if !valid_name(name, false) {
+                err(p(&["models", name]), format!("`{name}` is not a valid model name"), None);
+            }
+            let mut config = crate::agent::llm::ModelConfig::new(m.base_url.clone(), m.model.clone());
+            if !(m.base_url.starts_with("http://") || m.base_url.starts_with("https://")) {
+                err(at("base_url"), format!("`{}` is not an http(s) URL", m.base_url), None);
+            }
+            config.temperature = m.temperature;
+            config.top_p = m.top_p;
+            config.max_tokens = m.max_tokens;
+            config.seed = m.seed;
+            config.stop = m.stop.clone();
+            if let Some(n) = m.max_retries {
+                config.max_retries = n;
+            }
+            if let Some(t) = &m.request_timeout {
+                match humantime::parse_duration(t) {
+                    Ok(d) => config.timeout = d,
+                    Err(_) => err(at("request_timeout"), format!("`{t}` is not a duration"), None),
+                }
+            }
+            let tokenizer = m.tokenizer.as_ref().map(|t| self.dir.join(t));
+            if let Some(t) = &tokenizer {
+                if !t.is_file() {
+                    err(at("tokenizer"), format!("tokenizer file `{}` does not exist", t.display()), None);
+                }
+            }
+            let window = m.context_window.unwrap_or(32768);
+            let reserve = m.reply_reserve.unwrap_or(2048);
+            if reserve >= window {
+                err(
+                    at("reply_reserve"),
+                    format!("the reply reserve ({reserve}) must be smaller than the window ({window})"),
+                    None,
+                );
+            }
+            let low_water = m.low_water.unwrap_or(0.7);
+            if !(0.0..1.0).contains(&low_water) || low_water == 0.0 {
+                err(at("low_water"), format!("{low_water} must be between 0 and 1"), None);
+            }
+            let policy = match m.masking {
+                Some(wire::MaskingPolicy::Fit) => crate::agent::condense::Policy::Fit,
+                _ => crate::agent::condense::Policy::Block { low_water },
+            };
+            models.insert(
+                name.clone(),
+                Model {
+                    name: name.clone(),
+                    config,
+                    api_key_env: m.api_key_env.clone(),
+                    tokenizer,
+                    budget: crate::agent::condense::Budget { window, reserve },
+                    policy,
+                },
+            );
+        }
         let diags = diags.into_inner();
         if !diags.is_empty() {
             return Err(WorkflowError::Invalid(diags));
@@ -558,6 +617,7 @@ impl Cx<'_> {
             jobs: file.executor.jobs,
             executor: file.executor.kind,
             slurm: file.executor.slurm.clone(),
+            models,
             data,
             stages: out,
             variant,

@@ -23,10 +23,24 @@ pub struct Workflow {
     pub jobs: Option<usize>,
     pub executor: ExecutorKind,
     pub slurm: SlurmSection,
+    /// Model endpoints by name, ready for the agent's client.
+    pub models: IndexMap<String, Model>,
     pub data: IndexMap<String, DataSource>,
     /// In file order.
     pub stages: IndexMap<String, Stage>,
     pub variant: Variant,
+}
+
+/// A validated `[models.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    /// The client settings (the API key is read when a stage runs).
+    pub config: crate::agent::llm::ModelConfig,
+    pub api_key_env: Option<String>,
+    pub tokenizer: Option<PathBuf>,
+    pub budget: crate::agent::condense::Budget,
+    pub policy: crate::agent::condense::Policy,
 }
 
 /// The sweep settings that make this variant; empty name when no sweep.

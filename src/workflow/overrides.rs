@@ -73,7 +73,7 @@ pub fn display_value(value: &toml::Value) -> String {
 /// Tables whose keys are names the user defined: a missing name there is a
 /// typo, never something to create.
 fn is_named_collection(path: &[String]) -> bool {
-    matches!(path, [one] if one == "stages" || one == "data")
+    matches!(path, [one] if one == "stages" || one == "data" || one == "models")
 }
 
 fn is_params(path: &[String]) -> bool {
@@ -117,6 +117,7 @@ fn missing(table: &toml::Table, parent: &[String], name: &str) -> String {
         [] => "no section".to_string(),
         [one] if one == "stages" => "no stage".to_string(),
         [one] if one == "data" => "no data source".to_string(),
+        [one] if one == "models" => "no model".to_string(),
         _ if is_params(parent) => format!("no parameter in {} named", parent.join(".")),
         _ => format!("no key in {} named", parent.join(".")),
     };

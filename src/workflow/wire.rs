@@ -17,6 +17,9 @@ pub struct WorkflowFile {
     pub workflow: WorkflowSection,
     #[serde(default)]
     pub executor: ExecutorSection,
+    /// Model endpoints the agent stages call, by name.
+    #[serde(default)]
+    pub models: IndexMap<String, ModelSection>,
     /// Data sources: Parquet or JSONL files on disk, hashed by content.
     #[serde(default)]
     pub data: IndexMap<String, DataSection>,
@@ -121,6 +124,59 @@ pub enum Accounting {
     Auto,
     Sacct,
     Squeue,
+}
+
+/// An OpenAI-compatible model endpoint (SGLang, vLLM, llama.cpp, OpenAI).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// e.g. "http://127.0.0.1:30000/v1"; `--set models.NAME.base_url=...` points it elsewhere.
+    pub base_url: String,
+    /// The model name the server expects.
+    pub model: String,
+    /// Environment variable holding the API key (the key itself never goes in a workflow).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Stop words besides the tool-call protocol's `</function`.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Per request, e.g. "10m".
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// The model's tokenizer.json, for exact token counts (else estimated).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// The model's context window in tokens (default 32768).
+    #[serde(default)]
+    pub context_window: Option<usize>,
+    /// Tokens kept free for the reply (default 2048).
+    #[serde(default)]
+    pub reply_reserve: Option<usize>,
+    /// Observation masking: `block` (default) masks down to `low_water` of the
+    /// window once over budget, keeping prompt prefixes stable; `fit` masks
+    /// just enough.
+    #[serde(default)]
+    pub masking: Option<MaskingPolicy>,
+    /// For `block`: the fraction of the window to mask down to (default 0.7).
+    #[serde(default)]
+    pub low_water: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskingPolicy {
+    Fit,
+    Block,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
