@@ -32,6 +32,21 @@ fn env() -> Vec<(String, String)> {
     vec![("PATH".into(), path), ("HOME".into(), std::env::var("HOME").unwrap_or("/root".into()))]
 }
 
+/// An episode with default limits, estimated token counts and a 32k window.
+fn basic_spec(task: impl Into<String>) -> EpisodeSpec<'static> {
+    EpisodeSpec {
+        instance_id: "test",
+        system: "sys".into(),
+        task: task.into(),
+        limits: Limits::default(),
+        budget: Budget { window: 32768, reserve: 1024 },
+        policy: Policy::default(),
+        env: env(),
+        exclude: vec![],
+        counter: std::sync::Arc::new(TokenCounter::Estimate),
+    }
+}
+
 fn source_repo(dir: &Path, base: &str) -> PathBuf {
     let source = dir.join("ledger");
     let head = repo_from_tree(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/repo")), &source).unwrap();
@@ -179,15 +194,10 @@ async fn limits_end_episodes_with_their_reason() {
             .unwrap();
     let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
     let spec = |task: &str, limits: Limits, window: usize| EpisodeSpec {
-        instance_id: "x",
-        system: "sys".into(),
-        task: task.into(),
         limits,
         budget: Budget { window, reserve: 100 },
         policy: Policy::Fit,
-        env: env(),
-        exclude: vec![],
-        counter: std::sync::Arc::new(TokenCounter::Estimate),
+        ..basic_spec(task)
     };
     let t = run(&client, &sandbox, spec("CHATTY", Limits { max_format_errors: 3, ..Limits::default() }, 32768)).await;
     assert_eq!((t.exit_reason, t.steps), (ExitReason::FormatErrors, 3));
@@ -233,17 +243,7 @@ async fn two_hundred_concurrent_episodes() {
         let sandbox = LocalSandbox::prepare(&source, &task).unwrap();
         let client = client.clone();
         handles.push(tokio::spawn(async move {
-            let spec = EpisodeSpec {
-                instance_id: "c",
-                system: "sys".into(),
-                task: format!("episode {i}"),
-                limits: Limits::default(),
-                budget: Budget { window: 32768, reserve: 1024 },
-                policy: Policy::default(),
-                env: env(),
-                exclude: vec![],
-                counter: std::sync::Arc::new(TokenCounter::Estimate),
-            };
+            let spec = basic_spec(format!("episode {i}"));
             run(&client, &sandbox, spec).await
         }));
     }
@@ -298,17 +298,7 @@ async fn a_bubblewrap_sandbox_confines_commands_and_still_runs_the_episode() {
     ];
     let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
     let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
-    let spec = EpisodeSpec {
-        instance_id: "b",
-        system: "sys".into(),
-        task: "fix it".into(),
-        limits: Limits::default(),
-        budget: Budget { window: 32768, reserve: 1024 },
-        policy: Policy::default(),
-        env: env(),
-        exclude: vec![],
-        counter: std::sync::Arc::new(TokenCounter::Estimate),
-    };
+    let spec = basic_spec("fix it");
     let t = run(&client, &sandbox, spec).await;
     assert_eq!(t.exit_reason, ExitReason::Submitted, "{:?} {:#?}", t.error, t.messages);
     let probe_out = &t.messages[3].content;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{bytes, load, store_dir, Exit};
+use super::{build_plan, bytes, load, store_dir, Exit};
 use crate::dag::{Decision, Node, Plan};
 use crate::store::{gc, table, Manifest, Store, StoreLock};
 
@@ -135,10 +135,7 @@ fn artifact(
 ) -> Result<(Store, Manifest), Exit> {
     let loaded = load(workflow, sets)?;
     let store = open_existing(&store_dir(store_flag, Some(&loaded)))?;
-    let mut stat = store.stat_cache();
-    let plan =
-        Plan::build(&loaded.variants, Some(&store), &mut stat).map_err(|e| Exit::invalid(format!("error: {e}")))?;
-    let _ = stat.save();
+    let plan = build_plan(&loaded, Some(&store))?;
     let node = find_node(&plan, workflow, stage, variant)?;
     match &node.decision {
         Decision::Cached { manifest, .. } => Ok((store, (**manifest).clone())),

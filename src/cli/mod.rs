@@ -118,6 +118,18 @@ fn load(path: &Path, sets: &[String]) -> Result<Loaded, Exit> {
     Ok(workflow::load(path, sets)?)
 }
 
+/// Plans a loaded workflow against the store (`None`: nothing is cached
+/// yet), keeping the store's stat cache current.
+fn build_plan(loaded: &Loaded, store: Option<&crate::store::Store>) -> Result<crate::dag::Plan, Exit> {
+    let mut stat = store.map(|s| s.stat_cache()).unwrap_or_default();
+    let plan = crate::dag::Plan::build(&loaded.variants, store, &mut stat)
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    if store.is_some() {
+        let _ = stat.save();
+    }
+    Ok(plan)
+}
+
 /// `--store`/`SWESTAR_STORE`, else the workflow's `[workflow] store`, else
 /// `.swestar` in the current directory.
 fn store_dir(flag: Option<&Path>, loaded: Option<&Loaded>) -> PathBuf {

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::inspect::find_node;
-use super::{load, store_dir, Exit};
-use crate::dag::{Decision, Plan};
+use super::{build_plan, load, store_dir, Exit};
+use crate::dag::Decision;
 use crate::exec::run::shard_count;
 use crate::exec::slurm::SlurmBackend;
 use crate::exec::Launch;
@@ -32,12 +32,7 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
     let loaded = load(&args.workflow, &args.sets)?;
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::existing(&dir);
-    let mut stat = match &store {
-        Some(s) => s.stat_cache(),
-        None => crate::store::statcache::StatCache::load(dir.join("statcache.json")),
-    };
-    let plan =
-        Plan::build(&loaded.variants, store.as_ref(), &mut stat).map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let plan = build_plan(&loaded, store.as_ref())?;
     let node = find_node(&plan, &args.workflow, &args.stage, args.variant.as_deref())?;
     let key = match &node.decision {
         Decision::Cached { key, .. } | Decision::Run { key: Some(key), .. } => key.clone(),
@@ -56,7 +51,7 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
     let count = shard_count(node);
     if let Some((_, n)) = args.shard {
         if n != count {
-            return Err(Exit::invalid(format!("error: --shard ../{n}: stage `{}` has {count} shards", node.stage)));
+            return Err(Exit::invalid(format!("error: --shard I/{n}: stage `{}` has {count} shards", node.stage)));
         }
     }
     let launch = Launch::for_node(

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::report::{plan_text, Reporter};
-use super::{load, store_dir, Exit};
-use crate::dag::Plan;
+use super::{build_plan, load, store_dir, Exit};
 use crate::exec::local::LocalBackend;
 use crate::exec::slurm::{OnInterrupt, SlurmBackend};
 use crate::exec::{run as core, Outcome, RunOptions};
@@ -57,23 +56,11 @@ pub struct PlanArgs {
     json: bool,
 }
 
-fn build_plan(loaded: &crate::workflow::Loaded, store: Option<&Store>, stat_root: &Path) -> Result<Plan, Exit> {
-    let mut stat = match store {
-        Some(s) => s.stat_cache(),
-        None => crate::store::statcache::StatCache::load(stat_root.join("statcache.json")),
-    };
-    let plan = Plan::build(&loaded.variants, store, &mut stat).map_err(|e| Exit::invalid(format!("error: {e}")))?;
-    if store.is_some() {
-        let _ = stat.save();
-    }
-    Ok(plan)
-}
-
 pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit> {
     let loaded = load(&args.workflow, &args.sets)?;
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::existing(&dir);
-    let plan = build_plan(&loaded, store.as_ref(), &dir)?;
+    let plan = build_plan(&loaded, store.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json()).expect("plain data"));
     } else {
@@ -91,7 +78,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     let run_id = new_run_id();
     let _lock = StoreLock::acquire(&store.root, args.wait, &format!("swestar run {run_id}"))
         .map_err(|e| Exit::failed(format!("error: {e}")))?;
-    let mut plan = build_plan(&loaded, Some(&store), &dir)?;
+    let mut plan = build_plan(&loaded, Some(&store))?;
     plan.select(&args.only).map_err(|e| Exit::invalid(format!("error: {e}")))?;
     let summary = plan.summary();
     let total = plan.nodes.iter().filter(|n| n.selected).count();

@@ -129,7 +129,7 @@ pub enum JobError {
     Parse { path: std::path::PathBuf, source: serde_json::Error },
     #[error("stage {stage}: {source}")]
     Stage { stage: String, source: StageError },
-    #[error("--shard ../{given} does not match the job's {expected} shards")]
+    #[error("--shard I/{given} does not match the job's {expected} shards")]
     ShardCount { given: u32, expected: u32 },
 }
 

@@ -174,8 +174,8 @@ async fn run_shard(exe: &Path, launch: &Launch, shard: u32, pids: Pids, interrup
         None => "stage process was killed".to_string(),
     });
     if let ShardEvent::Failed { error, log_tail, .. } = &mut ev {
-        if let Some(line) = log_tail.lines().rev().find(|l| l.starts_with("error: ")) {
-            *error = line.trim_start_matches("error: ").to_string();
+        if let Some(line) = super::stage_error(log_tail) {
+            *error = line.to_string();
         }
     }
     ev

@@ -218,6 +218,11 @@ pub fn write_job(path: &Path, job: &Job) -> std::io::Result<()> {
     crate::store::write_atomic(path, &serde_json::to_vec_pretty(job).expect("plain data"))
 }
 
+/// The message `swestar exec` ended with (its last `error: ` line), if any.
+pub fn stage_error(log_tail: &str) -> Option<&str> {
+    log_tail.lines().rev().find_map(|l| l.strip_prefix("error: "))
+}
+
 /// The last `n` lines of a log file.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();

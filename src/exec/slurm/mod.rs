@@ -177,10 +177,6 @@ impl SlurmBackend {
         })
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// The job script of a launch, as `swestar render` prints it.
     pub fn script(launch: &Launch, defaults: &SlurmSection, exe: &Path) -> Result<String, String> {
         let stage_dir = launch.job_file.parent().unwrap_or(Path::new("."));
@@ -465,12 +461,10 @@ impl Backend for SlurmBackend {
                             finished.push(idx);
                             let log = t.launch.log(idx, "err");
                             let log_tail = tail(&log, 20);
-                            let error = log_tail
-                                .lines()
-                                .rev()
-                                .find(|l| l.starts_with("error: "))
-                                .map(|l| format!("{error}: {}", l.trim_start_matches("error: ")))
-                                .unwrap_or(error);
+                            let error = match super::stage_error(&log_tail) {
+                                Some(line) => format!("{error}: {line}"),
+                                None => error,
+                            };
                             events.push(ShardEvent::Failed { node, shard: idx, error, log_tail, log });
                         }
                         Verdict::Retry(state, failed_node) => {
