@@ -453,7 +453,9 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
         Decision::Cached { manifest, .. } => Some(manifest.content_hash.clone()),
         Decision::Run { .. } => None,
     };
-    let previous = previous_preimage(node, store, refs);
+    // The last committed preimage is read only to explain a rerun: a cached
+    // node (the no-op hot path) never needs it.
+    let previous = || previous_preimage(node, store, refs);
     match node.preimage(upstream_hash) {
         Some(pre) => {
             let key = pre.key();
@@ -466,7 +468,7 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
                     Lookup::Missing => {}
                 }
             }
-            let reasons = match &previous {
+            let reasons = match &previous() {
                 Some(old) => {
                     let r = reasons(node, old, &pre, &[]);
                     if r.is_empty() {
@@ -482,7 +484,7 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
         None => {
             let pending: Vec<&Edge> = node.upstream.iter().filter(|e| upstream_hash(e.node).is_none()).collect();
             let ignore: Vec<&str> = pending.iter().map(|e| e.input.as_deref().unwrap_or(e.stage.as_str())).collect();
-            let mut reasons = match &previous {
+            let mut reasons = match &previous() {
                 Some(old) => {
                     // Compare with the pending hashes copied from the old preimage.
                     let mut new = node.partial.clone();
