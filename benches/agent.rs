@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use swestar::agent::condense::{Budget, Policy};
 use swestar::agent::episode::{run, EpisodeSpec, ExitReason, Limits};
 use swestar::agent::llm::{LlmClient, ModelConfig};
-use swestar::agent::sandbox::{git, LocalSandbox, TaskState};
+use swestar::agent::sandbox::{git, Sandbox, TaskState};
 use swestar::agent::scripted::{Reply, ScriptedServer};
 use swestar::agent::tokens::TokenCounter;
 
@@ -48,7 +48,7 @@ async fn measure(
     server: &ScriptedServer,
 ) -> serde_json::Value {
     let client = Arc::new(LlmClient::new(ModelConfig::new(server.base_url(), "bench")).unwrap());
-    let sandboxes: Vec<LocalSandbox> = (0..episodes).map(|_| LocalSandbox::prepare(source, task).unwrap()).collect();
+    let sandboxes: Vec<Sandbox> = (0..episodes).map(|_| Sandbox::local(source, task).unwrap()).collect();
     let env = vec![("PATH".to_string(), std::env::var("PATH").unwrap_or_default())];
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let mut handles = Vec::new();
@@ -105,7 +105,12 @@ fn main() {
         git(&source, &["add", "-A"], None).unwrap();
         git(&source, &["commit", "-q", "-m", "base"], None).unwrap();
         let base = git(&source, &["rev-parse", "HEAD"], None).unwrap().trim().to_string();
-        let task = TaskState { instance_id: "bench".into(), base_commit: base, bug_patch: String::new() };
+        let task = TaskState {
+            instance_id: "bench".into(),
+            base_commit: base,
+            bug_patch: String::new(),
+            image: String::new(),
+        };
         let mut script: Vec<Reply> = (0..turns)
             .map(|_| {
                 Reply::text(format!("Checking.\n{}", call("execute_bash", &[("command", "grep -n return app.py")])))

@@ -12,7 +12,7 @@ use swestar::agent::condense::{Budget, Policy};
 use swestar::agent::episode::{run, EpisodeSpec, ExitReason, Limits};
 use swestar::agent::llm::{LlmClient, ModelConfig};
 use swestar::agent::prompts::{self, PromptContext};
-use swestar::agent::sandbox::{git, repo_from_tree, LocalSandbox, TaskState};
+use swestar::agent::sandbox::{git, repo_from_tree, Sandbox, TaskState};
 use swestar::agent::scripted::{Reply, ScriptedServer};
 use swestar::agent::tokens::{chatml_prompt, TokenCounter};
 
@@ -80,8 +80,9 @@ async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
         instance_id: inst["instance_id"].as_str().unwrap().into(),
         base_commit: base.into(),
         bug_patch: inst["patch"].as_str().unwrap().into(),
+        image: String::new(),
     };
-    let sandbox = LocalSandbox::prepare(&source, &task).unwrap();
+    let sandbox = Sandbox::local(&source, &task).unwrap();
     let repo = sandbox.repo.display().to_string();
     let script = vec![
         Reply::text(format!(
@@ -151,7 +152,7 @@ async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
     assert!(sent[0]["messages"][0]["content"].as_str().unwrap().contains("---- BEGIN FUNCTION #1: execute_bash ----"));
 
     // Graded the way test_filter will: a fresh buggy copy, the patch, pytest.
-    let fresh = LocalSandbox::prepare(&source, &task).unwrap();
+    let fresh = Sandbox::local(&source, &task).unwrap();
     git(&fresh.repo, &["apply", "-"], Some(&t.patch)).unwrap();
     let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let f2p: Vec<String> =
@@ -164,7 +165,7 @@ async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     // And without the patch those tests fail: the grading means something.
-    let buggy = LocalSandbox::prepare(&source, &task).unwrap();
+    let buggy = Sandbox::local(&source, &task).unwrap();
     let out = std::process::Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .args(&f2p)
@@ -184,8 +185,9 @@ async fn limits_end_episodes_with_their_reason() {
         instance_id: "x".into(),
         base_commit: base.into(),
         bug_patch: inst["patch"].as_str().unwrap().into(),
+        image: String::new(),
     };
-    let sandbox = LocalSandbox::prepare(&source, &task).unwrap();
+    let sandbox = Sandbox::local(&source, &task).unwrap();
     let chatter = vec![Reply::text("hmm"); 10];
     let thinking = vec![Reply::text(call("think", &[("thought", "still thinking")])); 10];
     let server =
@@ -236,11 +238,15 @@ async fn two_hundred_concurrent_episodes() {
     ];
     let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
     let client = std::sync::Arc::new(LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap());
-    let task =
-        TaskState { instance_id: "c".into(), base_commit: base, bug_patch: inst["patch"].as_str().unwrap().into() };
+    let task = TaskState {
+        instance_id: "c".into(),
+        base_commit: base,
+        bug_patch: inst["patch"].as_str().unwrap().into(),
+        image: String::new(),
+    };
     let mut handles = Vec::new();
     for i in 0..200 {
-        let sandbox = LocalSandbox::prepare(&source, &task).unwrap();
+        let sandbox = Sandbox::local(&source, &task).unwrap();
         let client = client.clone();
         handles.push(tokio::spawn(async move {
             let spec = basic_spec(format!("episode {i}"));
@@ -267,15 +273,19 @@ async fn two_hundred_concurrent_episodes() {
 /// episode still works (tests run, the editor edits, the patch is taken).
 #[tokio::test]
 async fn a_bubblewrap_sandbox_confines_commands_and_still_runs_the_episode() {
-    use swestar::agent::sandbox::Isolation;
+    use swestar::agent::sandbox::{Isolation, SandboxSpec};
     let inst = instance("sub_skips_currency_check");
     let base = inst["base_commit"].as_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let source = source_repo(dir.path(), &base);
-    let task =
-        TaskState { instance_id: "b".into(), base_commit: base, bug_patch: inst["patch"].as_str().unwrap().into() };
-    let mut sandbox = LocalSandbox::prepare(&source, &task).unwrap();
-    sandbox.isolation = Isolation::Bubblewrap;
+    let task = TaskState {
+        instance_id: "b".into(),
+        base_commit: base,
+        bug_patch: inst["patch"].as_str().unwrap().into(),
+        image: String::new(),
+    };
+    let spec = SandboxSpec { isolation: Isolation::Bubblewrap, container: None };
+    let sandbox = Sandbox::prepare(&spec, Some(&source), &task).unwrap();
     let repo = sandbox.repo.display().to_string();
     let escape = dir.path().join("escaped");
     let probe = format!(

@@ -16,7 +16,7 @@ use super::condense::{self, Budget, Msg, Policy, Role};
 use super::editor::{Editor, SessionFiles};
 use super::llm::{LlmClient, Message};
 use super::protocol::{self, STOP_WORDS};
-use super::sandbox::LocalSandbox;
+use super::sandbox::Sandbox;
 use super::tokens::{chatml_prompt, TokenCounter};
 use super::tools::{self, Outcome};
 
@@ -98,14 +98,14 @@ pub struct EpisodeSpec<'a> {
 }
 
 /// Runs one episode in a sandbox.
-pub async fn run(client: &LlmClient, sandbox: &LocalSandbox, spec: EpisodeSpec<'_>) -> Trajectory {
+pub async fn run(client: &LlmClient, sandbox: &Sandbox, spec: EpisodeSpec<'_>) -> Trajectory {
     run_observed(client, sandbox, spec, &|_| {}).await
 }
 
 /// Runs one episode, showing each message to `observe` as it is added.
 pub async fn run_observed(
     client: &LlmClient,
-    sandbox: &LocalSandbox,
+    sandbox: &Sandbox,
     spec: EpisodeSpec<'_>,
     observe: &(dyn Fn(&Turn) + Sync),
 ) -> Trajectory {

@@ -1,23 +1,38 @@
-//! Sandboxes: where an episode's repository lives and its shells run. The
-//! repository is a fresh git working copy in a temporary directory, at the
-//! instance's buggy state. With `local` the shells run as the current user
-//! on this machine, not isolated. With `bubblewrap` each shell runs in its
-//! own PID namespace, without network (loopback only), with the system
-//! read-only and only the repository writable; no root needed, so it works
-//! inside a SLURM job.
+//! Sandboxes: where an episode's repository lives and its shells run.
+//!
+//! - `local`: a fresh git working copy in a temporary directory at the
+//!   instance's buggy state; the shells run as the current user on this
+//!   machine. Not isolated.
+//! - `bubblewrap`: the same working copy; each shell runs in bwrap with its
+//!   own PID namespace, no network (loopback only), the system read-only and
+//!   only the repository writable.
+//! - `podman`: one container per episode from the instance's image (single
+//!   UID, no network unless asked), kept alive by `sleep infinity`; the
+//!   shells are `podman exec -it … bash`. The repository is either the
+//!   image's own (at `workdir`, as SWE-bench images ship it) or the host
+//!   working copy bind-mounted there. Removed when the sandbox is dropped.
+//! - `apptainer`: the same with an Apptainer instance (`instance start`,
+//!   `exec instance://`, `instance stop`). Apptainer cannot be installed on
+//!   our build machines, so only the commands built here are tested.
+//!
+//! None of them needs root, so all work inside a SLURM job.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
 
 use super::session::BashSession;
 
 /// The task fields a sandbox needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TaskState {
     pub instance_id: String,
     pub base_commit: String,
     /// The diff that puts the repository in the buggy state.
     pub bug_patch: String,
+    /// The container image (podman, apptainer).
+    pub image: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,25 +54,34 @@ pub const GIT_ENV: &[(&str, &str)] = &[
     ("GIT_COMMITTER_DATE", "2024-01-01T00:00:00+00:00"),
 ];
 
-pub fn git(dir: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, SandboxError> {
+/// Runs a program to completion, feeding `stdin`; its stdout, or an error
+/// carrying its stderr.
+fn output(program: &[String], stdin: Option<&str>, what: impl Fn() -> String) -> Result<String, SandboxError> {
     use std::io::Write;
-    let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(dir).args(args).envs(GIT_ENV.iter().copied());
-    cmd.stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn()?;
+    let (exe, args) = program.split_first().expect("a program");
+    let mut cmd = Command::new(exe);
+    cmd.args(args).envs(GIT_ENV.iter().copied());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| SandboxError::Setup { what: what(), detail: format!("{exe}: {e}") })?;
     if let Some(input) = stdin {
         child.stdin.take().expect("piped").write_all(input.as_bytes())?;
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
         return Err(SandboxError::Setup {
-            what: format!("git {}", args.join(" ")),
+            what: what(),
             detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn git(dir: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, SandboxError> {
+    let mut program = vec!["git".to_string(), "-C".into(), dir.to_string_lossy().into_owned()];
+    program.extend(args.iter().map(|a| a.to_string()));
+    output(&program, stdin, || format!("git {}", args.join(" ")))
 }
 
 /// Makes a git repository of a plain source tree with one deterministic
@@ -91,47 +115,291 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Files that running code leaves behind, left out of every patch.
 const BYPRODUCTS: &[&str] = &["**/__pycache__/**", "**/*.pyc", "**/.pytest_cache/**"];
 
-/// How an episode's shells are confined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// How an episode's shells are confined (as a workflow names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Isolation {
     #[default]
     Local,
     Bubblewrap,
+    Podman,
+    Apptainer,
 }
 
-/// A working copy at the buggy state of one instance.
-pub struct LocalSandbox {
-    _dir: tempfile::TempDir,
-    pub repo: PathBuf,
+/// Container settings of the `podman` and `apptainer` sandboxes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Where the repository is inside the container.
+    pub workdir: String,
+    /// Network access (default: none, loopback only).
+    pub network: bool,
+    /// Extra arguments of `podman run` / `apptainer instance start`.
+    pub args: Vec<String>,
+    /// The podman or apptainer executable.
+    pub program: String,
+}
+
+impl ContainerSpec {
+    pub fn new(program: &str) -> ContainerSpec {
+        ContainerSpec { workdir: "/testbed".into(), network: false, args: Vec::new(), program: program.into() }
+    }
+}
+
+/// Everything that decides how a sandbox is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSpec {
     pub isolation: Isolation,
+    /// For podman and apptainer.
+    pub container: Option<ContainerSpec>,
 }
 
-impl LocalSandbox {
-    /// Clones `source` (a git repository holding the base commit), checks
-    /// out the base commit, applies the bug and commits it, so that the
-    /// agent's changes are exactly `git diff HEAD`.
-    pub fn prepare(source: &Path, task: &TaskState) -> Result<LocalSandbox, SandboxError> {
-        let dir = tempfile::tempdir()?;
-        let repo = dir.path().join("repo");
-        let src = source.to_string_lossy().into_owned();
-        git(dir.path(), &["clone", "-q", "--shared", &src, "repo"], None)?;
-        git(&repo, &["checkout", "-q", &task.base_commit], None).map_err(|e| SandboxError::Setup {
-            what: format!("{}: base commit {}", task.instance_id, task.base_commit),
-            detail: e.to_string(),
-        })?;
-        if !task.bug_patch.trim().is_empty() {
-            git(&repo, &["apply", "--whitespace=nowarn", "-"], Some(&task.bug_patch))?;
-            git(&repo, &["commit", "-q", "-am", "task state"], None)?;
+impl SandboxSpec {
+    pub fn local() -> SandboxSpec {
+        SandboxSpec { isolation: Isolation::Local, container: None }
+    }
+}
+
+const SHELL: [&str; 5] = ["bash", "--norc", "--noprofile", "--noediting", "-i"];
+
+/// A running container of one episode.
+#[derive(Debug)]
+struct Container {
+    engine: Isolation,
+    spec: ContainerSpec,
+    name: String,
+}
+
+impl Container {
+    /// The command that starts it.
+    fn start_command(&self, image: &str, mount: Option<&Path>) -> Vec<String> {
+        let s = &self.spec;
+        let mut c = vec![s.program.clone()];
+        match self.engine {
+            Isolation::Podman => {
+                c.extend(["run", "-d", "--name", &self.name, "-w", &s.workdir].map(String::from));
+                if !s.network {
+                    c.extend(["--network", "none"].map(String::from));
+                }
+                if let Some(m) = mount {
+                    c.extend(["-v".to_string(), format!("{}:{}", m.display(), s.workdir)]);
+                }
+                c.extend(s.args.iter().cloned());
+                c.extend([image, "sleep", "infinity"].map(String::from));
+            }
+            _ => {
+                // Own PID namespace, clean environment, no home; writes to
+                // the image go to a tmpfs overlay.
+                c.extend(
+                    ["instance", "start", "--containall", "--no-home", "--writable-tmpfs", "--pwd", &s.workdir]
+                        .map(String::from),
+                );
+                if !s.network {
+                    c.extend(["--net", "--network", "none"].map(String::from));
+                }
+                if let Some(m) = mount {
+                    c.extend(["--bind".to_string(), format!("{}:{}", m.display(), s.workdir)]);
+                }
+                c.extend(s.args.iter().cloned());
+                c.extend([image, &self.name].map(String::from));
+            }
         }
-        Ok(LocalSandbox { _dir: dir, repo, isolation: Isolation::Local })
+        c
     }
 
-    /// The program a shell runs as: plain bash, or bash inside bubblewrap.
-    pub fn shell_program(&self) -> Vec<String> {
-        let bash = ["bash", "--norc", "--noprofile", "--noediting", "-i"].map(String::from);
+    /// The command prefix that runs a program in the container at
+    /// `workdir`, with `env` set (`interactive`: on a terminal).
+    fn exec_prefix(&self, env: &[(String, String)], interactive: bool) -> Vec<String> {
+        let s = &self.spec;
+        let mut c = vec![s.program.clone()];
+        match self.engine {
+            Isolation::Podman => {
+                c.extend(["exec", if interactive { "-it" } else { "-i" }, "-w", &s.workdir].map(String::from));
+                for (k, v) in env {
+                    c.extend(["-e".to_string(), format!("{k}={v}")]);
+                }
+                c.push(self.name.clone());
+            }
+            _ => {
+                c.extend(["exec", "--pwd", &s.workdir].map(String::from));
+                for (k, v) in env {
+                    c.extend(["--env".to_string(), format!("{k}={v}")]);
+                }
+                c.push(format!("instance://{}", self.name));
+            }
+        }
+        c
+    }
+
+    fn stop_command(&self) -> Vec<String> {
+        let p = self.spec.program.clone();
+        match self.engine {
+            Isolation::Podman => vec![p, "rm".into(), "-f".into(), "-t".into(), "0".into(), self.name.clone()],
+            _ => vec![p, "instance".into(), "stop".into(), "--force".into(), self.name.clone()],
+        }
+    }
+}
+
+/// A container name no other episode on any node uses.
+fn unique_name(instance_id: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{}-{}-{:?}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now(),
+        hostname()
+    );
+    let slug: String = instance_id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .take(40)
+        .collect();
+    format!("swestar-{slug}-{}", &blake3::hash(seed.as_bytes()).to_hex()[..10])
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
+/// A repository at the buggy state of one instance, and where its shells run.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    /// The working copy on this machine, when there is one.
+    host_repo: Option<PathBuf>,
+    /// The repository as the shells see it.
+    pub repo: PathBuf,
+    pub isolation: Isolation,
+    container: Option<Container>,
+}
+
+impl Sandbox {
+    /// A local working copy: clones `source` (a git repository holding the
+    /// base commit), checks out the base commit, applies the bug and
+    /// commits it, so that the agent's changes are exactly `git diff HEAD`.
+    pub fn local(source: &Path, task: &TaskState) -> Result<Sandbox, SandboxError> {
+        Sandbox::prepare(&SandboxSpec::local(), Some(source), task)
+    }
+
+    /// Makes the sandbox `spec` describes. With a `source` repository the
+    /// working copy is made on this machine (and mounted into a container);
+    /// without one, a container's image must hold the repository at its
+    /// workdir.
+    pub fn prepare(spec: &SandboxSpec, source: Option<&Path>, task: &TaskState) -> Result<Sandbox, SandboxError> {
+        let dir = tempfile::Builder::new().prefix("swestar-sandbox-").tempdir()?;
+        let host_repo = match source {
+            Some(src) => {
+                let repo = dir.path().join("repo");
+                let src = src.to_string_lossy().into_owned();
+                // A container sees only the working copy, so it must not
+                // borrow objects from the source by path (--shared).
+                let shared = matches!(spec.isolation, Isolation::Local | Isolation::Bubblewrap);
+                let mut args = vec!["clone", "-q"];
+                if shared {
+                    args.push("--shared");
+                }
+                args.extend([src.as_str(), "repo"]);
+                git(dir.path(), &args, None)?;
+                Some(repo)
+            }
+            None => None,
+        };
+        let container = match spec.isolation {
+            Isolation::Local | Isolation::Bubblewrap => None,
+            engine => {
+                let Some(c) = spec.container.clone() else {
+                    return Err(SandboxError::Setup {
+                        what: format!("{}: {engine:?} sandbox", task.instance_id),
+                        detail: "no container settings".into(),
+                    });
+                };
+                if task.image.is_empty() {
+                    return Err(SandboxError::Setup {
+                        what: format!("{}: {engine:?} sandbox", task.instance_id),
+                        detail: "the instance names no image".into(),
+                    });
+                }
+                Some(Container { engine, spec: c, name: unique_name(&task.instance_id) })
+            }
+        };
+        let repo = match (&container, &host_repo) {
+            (Some(c), _) => PathBuf::from(&c.spec.workdir),
+            (None, Some(r)) => r.clone(),
+            (None, None) => {
+                return Err(SandboxError::Setup {
+                    what: format!("{}: {:?} sandbox", task.instance_id, spec.isolation),
+                    detail: "no source repository".into(),
+                })
+            }
+        };
+        let mut sandbox = Sandbox { dir, host_repo, repo, isolation: spec.isolation, container: None };
+        if sandbox.host_repo.is_some() {
+            sandbox.set_task_state(task)?;
+        }
+        if let Some(c) = container {
+            let start = c.start_command(&task.image, sandbox.host_repo.as_deref());
+            // Kept before starting, so that a failed start is cleaned up too.
+            sandbox.container = Some(c);
+            output(&start, None, || format!("{}: starting a container from {}", task.instance_id, task.image))?;
+            if sandbox.host_repo.is_none() {
+                sandbox.set_task_state(task)?;
+            }
+        }
+        Ok(sandbox)
+    }
+
+    /// Base commit checked out, bug applied and committed.
+    fn set_task_state(&self, task: &TaskState) -> Result<(), SandboxError> {
+        if !task.base_commit.is_empty() {
+            self.git(&["checkout", "-q", &task.base_commit], None).map_err(|e| SandboxError::Setup {
+                what: format!("{}: base commit {}", task.instance_id, task.base_commit),
+                detail: e.to_string(),
+            })?;
+        }
+        if !task.bug_patch.trim().is_empty() {
+            self.git(&["apply", "--whitespace=nowarn", "-"], Some(&task.bug_patch)).map_err(|e| {
+                SandboxError::Setup {
+                    what: format!("{}: applying the bug patch", task.instance_id),
+                    detail: e.to_string(),
+                }
+            })?;
+            self.git(&["-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "-am", "task state"], None)?;
+        }
+        Ok(())
+    }
+
+    /// Runs git on the repository: here when the working copy is here,
+    /// else inside the container.
+    pub fn git(&self, args: &[&str], stdin: Option<&str>) -> Result<String, SandboxError> {
+        match (&self.host_repo, &self.container) {
+            (Some(r), _) => git(r, args, stdin),
+            (None, Some(c)) => {
+                let env: Vec<(String, String)> = GIT_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let mut program = c.exec_prefix(&env, false);
+                program.push("git".into());
+                program.extend(args.iter().map(|a| a.to_string()));
+                output(&program, stdin, || format!("git {} (in {})", args.join(" "), c.name))
+            }
+            (None, None) => unreachable!("a sandbox has a working copy or a container"),
+        }
+    }
+
+    /// The program a shell runs as.
+    pub fn shell_program(&self, env: &[(String, String)]) -> Vec<String> {
+        let bash = SHELL.map(String::from);
+        if let Some(c) = &self.container {
+            // The host's PATH and HOME mean nothing in the image.
+            let env: Vec<(String, String)> = env
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "PATH" | "HOME" | "USER" | "LOGNAME" | "SHELL"))
+                .cloned()
+                .chain([("TERM".to_string(), "dumb".to_string())])
+                .collect();
+            let mut p = c.exec_prefix(&env, true);
+            p.extend(bash);
+            return p;
+        }
         match self.isolation {
-            Isolation::Local => bash.to_vec(),
             Isolation::Bubblewrap => {
                 let repo = self.repo.to_string_lossy().into_owned();
                 let mut p: Vec<String> =
@@ -147,24 +415,127 @@ impl LocalSandbox {
                 p.extend(bash);
                 p
             }
+            _ => bash.to_vec(),
         }
     }
 
     /// A bash session in the repository.
     pub async fn shell(&self, env: &[(String, String)]) -> std::io::Result<BashSession> {
-        BashSession::start(&self.shell_program(), &self.repo, env).await
+        let cwd = self.host_repo.as_deref().unwrap_or(self.dir.path());
+        // The exec client runs here and needs this machine's environment
+        // (PATH, XDG_RUNTIME_DIR of a rootless podman); the shell inside
+        // gets `env` through the client's own options.
+        let host: Vec<(String, String)>;
+        let process_env = if self.container.is_some() {
+            host = std::env::vars().collect();
+            &host
+        } else {
+            env
+        };
+        let mut session = BashSession::start(&self.shell_program(env), cwd, process_env).await?;
+        if let Some(c) = &self.container {
+            // The terminal's foreground group on this side is `podman exec`
+            // itself; a hung command is killed from inside the container.
+            session.kill_inside(c.exec_prefix(&[], false)).await?;
+        }
+        Ok(session)
     }
 
     /// The agent's changes, excluding the files in `exclude` (the test
     /// files a task forbids touching).
     pub fn diff(&self, exclude: &[String]) -> Result<String, SandboxError> {
         // New files count too: stage everything, then diff the index.
-        git(&self.repo, &["add", "-A"], None)?;
+        self.git(&["add", "-A"], None)?;
         let mut args = vec!["diff".to_string(), "--cached".into(), "HEAD".into(), "--".into(), ".".into()];
         args.extend(exclude.iter().map(|p| format!(":(exclude){p}")));
         // Byproducts of running the code are never part of a fix.
         args.extend(BYPRODUCTS.iter().map(|p| format!(":(exclude,glob){p}")));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        git(&self.repo, &args, None)
+        self.git(&args, None)
+    }
+
+    /// The container's name, if the sandbox runs one.
+    pub fn container_name(&self) -> Option<&str> {
+        self.container.as_ref().map(|c| c.name.as_str())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(c) = self.container.take() {
+            let stop = c.stop_command();
+            let _ = Command::new(&stop[0]).args(&stop[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(engine: Isolation, program: &str) -> Container {
+        Container { engine, spec: ContainerSpec::new(program), name: "swestar-x-1".into() }
+    }
+
+    #[test]
+    fn podman_commands() {
+        let c = container(Isolation::Podman, "podman");
+        assert_eq!(
+            c.start_command("localhost/img:1", None).join(" "),
+            "podman run -d --name swestar-x-1 -w /testbed --network none localhost/img:1 sleep infinity"
+        );
+        let mut net = container(Isolation::Podman, "podman");
+        net.spec.network = true;
+        net.spec.args = vec!["--memory=4g".into()];
+        assert_eq!(
+            net.start_command("img", Some(Path::new("/tmp/s/repo"))).join(" "),
+            "podman run -d --name swestar-x-1 -w /testbed -v /tmp/s/repo:/testbed --memory=4g img sleep infinity"
+        );
+        assert_eq!(
+            c.exec_prefix(&[("A".into(), "1 2".into())], true),
+            ["podman", "exec", "-it", "-w", "/testbed", "-e", "A=1 2", "swestar-x-1"]
+        );
+        assert_eq!(c.stop_command().join(" "), "podman rm -f -t 0 swestar-x-1");
+    }
+
+    // Apptainer cannot be installed on the build machines: these commands
+    // are checked against its documented command line only.
+    #[test]
+    fn apptainer_commands() {
+        let c = container(Isolation::Apptainer, "apptainer");
+        assert_eq!(
+            c.start_command("/images/ledger.sif", Some(Path::new("/tmp/s/repo"))).join(" "),
+            "apptainer instance start --containall --no-home --writable-tmpfs --pwd /testbed --net --network none \
+             --bind /tmp/s/repo:/testbed /images/ledger.sif swestar-x-1"
+        );
+        assert_eq!(
+            c.exec_prefix(&[("TERM".into(), "dumb".into())], true),
+            ["apptainer", "exec", "--pwd", "/testbed", "--env", "TERM=dumb", "instance://swestar-x-1"]
+        );
+        assert_eq!(c.stop_command().join(" "), "apptainer instance stop --force swestar-x-1");
+        let s = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+            host_repo: None,
+            repo: "/testbed".into(),
+            isolation: Isolation::Apptainer,
+            container: Some(container(Isolation::Apptainer, "/opt/apptainer/bin/apptainer")),
+        };
+        let shell = s.shell_program(&[("PATH".into(), "/usr/bin".into()), ("LANG".into(), "C.UTF-8".into())]);
+        assert_eq!(
+            shell.join(" "),
+            "/opt/apptainer/bin/apptainer exec --pwd /testbed --env LANG=C.UTF-8 --env TERM=dumb \
+             instance://swestar-x-1 bash --norc --noprofile --noediting -i"
+        );
+        // Dropping it would run `instance stop`; there is no apptainer here.
+        std::mem::forget(s);
+    }
+
+    #[test]
+    fn names_are_unique_and_safe() {
+        let a = unique_name("Owner__Repo.abc/def ghi");
+        let b = unique_name("Owner__Repo.abc/def ghi");
+        assert_ne!(a, b);
+        assert!(a.starts_with("swestar-owner__repo-abc-def-ghi-"), "{a}");
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }

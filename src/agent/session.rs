@@ -87,6 +87,9 @@ pub struct BashSession {
     seq: u64,
     /// Output kept per command (characters, split between head and tail).
     pub output_limit: usize,
+    /// For a shell inside a container: how to run a program beside it, and
+    /// the shell's PID there.
+    inside: Option<(Vec<String>, u32)>,
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
@@ -147,7 +150,8 @@ impl BashSession {
         // SAFETY: the OwnedFd is moved in, stays open and is the same fd for
         // as long as the AsyncFd lives.
         let master = unsafe { AsyncFd::register(master) }.map_err(|e| io::Error::other(e.to_string()))?;
-        let mut s = BashSession { master, child, nonce, pending: Vec::new(), seq: 0, output_limit: 30_000 };
+        let mut s =
+            BashSession { master, child, nonce, pending: Vec::new(), seq: 0, output_limit: 30_000, inside: None };
         // No echo and no CR translation: what we read is what commands print.
         let setup =
             "stty -echo -onlcr 2>/dev/null; unset PROMPT_COMMAND; PS1=''; PS2=''; export PAGER=cat GIT_PAGER=cat";
@@ -156,6 +160,34 @@ impl BashSession {
             return Err(io::Error::other(format!("the shell did not start: {}", out.output)));
         }
         Ok(s)
+    }
+
+    /// For a shell reached through `podman exec` or `apptainer exec`: the
+    /// foreground process group seen from here is the exec client, so a
+    /// command past its timeout is killed from inside, by running
+    /// `prefix bash -c …` beside the shell.
+    pub async fn kill_inside(&mut self, prefix: Vec<String>) -> io::Result<()> {
+        let out = self.run("echo $$", Duration::from_secs(30)).await?;
+        let pid =
+            out.output.trim().parse().map_err(|_| io::Error::other(format!("no shell PID in `{}`", out.output)))?;
+        self.inside = Some((prefix, pid));
+        Ok(())
+    }
+
+    /// SIGKILL for the terminal's foreground job, unless that is the shell.
+    async fn kill_foreground(&self) {
+        let fg = unsafe { libc::tcgetpgrp(self.master.get_ref().as_raw_fd()) };
+        let shell = self.child.id().map(|p| p as i32).unwrap_or(-1);
+        if let Some((prefix, pid)) = &self.inside {
+            // Field 8 of /proc/PID/stat: the terminal's foreground group.
+            let script = format!("read -a f < /proc/{pid}/stat && [ \"${{f[7]}}\" != {pid} ] && kill -9 -- -${{f[7]}}");
+            let mut cmd = tokio::process::Command::new(&prefix[0]);
+            cmd.args(&prefix[1..]).args(["bash", "-c", &script]).stdin(std::process::Stdio::null());
+            cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            let _ = tokio::time::timeout(Duration::from_secs(10), cmd.status()).await;
+        } else if fg > 0 && fg != shell {
+            unsafe { libc::kill(-fg, libc::SIGKILL) };
+        }
     }
 
     async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
@@ -290,11 +322,7 @@ impl BashSession {
                         self.write_all(line.as_bytes()).await?;
                     } else if !killed && interrupted_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
                         killed = true;
-                        let fg = unsafe { libc::tcgetpgrp(self.master.get_ref().as_raw_fd()) };
-                        let shell = self.child.id().map(|p| p as i32).unwrap_or(-1);
-                        if fg > 0 && fg != shell {
-                            unsafe { libc::kill(-fg, libc::SIGKILL) };
-                        }
+                        self.kill_foreground().await;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         let line = self.sentinel_line();
                         self.write_all(line.as_bytes()).await?;

@@ -14,7 +14,7 @@ use crate::agent::condense::{Budget, Policy};
 use crate::agent::episode::{run_observed, EpisodeSpec, ExitReason, Limits, Turn};
 use crate::agent::llm::{LlmClient, ModelConfig};
 use crate::agent::prompts::{self, PromptContext};
-use crate::agent::sandbox::{repo_from_tree, Isolation, LocalSandbox, TaskState};
+use crate::agent::sandbox::{repo_from_tree, ContainerSpec, Isolation, Sandbox, SandboxSpec, TaskState};
 use crate::agent::tokens::TokenCounter;
 
 #[derive(Debug, Args)]
@@ -27,8 +27,9 @@ pub struct AgentArgs {
     instance: String,
     /// The repository: a git repository holding the base commit, or a plain
     /// source tree (committed the way examples/tasks/build_instances.py does).
+    /// Optional with a container sandbox whose image holds the repository.
     #[arg(long)]
-    repo: PathBuf,
+    repo: Option<PathBuf>,
     /// OpenAI-compatible base URL, e.g. http://127.0.0.1:30000/v1
     #[arg(long)]
     model: String,
@@ -48,8 +49,14 @@ pub struct AgentArgs {
     context_window: usize,
     #[arg(long, default_value_t = 50)]
     max_steps: u32,
-    #[arg(long, value_parser = ["local", "bubblewrap"], default_value = "local")]
-    sandbox: String,
+    #[arg(long, value_enum, default_value = "local")]
+    sandbox: Isolation,
+    /// The container image (default: the instance's `image_name`).
+    #[arg(long)]
+    image: Option<String>,
+    /// podman or apptainer executable.
+    #[arg(long)]
+    container_program: Option<String>,
     /// Write the trajectory as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -76,28 +83,39 @@ fn print_turn(t: &Turn) {
 pub fn agent(args: AgentArgs) -> Result<ExitCode, Exit> {
     let inst = find_instance(&args.tasks, &args.instance)?;
     let field = |k: &str| inst[k].as_str().unwrap_or_default().to_string();
-    let task =
-        TaskState { instance_id: field("instance_id"), base_commit: field("base_commit"), bug_patch: field("patch") };
+    let task = TaskState {
+        instance_id: field("instance_id"),
+        base_commit: field("base_commit"),
+        bug_patch: field("patch"),
+        image: args.image.clone().unwrap_or_else(|| field("image_name")),
+    };
     let failed = |e: String| Exit::failed(format!("error: {e}"));
     let scratch = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
-    let source = if args.repo.join(".git").exists() {
-        args.repo.clone()
-    } else {
-        let dest = scratch.path().join("source");
-        let head = repo_from_tree(&args.repo, &dest).map_err(|e| failed(e.to_string()))?;
-        if head != task.base_commit {
-            return Err(failed(format!(
-                "{} commits as {head}, but the instance's base commit is {}",
-                args.repo.display(),
-                task.base_commit
-            )));
+    let source = match &args.repo {
+        Some(repo) if repo.join(".git").exists() => Some(repo.clone()),
+        Some(repo) => {
+            let dest = scratch.path().join("source");
+            let head = repo_from_tree(repo, &dest).map_err(|e| failed(e.to_string()))?;
+            if head != task.base_commit {
+                return Err(failed(format!(
+                    "{} commits as {head}, but the instance's base commit is {}",
+                    repo.display(),
+                    task.base_commit
+                )));
+            }
+            Some(dest)
         }
-        dest
+        None => None,
     };
-    let mut sandbox = LocalSandbox::prepare(&source, &task).map_err(|e| failed(e.to_string()))?;
-    if args.sandbox == "bubblewrap" {
-        sandbox.isolation = Isolation::Bubblewrap;
-    }
+    let container = match args.sandbox {
+        Isolation::Podman | Isolation::Apptainer => {
+            let default = if args.sandbox == Isolation::Podman { "podman" } else { "apptainer" };
+            Some(ContainerSpec::new(args.container_program.as_deref().unwrap_or(default)))
+        }
+        _ => None,
+    };
+    let spec = SandboxSpec { isolation: args.sandbox, container };
+    let sandbox = Sandbox::prepare(&spec, source.as_deref(), &task).map_err(|e| failed(e.to_string()))?;
     let repo = sandbox.repo.to_string_lossy().into_owned();
     let ctx = PromptContext {
         repo: &repo,

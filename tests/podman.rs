@@ -1,0 +1,189 @@
+//! Episodes in real podman containers started from the example tasks' image
+//! (examples/tasks/image/build.sh; .ci/run builds it): the repository the
+//! image ships at /testbed, or the host working copy mounted there. The
+//! shells are `podman exec -it … bash`; there is no network, a hung command
+//! is killed inside the container and the session goes on, and the
+//! container is gone after the episode.
+//!
+//! Without podman or the image these tests are skipped, except under CI,
+//! where they fail.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use swestar::agent::condense::{Budget, Policy};
+use swestar::agent::episode::{run, EpisodeSpec, ExitReason, Limits};
+use swestar::agent::llm::{LlmClient, ModelConfig};
+use swestar::agent::sandbox::{repo_from_tree, ContainerSpec, Isolation, Sandbox, SandboxSpec, TaskState};
+use swestar::agent::scripted::{Reply, ScriptedServer};
+use swestar::agent::tokens::TokenCounter;
+
+const IMAGE: &str = "localhost/swestar-ledger:latest";
+
+fn podman_ready() -> bool {
+    let ok = Command::new("podman").args(["image", "exists", IMAGE]).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "CI needs podman and {IMAGE} (examples/tasks/image/build.sh)");
+        eprintln!("skipped: no podman or no {IMAGE} (run examples/tasks/image/build.sh)");
+    }
+    ok
+}
+
+fn instance(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/instances.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|i| i["instance_id"].as_str().unwrap().ends_with(name))
+        .unwrap()
+}
+
+fn task(name: &str) -> TaskState {
+    let inst = instance(name);
+    let field = |k: &str| inst[k].as_str().unwrap().to_string();
+    TaskState {
+        instance_id: field("instance_id"),
+        base_commit: field("base_commit"),
+        bug_patch: field("patch"),
+        image: field("image_name"),
+    }
+}
+
+fn call(name: &str, params: &[(&str, &str)]) -> String {
+    let mut s = format!("<function={name}>\n");
+    for (k, v) in params {
+        s.push_str(&format!("<parameter={k}>{v}</parameter>\n"));
+    }
+    s.push_str("</function>");
+    s
+}
+
+fn spec(instance_id: &str) -> EpisodeSpec<'_> {
+    EpisodeSpec {
+        instance_id,
+        system: "sys".into(),
+        task: "fix it".into(),
+        limits: Limits { command_timeout: Duration::from_secs(2), ..Limits::default() },
+        budget: Budget { window: 32768, reserve: 1024 },
+        policy: Policy::default(),
+        env: vec![("PATH".into(), "/host/only".into()), ("LANG".into(), "C.UTF-8".into())],
+        exclude: vec![],
+        counter: std::sync::Arc::new(TokenCounter::Estimate),
+    }
+}
+
+fn container_exists(name: &str) -> bool {
+    let out = Command::new("podman").args(["ps", "-a", "--format", "{{.Names}}"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l == name)
+}
+
+fn podman() -> SandboxSpec {
+    SandboxSpec { isolation: Isolation::Podman, container: Some(ContainerSpec::new("podman")) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_podman_episode_fixes_the_bug_in_the_images_repository() {
+    if !podman_ready() {
+        return;
+    }
+    let task = task("sub_skips_currency_check");
+    let sandbox = tokio::task::spawn_blocking({
+        let task = task.clone();
+        move || Sandbox::prepare(&podman(), None, &task).unwrap()
+    })
+    .await
+    .unwrap();
+    let name = sandbox.container_name().unwrap().to_string();
+    assert!(container_exists(&name));
+    assert_eq!(sandbox.repo, Path::new("/testbed"));
+    let probe =
+        "echo pid=$$ uid=$(id -u) path=$PATH lang=$LANG; pwd; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
+    let script = vec![
+        Reply::text(call("execute_bash", &[("command", probe)])),
+        Reply::text(call("execute_bash", &[("command", "git log --oneline | cat; sleep 1000")])),
+        Reply::text(call("execute_bash", &[("command", "echo still here; jobs; python3 -m pytest -q 2>&1 | tail -1")])),
+        Reply::text(call(
+            "str_replace_editor",
+            &[
+                ("command", "str_replace"),
+                ("path", "/testbed/ledger/money.py"),
+                ("old_str", "    def __sub__(self, other: \"Money\") -> \"Money\":\n"),
+                ("new_str", "    def __sub__(self, other: \"Money\") -> \"Money\":\n        self._check(other)\n"),
+            ],
+        )),
+        Reply::text(call("execute_bash", &[("command", "python3 -m pytest -q 2>&1 | tail -1")])),
+        Reply::text(call("str_replace_editor", &[("command", "view"), ("path", "/etc/passwd")])),
+        Reply::text(call("submit", &[])),
+    ];
+    let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
+    let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
+    let t = run(&client, &sandbox, spec(&task.instance_id)).await;
+    assert_eq!(t.exit_reason, ExitReason::Submitted, "{:?} {:#?}", t.error, t.messages);
+    let obs = |step: usize| t.messages[2 + 2 * step + 1].content.clone();
+    let probe = obs(0);
+    assert!(probe.contains("uid=0 "), "single UID, root in the container: {probe}");
+    assert!(!probe.contains("/host/only"), "the host's PATH stays outside: {probe}");
+    assert!(probe.contains("lang=C.UTF-8"), "{probe}");
+    assert!(probe.contains("\n/testbed\n"), "{probe}");
+    assert!(probe.trim_end().ends_with("\nlo") || probe.contains("\nlo\n"), "loopback only: {probe}");
+    assert!(!probe.contains("eth0"), "{probe}");
+    let hung = obs(1);
+    assert!(hung.contains("task state") && hung.contains("ledger 0.1.0"), "bug committed on the base: {hung}");
+    assert!(hung.contains("timed out") || hung.contains("timeout"), "{hung}");
+    let after = obs(2);
+    assert!(after.contains("still here"), "the session survives the kill: {after}");
+    assert!(after.contains("1 failed, 29 passed"), "{after}");
+    assert!(obs(4).contains("30 passed"), "{}", obs(4));
+    assert!(obs(5).contains("not within the repository") || obs(5).contains("outside"), "{}", obs(5));
+    assert!(t.patch.contains("+        self._check(other)") && t.patch.contains("ledger/money.py"), "{}", t.patch);
+    assert!(!t.patch.contains("__pycache__"), "{}", t.patch);
+    drop(sandbox);
+    assert!(!container_exists(&name), "the container is removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_podman_sandbox_can_mount_the_host_working_copy() {
+    if !podman_ready() {
+        return;
+    }
+    let task = task("currency_code_case");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("ledger");
+    let head = repo_from_tree(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/repo")), &source).unwrap();
+    assert_eq!(head, task.base_commit);
+    let sandbox = Sandbox::prepare(&podman(), Some(&source), &task).unwrap();
+    let name = sandbox.container_name().unwrap().to_string();
+    let script = vec![
+        Reply::text(call(
+            "execute_bash",
+            &[(
+                "command",
+                "sed -i 's/, parts\\[1\\]$/, parts[1].upper()/' ledger/parse.py && echo new > NOTES.txt && python3 -m pytest -q 2>&1 | tail -1",
+            )],
+        )),
+        Reply::text(call("submit", &[])),
+    ];
+    let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
+    let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
+    let t = run(&client, &sandbox, spec(&task.instance_id)).await;
+    assert_eq!(t.exit_reason, ExitReason::Submitted, "{:?} {:#?}", t.error, t.messages);
+    assert!(t.messages[3].content.contains("passed") && !t.messages[3].content.contains("failed"), "{:?}", t.messages);
+    assert!(t.patch.contains("parts[1].upper()") && t.patch.contains("+++ b/NOTES.txt"), "{}", t.patch);
+    drop(sandbox);
+    assert!(!container_exists(&name));
+}
+
+#[test]
+fn a_missing_image_is_a_clear_sandbox_error_and_leaves_nothing_behind() {
+    if !podman_ready() {
+        return;
+    }
+    let mut task = task("currency_code_case");
+    task.image = "localhost/swestar-no-such-image:0".into();
+    let err = Sandbox::prepare(&podman(), None, &task).err().expect("no such image");
+    let text = err.to_string();
+    assert!(text.contains("starting a container from localhost/swestar-no-such-image:0"), "{text}");
+    let out = Command::new("podman").args(["ps", "-a", "--format", "{{.Names}}"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("currency_code_case"), "no container left over");
+}
