@@ -111,6 +111,8 @@ async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
         repo_name: "swestar/ledger",
         instance_id: inst["instance_id"].as_str().unwrap(),
         problem_statement: inst["problem_statement"].as_str().unwrap(),
+        instance: &serde_json::Value::Null,
+        params: &serde_json::Value::Null,
     };
     let spec = EpisodeSpec {
         instance_id: inst["instance_id"].as_str().unwrap(),

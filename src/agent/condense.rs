@@ -39,7 +39,8 @@ impl Msg {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "policy")]
 pub enum Policy {
     Fit,
     /// Once over budget, mask down to `low_water` × window.
@@ -55,7 +56,7 @@ impl Default for Policy {
 }
 
 /// The context window and the tokens kept free for the reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Budget {
     pub window: usize,
     pub reserve: usize,

@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// How to reach and sample one model (a workflow's `[models.NAME]`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     /// e.g. `http://127.0.0.1:30000/v1`
     pub base_url: String,
     pub model: String,
-    /// The API key's value (read from the configured environment variable).
+    /// The API key's value (read from the configured environment variable
+    /// where the stage runs; never written into job files).
+    #[serde(skip)]
     pub api_key: Option<String>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,

@@ -18,6 +18,10 @@ pub struct PromptContext<'a> {
     pub repo_name: &'a str,
     pub instance_id: &'a str,
     pub problem_statement: &'a str,
+    /// Every field of the instance row.
+    pub instance: &'a serde_json::Value,
+    /// The stage's `params`.
+    pub params: &'a serde_json::Value,
 }
 
 /// Renders a template; errors name the template and line.
@@ -41,11 +45,15 @@ mod tests {
             repo_name: "swestar/ledger",
             instance_id: "i",
             problem_statement: "It breaks.",
+            instance: &serde_json::json!({"FAIL_TO_PASS": ["t::a"]}),
+            params: &serde_json::json!({"hint": "look at t"}),
         };
         let system = render(SYSTEM, &ctx).unwrap();
         assert!(system.contains("the repository is at /repo"), "{system}");
         let task = render(INSTANCE, &ctx).unwrap();
         assert!(task.contains("<issue_description>\nIt breaks.\n</issue_description>"), "{task}");
+        let custom = render(("c.j2", "{{ instance.FAIL_TO_PASS[0] }} / {{ params.hint }}"), &ctx).unwrap();
+        assert_eq!(custom, "t::a / look at t");
         let e = render(("custom.j2", "line one\n{{ nope }}"), &ctx).unwrap_err();
         assert!(e.starts_with("custom.j2:2:"), "{e}");
     }

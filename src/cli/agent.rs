@@ -122,6 +122,8 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Exit> {
         repo_name: inst["repo"].as_str().unwrap_or(""),
         instance_id: &task.instance_id,
         problem_statement: inst["problem_statement"].as_str().unwrap_or(""),
+        instance: &inst,
+        params: &serde_json::Value::Null,
     };
     let system = prompts::render(prompts::SYSTEM, &ctx).map_err(failed)?;
     let instance_prompt = prompts::render(prompts::INSTANCE, &ctx).map_err(failed)?;

@@ -15,6 +15,10 @@ use crate::stages::{Job, ShardRun, StageError};
 static CHILD_PGID: AtomicI32 = AtomicI32::new(0);
 /// Set once this process was told to stop.
 static TERMINATING: AtomicBool = AtomicBool::new(false);
+/// Set by a stage that runs in this process and stops by itself when
+/// [`terminating`] says so (cleaning up what it started), within the grace
+/// period.
+static IN_PROCESS: AtomicBool = AtomicBool::new(false);
 /// Seconds a stopped command gets between SIGTERM and SIGKILL.
 const GRACE_S: libc::c_uint = 5;
 
@@ -25,6 +29,8 @@ extern "C" fn on_terminate(_sig: libc::c_int) {
     unsafe {
         if pgid > 0 {
             libc::kill(-pgid, libc::SIGTERM);
+            libc::alarm(GRACE_S);
+        } else if IN_PROCESS.load(Ordering::SeqCst) {
             libc::alarm(GRACE_S);
         } else {
             libc::_exit(143);
@@ -40,6 +46,18 @@ extern "C" fn on_alarm(_sig: libc::c_int) {
         }
         libc::_exit(143);
     }
+}
+
+/// Declares that the stage body runs in this process and watches
+/// [`terminating`]: a stop request then gives it the grace period instead
+/// of ending the process at once.
+pub fn stop_in_process() {
+    IN_PROCESS.store(true, Ordering::SeqCst);
+}
+
+/// Whether this process was told to stop.
+pub fn terminating() -> bool {
+    TERMINATING.load(Ordering::SeqCst)
 }
 
 /// Installs the handlers that take the stage down with this process:

@@ -4,6 +4,7 @@
 //! resolved stage with its inputs' paths and where to write.
 
 pub mod command;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,12 +31,14 @@ impl StageKind {
     pub fn impl_version(&self) -> u32 {
         match self {
             StageKind::Command(_) => command::CommandSpec::VERSION,
+            StageKind::Rollout(_) => rollout::RolloutSpec::VERSION,
         }
     }
 
     pub fn definition(&self) -> BTreeMap<String, Value> {
         match self {
             StageKind::Command(c) => c.definition(),
+            StageKind::Rollout(r) => r.definition(),
         }
     }
 
@@ -43,12 +46,14 @@ impl StageKind {
     pub fn serve(&self) -> Option<&command::Serve> {
         match self {
             StageKind::Command(c) => c.serve.as_ref(),
+            StageKind::Rollout(_) => None,
         }
     }
 
     pub fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         match self {
             StageKind::Command(c) => c.execute(job, shard),
+            StageKind::Rollout(r) => r.execute(job, shard),
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct JobInput {
 pub enum StageError {
     #[error("{0}")]
     Template(String),
+    #[error("{0}")]
+    Failed(String),
     #[error("command exited with status {0}")]
     Exit(i32),
     #[error("command was killed by signal {0}")]

@@ -168,9 +168,15 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, WorkflowError> {
     Ok(Loaded { source, variants })
 }
 
-/// A stage table after its kind's struct was deserialized.
-enum StageWire {
+/// A stage table after its common keys and its kind's own were deserialized.
+struct StageWire {
+    common: wire::StageCommon,
+    kind: KindWire,
+}
+
+enum KindWire {
     Command(wire::CommandStage),
+    Rollout(Box<wire::RolloutStage>),
 }
 
 struct Cx<'a> {
@@ -246,37 +252,262 @@ impl Cx<'_> {
                 return Err(WorkflowError::Invalid(vec![d]));
             }
         };
-        fn de<T: DeserializeOwned>(
+        // The keys every stage has and the kind's own are deserialized
+        // apart, each struct denying unknown keys, spans kept.
+        fn de<C: DeserializeOwned, T: DeserializeOwned>(
             cx: &Cx<'_>,
             table: &toml::Table,
             spanned: Option<Spanned<DeTable<'_>>>,
             origin: Option<&str>,
-        ) -> Result<T, WorkflowError> {
+        ) -> Result<(C, T), WorkflowError> {
+            let common = |k: &str| wire::COMMON_KEYS.contains(&k);
             match spanned {
                 Some(s) => {
                     let span = s.span();
-                    let mut t = s.into_inner();
-                    t.remove("kind");
-                    T::deserialize(toml::de::Deserializer::from(Spanned::new(span, t)))
-                        .map_err(|e| cx.toml_error(&e, origin))
+                    let (mut shared, mut own) = (DeTable::default(), DeTable::default());
+                    for (k, v) in s.into_inner() {
+                        if k.get_ref() == "kind" {
+                            continue;
+                        }
+                        if common(k.get_ref()) {
+                            shared.insert(k, v);
+                        } else {
+                            own.insert(k, v);
+                        }
+                    }
+                    let c = C::deserialize(toml::de::Deserializer::from(Spanned::new(span.clone(), shared)))
+                        .map_err(|e| cx.toml_error(&e, origin))?;
+                    let t = T::deserialize(toml::de::Deserializer::from(Spanned::new(span, own)))
+                        .map_err(|e| cx.toml_error(&e, origin))?;
+                    Ok((c, t))
                 }
                 None => {
-                    let mut t = table.clone();
-                    t.remove("kind");
-                    toml::Value::Table(t)
-                        .try_into()
-                        .map_err(|e: toml::de::Error| WorkflowError::Invalid(vec![cx.plain(e.message(), origin)]))
+                    let (mut shared, mut own) = (toml::Table::new(), toml::Table::new());
+                    for (k, v) in table {
+                        if k == "kind" {
+                            continue;
+                        }
+                        if common(k) {
+                            shared.insert(k.clone(), v.clone());
+                        } else {
+                            own.insert(k.clone(), v.clone());
+                        }
+                    }
+                    let plain = |e: toml::de::Error| WorkflowError::Invalid(vec![cx.plain(e.message(), origin)]);
+                    Ok((
+                        toml::Value::Table(shared).try_into().map_err(plain)?,
+                        toml::Value::Table(own).try_into().map_err(plain)?,
+                    ))
                 }
             }
         }
         match kind.as_str() {
-            "command" => Ok(StageWire::Command(de(self, table, spanned, origin)?)),
+            "command" => {
+                let (common, c) = de(self, table, spanned, origin)?;
+                Ok(StageWire { common, kind: KindWire::Command(c) })
+            }
+            "rollout" => {
+                let (common, r) = de(self, table, spanned, origin)?;
+                Ok(StageWire { common, kind: KindWire::Rollout(Box::new(r)) })
+            }
             other => {
                 let help = did_you_mean(other, KINDS.iter().copied())
                     .map(|k| format!("did you mean `{k}`?"))
                     .unwrap_or_else(|| format!("kinds: {}", KINDS.join(", ")));
                 Err(self.invalid(&key("kind"), format!("unknown stage kind `{other}`"), Some(help), origin))
             }
+        }
+    }
+
+    /// Validates a rollout stage's own settings; the prompt templates and
+    /// the model's tokenizer become dependencies (hashed by content).
+    #[allow(clippy::too_many_arguments)]
+    fn rollout(
+        &self,
+        r: &wire::RolloutStage,
+        c: &wire::StageCommon,
+        models: &IndexMap<String, Model>,
+        declared: &IndexMap<String, wire::ModelSection>,
+        deps: &mut Vec<Dep>,
+        at: &dyn Fn(&[&str]) -> Vec<String>,
+        err: &dyn Fn(Vec<String>, String, Option<String>),
+    ) -> crate::stages::rollout::RolloutSpec {
+        use crate::agent::sandbox::{ContainerSpec, Isolation, SandboxSpec};
+        use crate::stages::rollout::{PromptSource, RolloutLimits, RolloutModel, RolloutSpec};
+        let model = match models.get(&r.model) {
+            Some(m) => {
+                // The tokenizer decides masking, so its content enters the
+                // key: as a dependency when it lives beside the workflow,
+                // else hashed here.
+                let mut tokenizer_hash = None;
+                if let Some(t) = declared.get(&r.model).and_then(|w| w.tokenizer.as_ref()) {
+                    match relative_dep(&self.dir, t) {
+                        Ok(dep) => deps.push(dep),
+                        Err(_) => {
+                            tokenizer_hash = m
+                                .tokenizer
+                                .as_ref()
+                                .and_then(|p| crate::store::statcache::hash_file(p).ok())
+                                .map(|h| h.to_string())
+                        }
+                    }
+                }
+                RolloutModel {
+                    tokenizer_hash,
+                    name: m.name.clone(),
+                    config: m.config.clone(),
+                    api_key_env: m.api_key_env.clone(),
+                    tokenizer: m.tokenizer.clone(),
+                    budget: m.budget,
+                    policy: m.policy,
+                }
+            }
+            None => {
+                if !declared.contains_key(&r.model) {
+                    let help = did_you_mean(&r.model, declared.keys().map(String::as_str))
+                        .map(|m| format!("did you mean `{m}`?"))
+                        .unwrap_or_else(|| "declare it as [models.NAME]".into());
+                    err(at(&["model"]), format!("no model named `{}`", r.model), Some(help));
+                }
+                RolloutModel {
+                    tokenizer_hash: None,
+                    name: r.model.clone(),
+                    config: crate::agent::llm::ModelConfig::new("", ""),
+                    api_key_env: None,
+                    tokenizer: None,
+                    budget: crate::agent::condense::Budget { window: 1, reserve: 0 },
+                    policy: Default::default(),
+                }
+            }
+        };
+        if !c.inputs.contains_key("instances") {
+            err(
+                at(&["inputs"]),
+                "a rollout stage needs an input named `instances`".into(),
+                Some("write e.g. `inputs = { instances = \"data.tasks\" }`".into()),
+            );
+        }
+        for (field, value) in [("attempts", r.attempts), ("parallel", r.parallel)] {
+            if value == Some(0) {
+                err(at(&[field]), format!("`{field}` must be at least 1"), None);
+            }
+        }
+        let isolation = r.sandbox.unwrap_or_default();
+        let container = match isolation {
+            Isolation::Podman | Isolation::Apptainer => {
+                let cs = r.container.clone().unwrap_or_default();
+                let program = if isolation == Isolation::Podman { "podman" } else { "apptainer" };
+                let mut spec = ContainerSpec::new(cs.program.as_deref().unwrap_or(program));
+                if let Some(w) = cs.workdir {
+                    if !w.starts_with('/') {
+                        err(at(&["container", "workdir"]), format!("`{w}` is not an absolute path"), None);
+                    }
+                    spec.workdir = w;
+                }
+                spec.network = cs.network.unwrap_or(false);
+                spec.args = cs.args;
+                Some(spec)
+            }
+            _ => {
+                if r.container.is_some() {
+                    err(
+                        at(&["container"]),
+                        format!("container settings do not apply to the `{}` sandbox", isolation_name(isolation)),
+                        Some("set `sandbox = \"podman\"` or `\"apptainer\"`, or remove [container]".into()),
+                    );
+                }
+                if r.repo.is_none() {
+                    err(
+                        at(&["repo"]),
+                        format!(
+                            "the `{}` sandbox needs `repo`, the repository on this machine",
+                            isolation_name(isolation)
+                        ),
+                        None,
+                    );
+                }
+                None
+            }
+        };
+        let image = r.container.as_ref().and_then(|c| c.image.clone()).unwrap_or_else(|| "{{ image_name }}".into());
+        let jinja = minijinja::Environment::new();
+        for (field, text) in [("repo", r.repo.as_deref()), ("image", Some(image.as_str()))] {
+            if let Some(t) = text {
+                if let Err(e) = jinja.template_from_str(t) {
+                    let path = if field == "image" { at(&["container", "image"]) } else { at(&[field]) };
+                    err(path, format!("template error: {e}"), None);
+                }
+            }
+        }
+        let repo = r.repo.clone().map(|t| {
+            if !t.contains("{{") && !t.contains("{%") && !self.dir.join(&t).exists() {
+                err(at(&["repo"]), format!("repository `{t}` does not exist"), None);
+            }
+            t
+        });
+        let duration = |field: &str, value: &Option<String>, default: u64| -> u64 {
+            match value {
+                None => default,
+                Some(v) => match humantime::parse_duration(v) {
+                    Ok(d) => d.as_secs().max(1),
+                    Err(_) => {
+                        err(
+                            at(&["limits", field]),
+                            format!("`{v}` is not a duration"),
+                            Some("write e.g. \"30m\"".into()),
+                        );
+                        default
+                    }
+                },
+            }
+        };
+        let defaults = crate::agent::episode::Limits::default();
+        let limits = RolloutLimits {
+            max_steps: r.limits.max_steps.unwrap_or(defaults.max_steps),
+            wall_s: duration("wall", &r.limits.wall, defaults.wall.as_secs()),
+            max_total_tokens: r.limits.max_total_tokens.unwrap_or(defaults.max_total_tokens),
+            max_format_errors: r.limits.max_format_errors.unwrap_or(defaults.max_format_errors),
+            command_timeout_s: duration(
+                "command_timeout",
+                &r.limits.command_timeout,
+                defaults.command_timeout.as_secs(),
+            ),
+        };
+        let mut prompt = |field: &str, value: &Option<String>, builtin: (&str, &str)| match value {
+            None => PromptSource { name: builtin.0.to_string(), path: None },
+            Some(rel) => match relative_dep(&self.dir, rel) {
+                Ok(dep) => {
+                    match std::fs::read_to_string(&dep.path) {
+                        Ok(text) => {
+                            if let Err(e) = jinja.template_from_str(&text) {
+                                err(at(&["prompts", field]), format!("{rel}: template error: {e}"), None);
+                            }
+                        }
+                        Err(e) => err(at(&["prompts", field]), format!("cannot read `{rel}`: {e}"), None),
+                    }
+                    let source = PromptSource { name: dep.rel.clone(), path: Some(dep.path.clone()) };
+                    deps.push(dep);
+                    source
+                }
+                Err(m) => {
+                    err(at(&["prompts", field]), m, None);
+                    PromptSource { name: rel.clone(), path: None }
+                }
+            },
+        };
+        let system_prompt = prompt("system", &r.prompts.system, crate::agent::prompts::SYSTEM);
+        let instance_prompt = prompt("instance", &r.prompts.instance, crate::agent::prompts::INSTANCE);
+        RolloutSpec {
+            model,
+            attempts: r.attempts.unwrap_or(1),
+            parallel: r.parallel.unwrap_or(8),
+            sandbox: SandboxSpec { isolation, container },
+            image,
+            repo,
+            limits,
+            system_prompt,
+            instance_prompt,
+            exclude: r.exclude.clone(),
         }
     }
 
@@ -360,6 +591,65 @@ impl Cx<'_> {
             data.insert(name.clone(), DataSource { name: name.clone(), rel: d.path.clone(), path, format });
         }
 
+        let mut models = IndexMap::new();
+        for (name, m) in &file.models {
+            let at = |field: &str| p(&["models", name, field]);
+            if !valid_name(name, false) {
+                err(p(&["models", name]), format!("`{name}` is not a valid model name"), None);
+            }
+            let mut config = crate::agent::llm::ModelConfig::new(m.base_url.clone(), m.model.clone());
+            if !(m.base_url.starts_with("http://") || m.base_url.starts_with("https://")) {
+                err(at("base_url"), format!("`{}` is not an http(s) URL", m.base_url), None);
+            }
+            config.temperature = m.temperature;
+            config.top_p = m.top_p;
+            config.max_tokens = m.max_tokens;
+            config.seed = m.seed;
+            config.stop = m.stop.clone();
+            if let Some(n) = m.max_retries {
+                config.max_retries = n;
+            }
+            if let Some(t) = &m.request_timeout {
+                match humantime::parse_duration(t) {
+                    Ok(d) => config.timeout = d,
+                    Err(_) => err(at("request_timeout"), format!("`{t}` is not a duration"), None),
+                }
+            }
+            let tokenizer = m.tokenizer.as_ref().map(|t| self.dir.join(t));
+            if let Some(t) = &tokenizer {
+                if !t.is_file() {
+                    err(at("tokenizer"), format!("tokenizer file `{}` does not exist", t.display()), None);
+                }
+            }
+            let window = m.context_window.unwrap_or(32768);
+            let reserve = m.reply_reserve.unwrap_or(2048);
+            if reserve >= window {
+                err(
+                    at("reply_reserve"),
+                    format!("the reply reserve ({reserve}) must be smaller than the window ({window})"),
+                    None,
+                );
+            }
+            let low_water = m.low_water.unwrap_or(0.7);
+            if !(0.0..1.0).contains(&low_water) || low_water == 0.0 {
+                err(at("low_water"), format!("{low_water} must be between 0 and 1"), None);
+            }
+            let policy = match m.masking {
+                Some(wire::MaskingPolicy::Fit) => crate::agent::condense::Policy::Fit,
+                _ => crate::agent::condense::Policy::Block { low_water },
+            };
+            models.insert(
+                name.clone(),
+                Model {
+                    name: name.clone(),
+                    config,
+                    api_key_env: m.api_key_env.clone(),
+                    tokenizer,
+                    budget: crate::agent::condense::Budget { window, reserve },
+                    policy,
+                },
+            );
+        }
         let owned_names: Vec<String> = stages.keys().cloned().collect();
         let stage_names: Vec<&str> = owned_names.iter().map(String::as_str).collect();
         let mut out = IndexMap::new();
@@ -367,7 +657,7 @@ impl Cx<'_> {
             if !valid_name(&name, false) {
                 err(p(&["stages", &name]), format!("`{name}` is not a valid stage name"), None);
             }
-            let StageWire::Command(c) = wire;
+            let c = &wire.common;
             let mut inputs = IndexMap::new();
             for (input, reference) in &c.inputs {
                 let at = p(&["stages", &name, "inputs", input]);
@@ -467,45 +757,61 @@ impl Cx<'_> {
                     err(p(&["stages", &name, "resources", field]), format!("`{field}` must be at least 1"), None);
                 }
             }
-            let format = c.format.unwrap_or(TableFormat::Parquet);
-            let serve = c.serve.as_ref().map(|sv| {
-                let startup = sv.startup_timeout.as_deref().unwrap_or("20m");
-                let startup_timeout_s = match humantime::parse_duration(startup) {
-                    Ok(d) => d.as_secs().max(1),
-                    Err(_) => {
-                        err(
-                            p(&["stages", &name, "serve", "startup_timeout"]),
-                            format!("`{startup}` is not a duration"),
-                            None,
-                        );
-                        0
+            let kind = match &wire.kind {
+                KindWire::Command(cmd) => {
+                    let format = cmd.format.unwrap_or(TableFormat::Parquet);
+                    let serve = cmd.serve.as_ref().map(|sv| {
+                        let startup = sv.startup_timeout.as_deref().unwrap_or("20m");
+                        let startup_timeout_s = match humantime::parse_duration(startup) {
+                            Ok(d) => d.as_secs().max(1),
+                            Err(_) => {
+                                err(
+                                    p(&["stages", &name, "serve", "startup_timeout"]),
+                                    format!("`{startup}` is not a duration"),
+                                    None,
+                                );
+                                0
+                            }
+                        };
+                        // A model given as a path next to the workflow is handed over absolute.
+                        let local = self.dir.join(&sv.model);
+                        let model_path = if !Path::new(&sv.model).is_absolute() && local.exists() {
+                            local.to_string_lossy().into_owned()
+                        } else {
+                            sv.model.clone()
+                        };
+                        crate::stages::command::Serve {
+                            engine: sv.engine,
+                            model: sv.model.clone(),
+                            model_path,
+                            args: sv.args.clone(),
+                            port: sv.port,
+                            startup_timeout_s,
+                            python: sv.python.clone().unwrap_or_else(|| "python3".into()),
+                        }
+                    });
+                    if let Err(m) =
+                        crate::stages::command::check_template(&cmd.run, &c.inputs, &c.params, cmd.serve.is_some())
+                    {
+                        err(p(&["stages", &name, "run"]), m, None);
                     }
-                };
-                // A model given as a path next to the workflow is handed over absolute.
-                let local = self.dir.join(&sv.model);
-                let model_path = if !Path::new(&sv.model).is_absolute() && local.exists() {
-                    local.to_string_lossy().into_owned()
-                } else {
-                    sv.model.clone()
-                };
-                crate::stages::command::Serve {
-                    engine: sv.engine,
-                    model: sv.model.clone(),
-                    model_path,
-                    args: sv.args.clone(),
-                    port: sv.port,
-                    startup_timeout_s,
-                    python: sv.python.clone().unwrap_or_else(|| "python3".into()),
+                    StageKind::Command(CommandSpec { run: cmd.run.clone(), format, serve })
                 }
-            });
-            if let Err(m) = crate::stages::command::check_template(&c.run, &c.inputs, &c.params, c.serve.is_some()) {
-                err(p(&["stages", &name, "run"]), m, None);
-            }
+                KindWire::Rollout(r) => {
+                    let at = |parts: &[&str]| {
+                        let mut v = p(&["stages", &name]);
+                        v.extend(parts.iter().map(|s| s.to_string()));
+                        v
+                    };
+                    let rollout = self.rollout(r, c, &models, &file.models, &mut deps, &at, &err);
+                    StageKind::Rollout(Box::new(rollout))
+                }
+            };
             out.insert(
                 name.clone(),
                 Stage {
                     name: name.clone(),
-                    kind: StageKind::Command(CommandSpec { run: c.run.clone(), format, serve }),
+                    kind,
                     inputs,
                     needs,
                     deps,
@@ -545,65 +851,6 @@ impl Cx<'_> {
                 }
             }
         }
-        let mut models = IndexMap::new();
-        for (name, m) in &file.models {
-            let at = |field: &str| p(&["models", name, field]);
-            if !valid_name(name, false) {
-                err(p(&["models", name]), format!("`{name}` is not a valid model name"), None);
-            }
-            let mut config = crate::agent::llm::ModelConfig::new(m.base_url.clone(), m.model.clone());
-            if !(m.base_url.starts_with("http://") || m.base_url.starts_with("https://")) {
-                err(at("base_url"), format!("`{}` is not an http(s) URL", m.base_url), None);
-            }
-            config.temperature = m.temperature;
-            config.top_p = m.top_p;
-            config.max_tokens = m.max_tokens;
-            config.seed = m.seed;
-            config.stop = m.stop.clone();
-            if let Some(n) = m.max_retries {
-                config.max_retries = n;
-            }
-            if let Some(t) = &m.request_timeout {
-                match humantime::parse_duration(t) {
-                    Ok(d) => config.timeout = d,
-                    Err(_) => err(at("request_timeout"), format!("`{t}` is not a duration"), None),
-                }
-            }
-            let tokenizer = m.tokenizer.as_ref().map(|t| self.dir.join(t));
-            if let Some(t) = &tokenizer {
-                if !t.is_file() {
-                    err(at("tokenizer"), format!("tokenizer file `{}` does not exist", t.display()), None);
-                }
-            }
-            let window = m.context_window.unwrap_or(32768);
-            let reserve = m.reply_reserve.unwrap_or(2048);
-            if reserve >= window {
-                err(
-                    at("reply_reserve"),
-                    format!("the reply reserve ({reserve}) must be smaller than the window ({window})"),
-                    None,
-                );
-            }
-            let low_water = m.low_water.unwrap_or(0.7);
-            if !(0.0..1.0).contains(&low_water) || low_water == 0.0 {
-                err(at("low_water"), format!("{low_water} must be between 0 and 1"), None);
-            }
-            let policy = match m.masking {
-                Some(wire::MaskingPolicy::Fit) => crate::agent::condense::Policy::Fit,
-                _ => crate::agent::condense::Policy::Block { low_water },
-            };
-            models.insert(
-                name.clone(),
-                Model {
-                    name: name.clone(),
-                    config,
-                    api_key_env: m.api_key_env.clone(),
-                    tokenizer,
-                    budget: crate::agent::condense::Budget { window, reserve },
-                    policy,
-                },
-            );
-        }
         let diags = diags.into_inner();
         if !diags.is_empty() {
             return Err(WorkflowError::Invalid(diags));
@@ -625,7 +872,11 @@ impl Cx<'_> {
     }
 }
 
-const KINDS: &[&str] = &["command"];
+fn isolation_name(i: crate::agent::sandbox::Isolation) -> String {
+    serde_json::to_value(i).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+const KINDS: &[&str] = &["command", "rollout"];
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
     let mut chars = s.chars();

@@ -128,6 +128,7 @@ impl Stage {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StageKind {
     Command(CommandSpec),
+    Rollout(Box<crate::stages::rollout::RolloutSpec>),
 }
 
 pub use crate::stages::command::CommandSpec;
@@ -136,6 +137,7 @@ impl StageKind {
     pub fn name(&self) -> &'static str {
         match self {
             StageKind::Command(_) => "command",
+            StageKind::Rollout(_) => "rollout",
         }
     }
 }

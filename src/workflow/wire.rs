@@ -1,8 +1,10 @@
 //! Wire types: the TOML as written, field for field. Every struct denies
-//! unknown fields; no `flatten` or `untagged`, which would lose error
-//! locations. Stage tables are kept raw here and deserialized per kind
-//! (the `kind` key picks the struct), so each kind's fields are checked
-//! against that kind alone and errors still point at the offending key.
+//! unknown fields; no `flatten` or `untagged` in what is deserialized,
+//! which would lose error locations. Stage tables are kept raw here and
+//! split: the keys every stage has go to [`StageCommon`], the rest to the
+//! struct of the stage's kind (`kind` picks it), so each kind's fields are
+//! checked against that kind alone and errors still point at the key.
+//! (`flatten` appears only in schema-only types.)
 //! The JSON Schema (`swestar schema`) is generated from these types.
 
 use indexmap::IndexMap;
@@ -234,13 +236,10 @@ pub struct Resources {
     pub setup: Vec<String>,
 }
 
-/// A `command` stage: a shell command rendered with minijinja.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+/// What every stage has, whatever its kind.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CommandStage {
-    /// The command, run by bash in the workflow's directory. Sees
-    /// `{{ inputs.NAME }}`, `{{ params.NAME }}` and `{{ output }}`.
-    pub run: String,
+pub struct StageCommon {
     #[serde(default)]
     pub description: Option<String>,
     /// Input name → `data.NAME` or `stages.NAME`.
@@ -249,23 +248,17 @@ pub struct CommandStage {
     /// Stages that must finish first although no input names them.
     #[serde(default)]
     pub needs: Vec<String>,
-    /// Files the command reads (scripts, configs): their content enters
+    /// Files the stage reads (scripts, configs): their content enters
     /// the cache key.
     #[serde(default)]
     pub deps: Vec<String>,
     #[serde(default)]
     #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub params: toml::Table,
-    /// Environment variables passed to the command; their values enter the
+    /// Environment variables passed to the stage; their values enter the
     /// cache key (hashed). Undeclared variables do not reach it.
     #[serde(default)]
     pub env: Vec<String>,
-    /// `parquet` (default): inputs are Parquet files and the command writes
-    /// Parquet to `{{ output }}`. `jsonl`: inputs are handed over as JSON
-    /// Lines and the command writes JSON Lines, which swestar stores as
-    /// Parquet.
-    #[serde(default)]
-    pub format: Option<TableFormat>,
     #[serde(default)]
     pub resources: Resources,
     /// A minijinja template for the SLURM job script, instead of the
@@ -273,10 +266,115 @@ pub struct CommandStage {
     /// cache key).
     #[serde(default)]
     pub template: Option<String>,
+}
+
+/// The keys of [`StageCommon`]: a stage table is split on them.
+pub const COMMON_KEYS: &[&str] = &["description", "inputs", "needs", "deps", "params", "env", "resources", "template"];
+
+/// A `command` stage: a shell command rendered with minijinja.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandStage {
+    /// The command, run by bash in the workflow's directory. Sees
+    /// `{{ inputs.NAME }}`, `{{ params.NAME }}` and `{{ output }}`.
+    pub run: String,
+    /// `parquet` (default): inputs are Parquet files and the command writes
+    /// Parquet to `{{ output }}`. `jsonl`: inputs are handed over as JSON
+    /// Lines and the command writes JSON Lines, which swestar stores as
+    /// Parquet.
+    #[serde(default)]
+    pub format: Option<TableFormat>,
     /// An inference server the job starts on its node before the command
     /// runs (and stops after); the command finds it at `{{ serve.base_url }}`.
     #[serde(default)]
     pub serve: Option<ServeSection>,
+}
+
+/// A `rollout` stage: the agent on every instance of its `instances` input,
+/// `attempts` times each; one trajectory row per attempt.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutStage {
+    /// The `[models.NAME]` endpoint that drives the agent.
+    pub model: String,
+    /// Attempts per instance (default 1).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Episodes at once in each shard's process (default 8).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+    /// `local` (default; not isolated), `bubblewrap`, `podman` or `apptainer`.
+    #[serde(default)]
+    pub sandbox: Option<crate::agent::sandbox::Isolation>,
+    /// The repository on this machine: a git repository holding the
+    /// instances' base commits, or a plain source tree (committed the way
+    /// examples/tasks does). May use instance fields, e.g.
+    /// "/mirrors/{{ repo }}". Optional with a container whose image holds
+    /// the repository. Not part of the cache key: the base commit pins it.
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// Container settings (podman, apptainer).
+    #[serde(default)]
+    pub container: Option<ContainerSection>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Prompt templates (minijinja) instead of the built-in ones.
+    #[serde(default)]
+    pub prompts: PromptsSection,
+    /// Pathspecs left out of every patch (test files the task forbids).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSection {
+    /// The image, a template over instance fields (default "{{ image_name }}").
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The repository's directory in the container (default "/testbed").
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Give the container network access (default false).
+    #[serde(default)]
+    pub network: Option<bool>,
+    /// Extra `podman run` / `apptainer instance start` arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The podman or apptainer executable (default: by sandbox name).
+    #[serde(default)]
+    pub program: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Model calls per episode (default 100).
+    #[serde(default)]
+    pub max_steps: Option<u32>,
+    /// Wall time per episode (default "1h").
+    #[serde(default)]
+    pub wall: Option<String>,
+    /// Prompt plus completion tokens per episode (default 5000000).
+    #[serde(default)]
+    pub max_total_tokens: Option<u64>,
+    /// Consecutive malformed replies that end an episode (default 3).
+    #[serde(default)]
+    pub max_format_errors: Option<u32>,
+    /// Default timeout of one bash command (default "2m").
+    #[serde(default)]
+    pub command_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptsSection {
+    /// The system prompt template (relative to the workflow file).
+    #[serde(default)]
+    pub system: Option<String>,
+    /// The instance prompt template.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// An OpenAI-compatible inference server started for a stage.
@@ -316,5 +414,26 @@ pub enum Engine {
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[allow(dead_code)]
 enum StageSchema {
-    Command(CommandStage),
+    Command(CommandSchema),
+    Rollout(RolloutSchema),
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct CommandSchema {
+    #[serde(flatten)]
+    common: StageCommon,
+    #[serde(flatten)]
+    fields: CommandStage,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct RolloutSchema {
+    #[serde(flatten)]
+    common: StageCommon,
+    #[serde(flatten)]
+    fields: RolloutStage,
 }

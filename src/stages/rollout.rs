@@ -1,0 +1,613 @@
+//! The `rollout` kind: the agent on every instance of the `instances` input,
+//! `attempts` times each, `parallel` episodes at once in one process; one
+//! trajectory row per attempt.
+//!
+//! A shard takes a contiguous range of instance rows. Each finished
+//! episode is appended at once to the shard's progress log in the staging
+//! directory (`rollout-00007.jsonl`, one JSON row per line, flushed and
+//! synced), so a crash or a kill loses only the episodes still running; a
+//! rerun of the shard skips what the log holds. When every episode of the
+//! shard is done, the log is written as the shard's Parquet file in
+//! instance order.
+//!
+//! Episodes that lost the model (the endpoint failed after its retries) or
+//! whose sandbox could not be made are infrastructure failures,
+//! not data: they are not logged, and the shard fails after the others
+//! finished, naming them, so that a rerun retries just those.
+//!
+//! The cache key holds what shapes trajectories: the served model name and
+//! sampling, the context budget and masking policy, the tokenizer and
+//! prompt templates (by content), limits, sandbox and image. Not the
+//! endpoint's URL, key or timeouts, and not `parallel`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Fields, Schema};
+use parquet::arrow::ArrowWriter;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{Job, ShardRun, StageError, StageImpl};
+use crate::agent::condense::{Budget, Policy};
+use crate::agent::episode::{self, EpisodeSpec, ExitReason, Limits, Trajectory};
+use crate::agent::llm::{LlmClient, ModelConfig};
+use crate::agent::prompts::{self, PromptContext};
+use crate::agent::sandbox::{repo_from_tree, Sandbox, SandboxSpec, TaskState};
+use crate::agent::tokens::TokenCounter;
+use crate::exec::job;
+use crate::store::table;
+
+/// Names the scaffold in every trajectory row; bumped with `VERSION`.
+pub const SCAFFOLD: &str = concat!("swestar-agent/", env!("CARGO_PKG_VERSION"), "+r1");
+
+/// A model endpoint as a rollout uses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutModel {
+    /// The `[models.NAME]` it comes from (for messages only).
+    pub name: String,
+    pub config: ModelConfig,
+    pub api_key_env: Option<String>,
+    pub tokenizer: Option<PathBuf>,
+    /// Content hash of a tokenizer outside the workflow's directory (one
+    /// inside it is a dependency of the stage instead).
+    pub tokenizer_hash: Option<String>,
+    pub budget: Budget,
+    pub policy: Policy,
+}
+
+/// A prompt template: the built-in one, or a file next to the workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptSource {
+    /// As the workflow names it, or the built-in template's name.
+    pub name: String,
+    /// `None`: built in.
+    pub path: Option<PathBuf>,
+}
+
+impl PromptSource {
+    fn load(&self, builtin: (&'static str, &'static str)) -> Result<String, StageError> {
+        match &self.path {
+            None => Ok(builtin.1.to_string()),
+            Some(p) => std::fs::read_to_string(p).map_err(|source| StageError::Io { path: p.clone(), source }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutLimits {
+    pub max_steps: u32,
+    pub wall_s: u64,
+    pub max_total_tokens: u64,
+    pub max_format_errors: u32,
+    pub command_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutSpec {
+    pub model: RolloutModel,
+    pub attempts: u32,
+    pub parallel: u32,
+    pub sandbox: SandboxSpec,
+    /// The container image, a template over instance fields.
+    pub image: String,
+    /// The host repository, a template over instance fields; relative
+    /// paths resolve against the workflow's directory.
+    pub repo: Option<String>,
+    pub limits: RolloutLimits,
+    pub system_prompt: PromptSource,
+    pub instance_prompt: PromptSource,
+    pub exclude: Vec<String>,
+}
+
+impl StageImpl for RolloutSpec {
+    const VERSION: u32 = 1;
+
+    fn definition(&self) -> BTreeMap<String, Value> {
+        let m = &self.model;
+        let prompt = |p: &PromptSource, builtin: (&str, &str)| match &p.path {
+            // A file's content enters the key as a dependency.
+            Some(_) => json!({"file": p.name}),
+            None => json!({"builtin": blake3::hash(builtin.1.as_bytes()).to_hex().to_string()}),
+        };
+        let container = self
+            .sandbox
+            .container
+            .as_ref()
+            .map(|c| json!({"image": self.image, "workdir": c.workdir, "network": c.network, "args": c.args}));
+        BTreeMap::from([
+            (
+                "model".into(),
+                json!({
+                    "model": m.config.model,
+                    "temperature": m.config.temperature,
+                    "top_p": m.config.top_p,
+                    "max_tokens": m.config.max_tokens,
+                    "seed": m.config.seed,
+                    "stop": m.config.stop,
+                    "context_window": m.budget.window,
+                    "reply_reserve": m.budget.reserve,
+                    "masking": m.policy,
+                    "tokenizer": m.tokenizer_hash,
+                }),
+            ),
+            ("attempts".into(), json!(self.attempts)),
+            ("sandbox".into(), json!({"isolation": self.sandbox.isolation, "container": container})),
+            ("limits".into(), serde_json::to_value(&self.limits).expect("plain data")),
+            ("system_prompt".into(), prompt(&self.system_prompt, prompts::SYSTEM)),
+            ("instance_prompt".into(), prompt(&self.instance_prompt, prompts::INSTANCE)),
+            ("exclude".into(), json!(self.exclude)),
+            ("scaffold".into(), json!(SCAFFOLD)),
+        ])
+    }
+
+    fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
+        let rows = read_instances(job)?;
+        let (lo, hi) = shard_range(rows.len(), shard.index, shard.count);
+        let log_path = job.stage_dir.join(format!("rollout-{:05}.jsonl", shard.index));
+        let done = read_log(&log_path)?;
+        let mut todo = Vec::new();
+        for (i, row) in rows.iter().enumerate().take(hi).skip(lo) {
+            let id = instance_id(row, i)?;
+            for attempt in 0..self.attempts {
+                if !done.contains(&(id.clone(), attempt)) {
+                    todo.push((i, attempt));
+                }
+            }
+        }
+        let total = (hi - lo) * self.attempts as usize;
+        eprintln!(
+            "rollout: shard {}/{}: instances {lo}..{hi}, {} episodes, {} already done, {} at once",
+            shard.index,
+            shard.count,
+            total,
+            total - todo.len(),
+            self.parallel
+        );
+        if !todo.is_empty() {
+            job::stop_in_process();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
+                .enable_all()
+                .build()
+                .map_err(|e| StageError::Io { path: shard.tmp.clone(), source: e })?;
+            let failures = runtime.block_on(self.run_episodes(job, shard, &rows, todo, &log_path))?;
+            if !failures.is_empty() {
+                let first = &failures[0];
+                return Err(StageError::Failed(format!(
+                    "{} episode(s) could not run and were not recorded (a rerun retries them); first: {} attempt {}: {}",
+                    failures.len(),
+                    first.0,
+                    first.1,
+                    first.2
+                )));
+            }
+        }
+        write_output(&log_path, &rows[lo..hi], &shard.output)
+    }
+}
+
+/// One infrastructure failure: instance, attempt, what happened.
+type Failure = (String, u32, String);
+
+impl RolloutSpec {
+    async fn run_episodes(
+        &self,
+        job: &Job,
+        shard: &ShardRun,
+        rows: &[Value],
+        todo: Vec<(usize, u32)>,
+        log_path: &Path,
+    ) -> Result<Vec<Failure>, StageError> {
+        let mut config = self.model.config.clone();
+        if let Some(var) = &self.model.api_key_env {
+            config.api_key = Some(std::env::var(var).map_err(|_| {
+                StageError::Failed(format!("model `{}`: the API key variable {var} is not set", self.model.name))
+            })?);
+        }
+        let client = Arc::new(LlmClient::new(config).map_err(|e| StageError::Failed(e.to_string()))?);
+        let counter = Arc::new(match &self.model.tokenizer {
+            Some(p) => TokenCounter::from_file(p).map_err(StageError::Failed)?,
+            None => TokenCounter::Estimate,
+        });
+        let system_t = Arc::new(self.system_prompt.load(prompts::SYSTEM)?);
+        let instance_t = Arc::new(self.instance_prompt.load(prompts::INSTANCE)?);
+        let params = Arc::new(serde_json::to_value(&job.params).expect("plain data"));
+        let env = Arc::new(shell_env(job));
+        let sources = Arc::new(Sources { dir: shard.tmp.join("sources"), made: Mutex::new(HashMap::new()) });
+        let log = Arc::new(tokio::sync::Mutex::new(Log::open(log_path)?));
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.parallel.max(1) as usize));
+        let spec = Arc::new(self.clone());
+        let workdir = Arc::new(job.workdir.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, attempt) in todo {
+            let row = rows[i].clone();
+            let (client, counter, permits, spec, log) =
+                (client.clone(), counter.clone(), permits.clone(), spec.clone(), log.clone());
+            let (system_t, instance_t, params, env, sources, workdir) =
+                (system_t.clone(), instance_t.clone(), params.clone(), env.clone(), sources.clone(), workdir.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
+                let id = row["instance_id"].as_str().unwrap_or_default().to_string();
+                let prepared = spec.prepare(&row, &workdir, &sources, &system_t, &instance_t, &params);
+                let (task, system, task_prompt) = match prepared {
+                    Ok(p) => p,
+                    Err(e) => return Err((id, attempt, e)),
+                };
+                let sandbox_spec = spec.sandbox.clone();
+                let source = task.source.clone();
+                let state = task.state.clone();
+                let made =
+                    tokio::task::spawn_blocking(move || Sandbox::prepare(&sandbox_spec, source.as_deref(), &state))
+                        .await
+                        .expect("sandbox setup does not panic");
+                let sandbox = match made {
+                    Ok(s) => s,
+                    Err(e) => return Err((id, attempt, format!("sandbox: {e}"))),
+                };
+                let ep = EpisodeSpec {
+                    instance_id: &id,
+                    system: render_with_repo(&system, &sandbox),
+                    task: render_with_repo(&task_prompt, &sandbox),
+                    limits: spec.episode_limits(),
+                    budget: spec.model.budget,
+                    policy: spec.model.policy,
+                    env: env.to_vec(),
+                    exclude: spec.exclude.clone(),
+                    counter,
+                };
+                let t = episode::run(&client, &sandbox, ep).await;
+                // Removing a container takes a moment; not on the event loop.
+                let _ = tokio::task::spawn_blocking(move || drop(sandbox)).await;
+                if t.exit_reason == ExitReason::LlmError {
+                    return Err((id, attempt, t.error.unwrap_or_default()));
+                }
+                let line = row_json(&t, attempt, &spec.model.config.model);
+                log.lock().await.append(&line).map_err(|e| (id.clone(), attempt, format!("progress log: {e}")))?;
+                Ok(())
+            });
+        }
+        let mut failures = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await;
+            match next {
+                Ok(None) => break,
+                Ok(Some(Ok(Ok(())))) => {}
+                Ok(Some(Ok(Err(f)))) => {
+                    eprintln!("rollout: {} attempt {}: {}", f.0, f.1, f.2);
+                    failures.push(f);
+                }
+                Ok(Some(Err(e))) => failures.push(("?".into(), 0, format!("episode task: {e}"))),
+                Err(_) => {}
+            }
+            if job::terminating() {
+                // Dropping the episodes closes their shells and removes
+                // their containers; what finished is in the log.
+                tasks.shutdown().await;
+                return Err(StageError::Terminated);
+            }
+        }
+        failures.sort();
+        Ok(failures)
+    }
+
+    fn episode_limits(&self) -> Limits {
+        let l = &self.limits;
+        Limits {
+            max_steps: l.max_steps,
+            wall: Duration::from_secs(l.wall_s),
+            max_total_tokens: l.max_total_tokens,
+            max_format_errors: l.max_format_errors,
+            command_timeout: Duration::from_secs(l.command_timeout_s),
+        }
+    }
+
+    /// The task state, source repository and rendered prompts of one row.
+    /// The prompts are rendered with the repository's path as a marker,
+    /// filled in once the sandbox exists.
+    fn prepare(
+        &self,
+        row: &Value,
+        workdir: &Path,
+        sources: &Sources,
+        system_t: &str,
+        instance_t: &str,
+        params: &Value,
+    ) -> Result<(Prepared, String, String), String> {
+        let field = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let id = field("instance_id");
+        let image =
+            if self.sandbox.container.is_some() { render_field("image", &self.image, row)? } else { String::new() };
+        let source = match &self.repo {
+            Some(t) => {
+                let rendered = render_field("repo", t, row)?;
+                Some(sources.get(&workdir.join(rendered), &field("base_commit"))?)
+            }
+            None => None,
+        };
+        let ctx = PromptContext {
+            repo: REPO_MARK,
+            repo_name: row.get("repo").and_then(Value::as_str).unwrap_or(""),
+            instance_id: &id,
+            problem_statement: row.get("problem_statement").and_then(Value::as_str).unwrap_or(""),
+            instance: row,
+            params,
+        };
+        let system_name = self.system_prompt.name.as_str();
+        let instance_name = self.instance_prompt.name.as_str();
+        let system = prompts::render((system_name, system_t), &ctx)?;
+        let task = prompts::render((instance_name, instance_t), &ctx)?;
+        let state = TaskState { instance_id: id, base_commit: field("base_commit"), bug_patch: field("patch"), image };
+        Ok((Prepared { state, source }, system, task))
+    }
+}
+
+/// Stands for the repository's path while prompts are rendered.
+const REPO_MARK: &str = "\u{0}SWESTAR_REPO\u{0}";
+
+fn render_with_repo(text: &str, sandbox: &Sandbox) -> String {
+    text.replace(REPO_MARK, &sandbox.repo.to_string_lossy())
+}
+
+struct Prepared {
+    state: TaskState,
+    source: Option<PathBuf>,
+}
+
+/// Host repositories, each made once per process: a git repository is used
+/// as it is; a plain source tree is committed into scratch space (and must
+/// then commit as the instance's base commit).
+struct Sources {
+    dir: PathBuf,
+    made: Mutex<HashMap<PathBuf, Result<PathBuf, String>>>,
+}
+
+impl Sources {
+    fn get(&self, path: &Path, base_commit: &str) -> Result<PathBuf, String> {
+        let mut made = self.made.lock().expect("not poisoned");
+        let entry = made.entry(path.to_path_buf()).or_insert_with(|| {
+            if !path.exists() {
+                return Err(format!("repository {} does not exist", path.display()));
+            }
+            if path.join(".git").exists() {
+                return Ok(path.to_path_buf());
+            }
+            let dest = self.dir.join(&blake3::hash(path.to_string_lossy().as_bytes()).to_hex()[..16]);
+            let head = repo_from_tree(path, &dest).map_err(|e| format!("{}: {e}", path.display()))?;
+            if !base_commit.is_empty() && head != base_commit {
+                return Err(format!(
+                    "{} commits as {head}, but the instance's base commit is {base_commit}",
+                    path.display()
+                ));
+            }
+            Ok(dest)
+        });
+        entry.clone()
+    }
+}
+
+fn render_field(what: &str, template: &str, row: &Value) -> Result<String, String> {
+    let env = minijinja::Environment::new();
+    env.render_str(template, minijinja::Value::from(minijinja::value::Serde(row)))
+        .map_err(|e| format!("`{what}` template `{template}`: {e}"))
+}
+
+/// The shells' environment: what a shell needs to find programs, plus the
+/// stage's declared variables.
+fn shell_env(job: &Job) -> Vec<(String, String)> {
+    let base = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
+    base.iter()
+        .map(|k| k.to_string())
+        .chain(job.env.iter().cloned())
+        .filter_map(|k| std::env::var(&k).ok().map(|v| (k, v)))
+        .collect()
+}
+
+/// The rows of the `instances` input, as JSON objects.
+fn read_instances(job: &Job) -> Result<Vec<Value>, StageError> {
+    let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
+    let mut rows = Vec::new();
+    for path in &input.paths {
+        match input.format {
+            crate::workflow::TableFormat::Parquet => {
+                let (_, batches) = table::read_parquet(&[path.as_path()], None)?;
+                rows.extend(
+                    table::batches_to_json_rows(&batches)
+                        .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?,
+                );
+            }
+            crate::workflow::TableFormat::Jsonl => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| StageError::Io { path: path.clone(), source })?;
+                for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    rows.push(serde_json::from_str(line).map_err(|e| {
+                        StageError::Failed(format!("{}:{}: not a JSON object: {e}", path.display(), n + 1))
+                    })?);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn instance_id(row: &Value, i: usize) -> Result<String, StageError> {
+    row.get("instance_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| StageError::Failed(format!("instances row {i} has no `instance_id` string")))
+}
+
+/// Rows `lo..hi` of shard `index` of `count`: contiguous, sizes differing by
+/// at most one.
+pub fn shard_range(rows: usize, index: u32, count: u32) -> (usize, usize) {
+    let (i, n) = (index as usize, count.max(1) as usize);
+    (rows * i / n, rows * (i + 1) / n)
+}
+
+/// The shard's progress log, opened for appending.
+struct Log {
+    file: std::fs::File,
+}
+
+impl Log {
+    fn open(path: &Path) -> Result<Log, StageError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| StageError::Io { path: path.to_path_buf(), source })?;
+        Ok(Log { file })
+    }
+
+    /// One row, on disk before this returns.
+    fn append(&mut self, row: &str) -> std::io::Result<()> {
+        let mut line = row.to_string();
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()
+    }
+}
+
+/// The (instance, attempt) pairs a progress log holds. A torn last line
+/// (the process died while writing it) is cut off, so appends continue
+/// after the last whole row.
+fn read_log(path: &Path) -> Result<HashSet<(String, u32)>, StageError> {
+    let io = |source| StageError::Io { path: path.to_path_buf(), source };
+    let mut done = HashSet::new();
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(io(e)),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut good = 0u64;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(io)?;
+        if n == 0 || !line.ends_with('\n') {
+            break;
+        }
+        let Ok(row) = serde_json::from_str::<Value>(&line) else { break };
+        let (Some(id), Some(attempt)) = (row["instance_id"].as_str(), row["attempt"].as_u64()) else { break };
+        done.insert((id.to_string(), attempt as u32));
+        good += n as u64;
+    }
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if good < len {
+        eprintln!("rollout: {}: dropping {} bytes of a torn last row", path.display(), len - good);
+        std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(good)).map_err(io)?;
+    }
+    Ok(done)
+}
+
+/// A trajectory as a row of the output table.
+fn row_json(t: &Trajectory, attempt: u32, model: &str) -> String {
+    let mut v = serde_json::to_value(t).expect("plain data");
+    let o = v.as_object_mut().expect("a struct");
+    o.insert("attempt".into(), json!(attempt));
+    o.insert("model".into(), json!(model));
+    o.insert("scaffold".into(), json!(SCAFFOLD));
+    serde_json::to_string(&v).expect("plain data")
+}
+
+/// The trajectories table's schema.
+pub fn schema() -> Schema {
+    let message = Fields::from(vec![
+        Field::new("role", DataType::Utf8, false),
+        Field::new("content", DataType::Utf8, false),
+        Field::new("tokens", DataType::UInt64, false),
+        Field::new("masked", DataType::Boolean, false),
+    ]);
+    Schema::new(vec![
+        Field::new("instance_id", DataType::Utf8, false),
+        Field::new("attempt", DataType::UInt32, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("scaffold", DataType::Utf8, false),
+        Field::new("messages", DataType::List(Arc::new(Field::new("item", DataType::Struct(message), false))), false),
+        Field::new("patch", DataType::Utf8, false),
+        Field::new("exit_reason", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("steps", DataType::UInt32, false),
+        Field::new("format_errors", DataType::UInt32, false),
+        Field::new("prompt_tokens", DataType::UInt64, false),
+        Field::new("completion_tokens", DataType::UInt64, false),
+        Field::new("wall_s", DataType::Float64, false),
+        Field::new("masked", DataType::UInt32, false),
+        Field::new("recompute_tokens", DataType::UInt64, false),
+    ])
+}
+
+/// The log's rows in instance order (then attempt), as Parquet.
+fn write_output(log_path: &Path, rows: &[Value], output: &Path) -> Result<(), StageError> {
+    fn io(p: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
+        move |source| StageError::Io { path: p.to_path_buf(), source }
+    }
+    let order: HashMap<&str, usize> =
+        rows.iter().enumerate().filter_map(|(i, r)| Some((r.get("instance_id")?.as_str()?, i))).collect();
+    let text = match std::fs::read_to_string(log_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(log_path)(e)),
+    };
+    let mut lines: Vec<((usize, u64), &str)> = Vec::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| StageError::Failed(format!("{}: damaged row: {e}", log_path.display())))?;
+        let pos = v["instance_id"].as_str().and_then(|id| order.get(id)).copied().unwrap_or(usize::MAX);
+        lines.push(((pos, v["attempt"].as_u64().unwrap_or(0)), line));
+    }
+    lines.sort_by_key(|(k, _)| *k);
+    lines.dedup_by_key(|(k, _)| *k);
+    let schema = Arc::new(schema());
+    let file = std::fs::File::create(output).map_err(io(output))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(table::writer_properties()))
+        .map_err(|e| StageError::Failed(format!("{}: {e}", output.display())))?;
+    for chunk in lines.chunks(256) {
+        let mut buf = Vec::new();
+        for (_, l) in chunk {
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+        }
+        let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+            .build_decoder()
+            .map_err(|e| StageError::Failed(e.to_string()))?;
+        decoder.decode(&buf).map_err(|e| StageError::Failed(format!("{}: {e}", log_path.display())))?;
+        if let Some(batch) = decoder.flush().map_err(|e| StageError::Failed(e.to_string()))? {
+            writer.write(&batch).map_err(|e| StageError::Failed(format!("{}: {e}", output.display())))?;
+        }
+    }
+    writer.close().map_err(|e| StageError::Failed(format!("{}: {e}", output.display())))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_rows_into_contiguous_ranges() {
+        let ranges: Vec<_> = (0..3).map(|i| shard_range(10, i, 3)).collect();
+        assert_eq!(ranges, [(0, 3), (3, 6), (6, 10)]);
+        assert_eq!(shard_range(2, 2, 4), (1, 1));
+        assert_eq!(shard_range(7, 0, 1), (0, 7));
+    }
+
+    #[test]
+    fn a_torn_last_row_is_cut_and_whole_rows_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("rollout-00000.jsonl");
+        std::fs::write(&log, "{\"instance_id\":\"a\",\"attempt\":0}\n{\"instance_id\":\"a\",\"attempt\":1}\n{\"instance_id\":\"b\",\"att").unwrap();
+        let done = read_log(&log).unwrap();
+        assert_eq!(done, HashSet::from([("a".to_string(), 0), ("a".to_string(), 1)]));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.ends_with("\"attempt\":1}\n"), "{text}");
+        let mut l = Log::open(&log).unwrap();
+        l.append("{\"instance_id\":\"b\",\"attempt\":0}").unwrap();
+        assert_eq!(read_log(&log).unwrap().len(), 3);
+    }
+}
