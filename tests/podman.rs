@@ -187,3 +187,31 @@ fn a_missing_image_is_a_clear_sandbox_error_and_leaves_nothing_behind() {
     let out = Command::new("podman").args(["ps", "-a", "--format", "{{.Names}}"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("currency_code_case"), "no container left over");
 }
+
+#[test]
+fn containers_left_by_a_killed_process_are_swept() {
+    if !podman_ready() {
+        return;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    // A PID that is not running: a child that has exited and been reaped.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let name = format!("swestar-sweep-test-{dead}");
+    let label = format!("swestar.owner={host}:{dead}");
+    let live_name = format!("swestar-sweep-live-{}", std::process::id());
+    let live_label = format!("swestar.owner={host}:{}", std::process::id());
+    for (n, l) in [(&name, &label), (&live_name, &live_label)] {
+        let ok = Command::new("podman")
+            .args(["run", "-d", "--name", n, "--label", l, "--network", "none", IMAGE, "sleep", "infinity"])
+            .output()
+            .unwrap();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    }
+    let removed = swestar::agent::sandbox::sweep_stale("podman");
+    assert!(removed.contains(&name), "{removed:?}");
+    assert!(!removed.contains(&live_name), "a running owner keeps its container");
+    assert!(!container_exists(&name) && container_exists(&live_name));
+    Command::new("podman").args(["rm", "-f", "-t", "0", &live_name]).output().unwrap();
+}

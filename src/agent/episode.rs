@@ -97,6 +97,120 @@ pub struct EpisodeSpec<'a> {
     pub counter: std::sync::Arc<TokenCounter>,
 }
 
+/// The prompt of each model call: masking before the call (a masked
+/// observation stays masked) and the prefix-cache accounting against the
+/// previous call's prompt.
+pub struct Window {
+    budget: Budget,
+    policy: Policy,
+    counter: std::sync::Arc<TokenCounter>,
+    placeholder_tokens: usize,
+    masks: Vec<Msg>,
+    previous: Vec<u32>,
+}
+
+impl Window {
+    pub fn new(budget: Budget, policy: Policy, counter: std::sync::Arc<TokenCounter>) -> Window {
+        let placeholder_tokens = counter.message("user", condense::PLACEHOLDER);
+        Window { budget, policy, counter, placeholder_tokens, masks: Vec::new(), previous: Vec::new() }
+    }
+
+    /// Masks `turns` for the next call and returns its prompt, counting
+    /// masked observations and recomputed tokens into `t`; `None` when even
+    /// fully masked the prompt does not fit.
+    pub fn prompt(&mut self, turns: &mut [Turn], t: &mut Trajectory) -> Option<(Vec<Message>, usize)> {
+        self.masks.clear();
+        self.masks.extend(turns.iter().enumerate().map(|(i, m)| Msg {
+            role: match (i, m.role.as_str()) {
+                (0, _) => Role::System,
+                (1, _) => Role::Task,
+                (_, "assistant") => Role::Assistant,
+                _ => Role::Observation,
+            },
+            tokens: m.tokens as usize,
+            masked_tokens: self.placeholder_tokens,
+            masked: m.masked,
+        }));
+        t.masked += condense::mask(&mut self.masks, self.budget, self.policy) as u32;
+        for (turn, m) in turns.iter_mut().zip(&self.masks) {
+            turn.masked = m.masked;
+        }
+        if condense::total(&self.masks) + self.budget.reserve > self.budget.window {
+            return None;
+        }
+        let prompt: Vec<Message> = turns
+            .iter()
+            .map(|m| {
+                Message::new(&m.role, if m.masked { condense::PLACEHOLDER.to_string() } else { m.content.clone() })
+            })
+            .collect();
+        let ids = self.counter.encode(&chatml_prompt(prompt.iter().map(|m| (m.role.as_str(), m.content.as_str()))));
+        t.recompute_tokens += condense::recompute(&self.previous, &ids) as u64;
+        let size = ids.len();
+        self.previous = ids;
+        Some((prompt, size))
+    }
+}
+
+/// What a masking policy costs on a recorded trajectory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Replay {
+    /// Model calls that fit.
+    pub calls: u32,
+    /// Prompt tokens sent over all calls.
+    pub prompt_tokens: u64,
+    /// Of those, the tokens a perfect prefix cache would recompute.
+    pub recompute_tokens: u64,
+    /// Observations masked.
+    pub masked: u32,
+    /// The context ran out before the recorded trajectory ended.
+    pub exhausted: bool,
+}
+
+/// Replays the model calls of a recorded trajectory under a budget and a
+/// policy: before each assistant turn, the prompt is everything before it.
+/// The messages' own token counts are used (recounted with `counter` only
+/// for the prefix comparison), so policies compare on identical inputs.
+pub fn replay(messages: &[Turn], budget: Budget, policy: Policy, counter: std::sync::Arc<TokenCounter>) -> Replay {
+    let mut window = Window::new(budget, policy, counter);
+    let mut turns: Vec<Turn> = Vec::with_capacity(messages.len());
+    let mut t = Trajectory::empty("");
+    let mut out = Replay::default();
+    for m in messages {
+        if m.role == "assistant" {
+            let Some((_, size)) = window.prompt(&mut turns, &mut t) else {
+                out.exhausted = true;
+                break;
+            };
+            out.calls += 1;
+            out.prompt_tokens += size as u64;
+        }
+        turns.push(Turn { masked: false, ..m.clone() });
+    }
+    out.recompute_tokens = t.recompute_tokens;
+    out.masked = t.masked;
+    out
+}
+
+impl Trajectory {
+    fn empty(instance_id: &str) -> Trajectory {
+        Trajectory {
+            instance_id: instance_id.to_string(),
+            messages: Vec::new(),
+            patch: String::new(),
+            exit_reason: ExitReason::StepLimit,
+            error: None,
+            steps: 0,
+            format_errors: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            wall_s: 0.0,
+            masked: 0,
+            recompute_tokens: 0,
+        }
+    }
+}
+
 /// Runs one episode in a sandbox.
 pub async fn run(client: &LlmClient, sandbox: &Sandbox, spec: EpisodeSpec<'_>) -> Trajectory {
     run_observed(client, sandbox, spec, &|_| {}).await
@@ -119,23 +233,9 @@ pub async fn run_observed(
         content,
         masked: false,
     };
-    let placeholder_tokens = counter.message("user", condense::PLACEHOLDER);
     let mut turns = vec![turn("system", system), turn("user", spec.task.clone())];
     turns.iter().for_each(observe);
-    let mut t = Trajectory {
-        instance_id: spec.instance_id.to_string(),
-        messages: Vec::new(),
-        patch: String::new(),
-        exit_reason: ExitReason::StepLimit,
-        error: None,
-        steps: 0,
-        format_errors: 0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        wall_s: 0.0,
-        masked: 0,
-        recompute_tokens: 0,
-    };
+    let mut t = Trajectory::empty(spec.instance_id);
     let shells = async {
         let shell = sandbox.shell(&spec.env).await?;
         let files = sandbox.shell(&spec.env).await?;
@@ -151,8 +251,7 @@ pub async fn run_observed(
         }
     };
     let mut editor = Editor::new(&sandbox.repo);
-    let mut masks: Vec<Msg> = Vec::new();
-    let mut previous: Vec<u32> = Vec::new();
+    let mut window = Window::new(spec.budget, spec.policy, counter.clone());
     let mut consecutive_errors = 0;
 
     let exit = loop {
@@ -165,35 +264,9 @@ pub async fn run_observed(
         if t.prompt_tokens + t.completion_tokens >= spec.limits.max_total_tokens {
             break ExitReason::TokenLimit;
         }
-        // Mask before the call; masking state is kept across turns.
-        masks.truncate(0);
-        masks.extend(turns.iter().enumerate().map(|(i, m)| Msg {
-            role: match (i, m.role.as_str()) {
-                (0, _) => Role::System,
-                (1, _) => Role::Task,
-                (_, "assistant") => Role::Assistant,
-                _ => Role::Observation,
-            },
-            tokens: m.tokens as usize,
-            masked_tokens: placeholder_tokens,
-            masked: m.masked,
-        }));
-        t.masked += condense::mask(&mut masks, spec.budget, spec.policy) as u32;
-        for (turn, m) in turns.iter_mut().zip(&masks) {
-            turn.masked = m.masked;
-        }
-        if condense::total(&masks) + spec.budget.reserve > spec.budget.window {
+        let Some((prompt, _)) = window.prompt(&mut turns, &mut t) else {
             break ExitReason::ContextExhausted;
-        }
-        let prompt: Vec<Message> = turns
-            .iter()
-            .map(|m| {
-                Message::new(&m.role, if m.masked { condense::PLACEHOLDER.to_string() } else { m.content.clone() })
-            })
-            .collect();
-        let ids = counter.encode(&chatml_prompt(prompt.iter().map(|m| (m.role.as_str(), m.content.as_str()))));
-        t.recompute_tokens += condense::recompute(&previous, &ids) as u64;
-        previous = ids;
+        };
 
         let reply = match client.chat(&prompt, STOP_WORDS).await {
             Ok(r) => r,
@@ -246,4 +319,50 @@ pub async fn run_observed(
     t.messages = turns;
     t.wall_s = started.elapsed().as_secs_f64();
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(role: &str, words: usize) -> Turn {
+        let content = (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+        Turn {
+            role: role.into(),
+            tokens: TokenCounter::Estimate.message(role, &content) as u64,
+            content,
+            masked: false,
+        }
+    }
+
+    #[test]
+    fn replay_compares_policies_on_the_same_messages() {
+        let mut msgs = vec![turn("system", 50), turn("user", 50)];
+        for _ in 0..30 {
+            msgs.push(turn("assistant", 20));
+            msgs.push(turn("user", 300));
+        }
+        let counter = std::sync::Arc::new(TokenCounter::Estimate);
+        let budget = Budget { window: 4000, reserve: 200 };
+        let fit = replay(&msgs, budget, Policy::Fit, counter.clone());
+        let block = replay(&msgs, budget, Policy::Block { low_water: 0.6 }, counter.clone());
+        assert_eq!((fit.calls, block.calls), (30, 30));
+        assert!(!fit.exhausted && !block.exhausted);
+        assert!(fit.masked > 0 && block.masked >= fit.masked);
+        // Fit changes the prompt early on nearly every call once full.
+        assert!(block.recompute_tokens * 2 < fit.recompute_tokens, "{fit:?} {block:?}");
+        // With room for everything, nothing is masked and each call only
+        // adds the new turns: the recomputed tokens are the last prompt.
+        let all = replay(&msgs, Budget { window: 1 << 20, reserve: 0 }, Policy::Fit, counter);
+        assert_eq!(all.masked, 0);
+        assert!(all.recompute_tokens < all.prompt_tokens / 10, "{all:?}");
+        // A window too small for system + task is exhausted at once.
+        let tiny = replay(
+            &msgs,
+            Budget { window: 100, reserve: 10 },
+            Policy::Fit,
+            std::sync::Arc::new(TokenCounter::Estimate),
+        );
+        assert!(tiny.exhausted && tiny.calls == 0);
+    }
 }

@@ -177,6 +177,7 @@ impl Container {
         match self.engine {
             Isolation::Podman => {
                 c.extend(["run", "-d", "--name", &self.name, "-w", &s.workdir].map(String::from));
+                c.extend(["--label".to_string(), format!("{OWNER_LABEL}={}", owner())]);
                 if !s.network {
                     c.extend(["--network", "none"].map(String::from));
                 }
@@ -237,6 +238,40 @@ impl Container {
             _ => vec![p, "instance".into(), "stop".into(), "--force".into(), self.name.clone()],
         }
     }
+}
+
+/// The label naming the process that started a container, `HOST:PID`.
+const OWNER_LABEL: &str = "swestar.owner";
+
+fn owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// Removes podman containers that swestar processes on this host started
+/// and left behind when they were killed (SIGKILL, a node's OOM killer):
+/// their owner process is gone. Returns the names removed.
+pub fn sweep_stale(program: &str) -> Vec<String> {
+    let format = format!("{{{{.Names}}}} {{{{index .Labels \"{OWNER_LABEL}\"}}}}");
+    let filter = format!("label={OWNER_LABEL}");
+    let Ok(out) = Command::new(program).args(["ps", "-a", "--filter", &filter, "--format", &format]).output() else {
+        return Vec::new();
+    };
+    let host = hostname();
+    let mut removed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((name, owner)) = line.split_once(' ') else { continue };
+        let Some((h, pid)) = owner.rsplit_once(':') else { continue };
+        let Ok(pid) = pid.trim().parse::<i32>() else { continue };
+        let alive = unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM };
+        if h == host && !alive {
+            let ok =
+                Command::new(program).args(["rm", "-f", "-t", "0", name]).output().is_ok_and(|o| o.status.success());
+            if ok {
+                removed.push(name.to_string());
+            }
+        }
+    }
+    removed
 }
 
 /// A container name no other episode on any node uses.
@@ -482,14 +517,22 @@ mod tests {
         let c = container(Isolation::Podman, "podman");
         assert_eq!(
             c.start_command("localhost/img:1", None).join(" "),
-            "podman run -d --name swestar-x-1 -w /testbed --network none localhost/img:1 sleep infinity"
+            format!(
+                "podman run -d --name swestar-x-1 -w /testbed --label swestar.owner={} --network none localhost/img:1 \
+                 sleep infinity",
+                owner()
+            )
         );
         let mut net = container(Isolation::Podman, "podman");
         net.spec.network = true;
         net.spec.args = vec!["--memory=4g".into()];
         assert_eq!(
             net.start_command("img", Some(Path::new("/tmp/s/repo"))).join(" "),
-            "podman run -d --name swestar-x-1 -w /testbed -v /tmp/s/repo:/testbed --memory=4g img sleep infinity"
+            format!(
+                "podman run -d --name swestar-x-1 -w /testbed --label swestar.owner={} -v /tmp/s/repo:/testbed \
+                 --memory=4g img sleep infinity",
+                owner()
+            )
         );
         assert_eq!(
             c.exec_prefix(&[("A".into(), "1 2".into())], true),

@@ -36,7 +36,7 @@ use crate::agent::condense::{Budget, Policy};
 use crate::agent::episode::{self, EpisodeSpec, ExitReason, Limits, Trajectory};
 use crate::agent::llm::{LlmClient, ModelConfig};
 use crate::agent::prompts::{self, PromptContext};
-use crate::agent::sandbox::{repo_from_tree, Sandbox, SandboxSpec, TaskState};
+use crate::agent::sandbox::{repo_from_tree, sweep_stale, Isolation, Sandbox, SandboxSpec, TaskState};
 use crate::agent::tokens::TokenCounter;
 use crate::exec::job;
 use crate::store::table;
@@ -168,6 +168,11 @@ impl StageImpl for RolloutSpec {
             self.parallel
         );
         if !todo.is_empty() {
+            if let (Isolation::Podman, Some(c)) = (self.sandbox.isolation, &self.sandbox.container) {
+                for name in sweep_stale(&c.program) {
+                    eprintln!("rollout: removed container {name}, left behind by a killed process");
+                }
+            }
             job::stop_in_process();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
