@@ -398,8 +398,21 @@ impl Sandbox {
                     detail: e.to_string(),
                 }
             })?;
-            self.git(&["-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "-am", "task state"], None)?;
         }
+        // The task state becomes the repository's only history: a commit on
+        // top of the base would show the injected bug to the agent
+        // (`git log -p`). The agent's changes are then `git diff HEAD`.
+        self.git(&["checkout", "-q", "--orphan", "swestar-task"], None)?;
+        self.git(&["add", "-A"], None)?;
+        self.git(
+            &["-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "--allow-empty", "-m", "task state"],
+            None,
+        )?;
+        let refs = self.git(&["for-each-ref", "--format=%(refname)"], None)?;
+        for r in refs.lines().filter(|r| *r != "refs/heads/swestar-task") {
+            self.git(&["update-ref", "-d", r], None)?;
+        }
+        self.git(&["reflog", "expire", "--expire=now", "--all"], None)?;
         Ok(())
     }
 
