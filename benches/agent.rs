@@ -32,13 +32,7 @@ fn cpu_seconds() -> f64 {
     usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
 }
 
-fn call(name: &str, params: &[(&str, &str)]) -> String {
-    let mut s = format!("<function={name}>\n");
-    for (k, v) in params {
-        s.push_str(&format!("<parameter={k}>{v}</parameter>\n"));
-    }
-    s + "</function>"
-}
+use swestar::agent::protocol::format_call as call;
 
 async fn measure(
     episodes: usize,

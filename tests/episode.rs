@@ -61,14 +61,7 @@ fn qwen_tokenizer() -> TokenCounter {
     TokenCounter::from_file(Path::new(&path)).unwrap()
 }
 
-fn call(name: &str, params: &[(&str, &str)]) -> String {
-    let mut s = format!("<function={name}>\n");
-    for (k, v) in params {
-        s.push_str(&format!("<parameter={k}>{v}</parameter>\n"));
-    }
-    s.push_str("</function>");
-    s
-}
+use swestar::agent::protocol::format_call as call;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {

@@ -50,14 +50,7 @@ fn task(name: &str) -> TaskState {
     }
 }
 
-fn call(name: &str, params: &[(&str, &str)]) -> String {
-    let mut s = format!("<function={name}>\n");
-    for (k, v) in params {
-        s.push_str(&format!("<parameter={k}>{v}</parameter>\n"));
-    }
-    s.push_str("</function>");
-    s
-}
+use swestar::agent::protocol::format_call as call;
 
 fn spec(instance_id: &str) -> EpisodeSpec<'_> {
     EpisodeSpec {

@@ -35,14 +35,7 @@ fn instances() -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn call(name: &str, params: &[(&str, &str)]) -> String {
-    let mut s = format!("<function={name}>\n");
-    for (k, v) in params {
-        s.push_str(&format!("<parameter={k}>{v}</parameter>\n"));
-    }
-    s.push_str("</function>");
-    s
-}
+use swestar::agent::protocol::format_call as call;
 
 /// Scripts that really fix two bugs, and a default that looks and submits
 /// nothing.

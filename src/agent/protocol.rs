@@ -193,6 +193,17 @@ pub fn system_suffix(tools: &[ToolSpec]) -> String {
 }
 
 /// The user message that carries a tool's result back to the model.
+/// A call written in the format [`parse`] reads (what a model replies; the
+/// scripted teacher and training data use it).
+pub fn format_call(name: &str, params: &[(&str, &str)]) -> String {
+    let mut s = format!("<function={name}>\n");
+    for (k, v) in params {
+        s.push_str(&format!("<parameter={k}>{v}</parameter>\n"));
+    }
+    s.push_str("</function>");
+    s
+}
+
 pub fn observation(tool: &str, text: &str) -> String {
     format!("EXECUTION RESULT of [{tool}]:\n{text}")
 }

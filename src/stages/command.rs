@@ -46,7 +46,7 @@ pub struct Serve {
 /// Environment variables every command gets besides the declared ones:
 /// what a shell needs to find programs and behave, nothing experiment-
 /// specific.
-const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SHELL"];
+pub const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SHELL"];
 
 /// Variables a scheduler sets for the allocation, passed through besides `SLURM_*`.
 const SCHEDULER_ENV: &[&str] =

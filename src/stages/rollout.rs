@@ -400,11 +400,12 @@ fn render_field(what: &str, template: &str, row: &Value) -> Result<String, Strin
         .map_err(|e| format!("`{what}` template `{template}`: {e}"))
 }
 
-/// The shells' environment: what a shell needs to find programs, plus the
-/// stage's declared variables.
+/// The shells' environment: what a shell needs to find programs (as for
+/// command stages), plus the stage's declared variables.
 fn shell_env(job: &Job) -> Vec<(String, String)> {
-    let base = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ"];
-    base.iter()
+    super::command::BASE_ENV
+        .iter()
+        .filter(|k| !matches!(**k, "TERM" | "SHELL"))
         .map(|k| k.to_string())
         .chain(job.env.iter().cloned())
         .filter_map(|k| std::env::var(&k).ok().map(|v| (k, v)))
