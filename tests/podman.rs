@@ -5,8 +5,13 @@
 //! is killed inside the container and the session goes on, and the
 //! container is gone after the episode.
 //!
+//! The last test runs a whole rollout stage through `swestar run` with
+//! `sandbox = "podman"` and grades its patches in fresh containers.
+//!
 //! Without podman or the image these tests are skipped, except under CI,
 //! where they fail.
+
+mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -91,7 +96,7 @@ async fn a_podman_episode_fixes_the_bug_in_the_images_repository() {
     assert!(container_exists(&name));
     assert_eq!(sandbox.repo, Path::new("/testbed"));
     let probe =
-        "echo pid=$$ uid=$(id -u) path=$PATH lang=$LANG; pwd; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
+        "echo pid=$$ uid=$(id -u) path=$PATH lang=$LANG map=$(tr -s ' ' < /proc/self/uid_map); pwd; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
     let script = vec![
         Reply::text(call("execute_bash", &[("command", probe)])),
         Reply::text(call(
@@ -119,6 +124,12 @@ async fn a_podman_episode_fixes_the_bug_in_the_images_repository() {
     let obs = |step: usize| t.messages[2 + 2 * step + 1].content.clone();
     let probe = obs(0);
     assert!(probe.contains("uid=0 "), "single UID, root in the container: {probe}");
+    // Rootless (tests/podman/rootless.sh runs these tests as a user with no
+    // subordinate IDs): container root is that one host UID and nothing else.
+    let host_uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if host_uid.trim() != "0" {
+        assert!(probe.contains(&format!("map= 0 {} 1\n", host_uid.trim())), "one UID mapped: {probe}");
+    }
     assert!(!probe.contains("/host/only"), "the host's PATH stays outside: {probe}");
     assert!(probe.contains("lang=C.UTF-8"), "{probe}");
     assert!(probe.contains("\n/testbed\n"), "{probe}");
@@ -214,4 +225,123 @@ fn containers_left_by_a_killed_process_are_swept() {
     assert!(!removed.contains(&live_name), "a running owner keeps its container");
     assert!(!container_exists(&name) && container_exists(&live_name));
     Command::new("podman").args(["rm", "-f", "-t", "0", &live_name]).output().unwrap();
+}
+
+fn podman_names(filter: &str) -> Vec<String> {
+    let out = Command::new("podman").args(["ps", "-a", "--filter", filter, "--format", "{{.Names}}"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Applies a patch in a fresh container at the instance's buggy state and
+/// runs its FAIL_TO_PASS tests there: true when they all pass.
+async fn f2p_pass_in_container(name: &str, patch: &str) -> bool {
+    let inst = instance(name);
+    let task = task(name);
+    let sandbox = tokio::task::spawn_blocking(move || Sandbox::prepare(&podman(), None, &task).unwrap()).await.unwrap();
+    if !patch.is_empty() {
+        sandbox.git(&["apply", "-"], Some(patch)).unwrap();
+    }
+    let tests: Vec<&str> = inst["FAIL_TO_PASS"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let mut shell = sandbox.shell(&[("LANG".into(), "C.UTF-8".into())]).await.unwrap();
+    let cmd = format!("python3 -m pytest -q -p no:cacheprovider {}", tests.join(" "));
+    let out = shell.run(&cmd, Duration::from_secs(120)).await.unwrap();
+    shell.close().await;
+    out.exit_code == Some(0)
+}
+
+/// A rollout stage with `sandbox = "podman"` through the real engine: one
+/// container per episode from each instance's `image_name`, the repository
+/// the image ships; the trajectories read back from the store, the fixes
+/// pass their tests in fresh containers, and no container outlives the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_podman_rollout_runs_through_the_engine() {
+    if !podman_ready() {
+        return;
+    }
+    let ctx = common::Ctx::new();
+    ctx.write(
+        "wf.toml",
+        &format!(
+            r#"[workflow]
+name = "podman-rollout"
+
+[models.teacher]
+base_url = "http://127.0.0.1:9/v1"
+model = "teacher-7b"
+max_retries = 0
+
+[data.tasks]
+path = "{}/examples/tasks/instances.jsonl"
+
+[stages.rollout]
+kind = "rollout"
+inputs = {{ instances = "data.tasks" }}
+model = "teacher"
+sandbox = "podman"
+parallel = 4
+limits = {{ command_timeout = "60s" }}
+"#,
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    );
+    let fix = |sed: &str| {
+        vec![
+            Reply::text(call("execute_bash", &[("command", "pwd; id -u; python3 -m pytest -q 2>&1 | tail -1")])),
+            Reply::text(call("execute_bash", &[("command", sed)])),
+            Reply::text(call("submit", &[])),
+        ]
+    };
+    // The default prompts do not name the instance: scripts are picked by
+    // the problem statement's title.
+    let scripts = HashMap::from([
+        (
+            "Lowercase currency codes are rejected".to_string(),
+            fix("sed -i 's/, parts\\[1\\]$/, parts[1].upper()/' ledger/parse.py"),
+        ),
+        (
+            "Subtracting euros from dollars silently succeeds".to_string(),
+            fix("sed -i '/def __sub__/a\\        self._check(other)' ledger/money.py"),
+        ),
+        ("*".to_string(), vec![Reply::text(call("submit", &[]))]),
+    ]);
+    let server = ScriptedServer::start(scripts).await.unwrap();
+    let url = format!("models.teacher.base_url={}", server.base_url());
+    let before = podman_names("label=swestar.owner");
+    let cmd = {
+        let mut c = ctx.cmd(&["run", "wf.toml", "--json", "--set", &url]);
+        c.env_remove("CI");
+        c
+    };
+    let run = |mut c: Command| tokio::task::spawn_blocking(move || common::Run::from(c.output().unwrap()));
+    let r = run(cmd).await.unwrap();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.status_of("rollout"), "committed");
+    assert_eq!(podman_names("label=swestar.owner"), before, "every episode's container is removed");
+
+    let out = ctx.path("rollout.parquet");
+    let e = ctx.swestar(&["export", "wf.toml", "rollout", "--to", out.to_str().unwrap(), "--set", &url]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let (_, batches) = swestar::store::table::read_parquet(&[out.as_path()], None).unwrap();
+    let rows = swestar::store::table::batches_to_json_rows(&batches).unwrap();
+    assert_eq!(rows.len(), 10);
+    for row in &rows {
+        assert_eq!(row["exit_reason"], "submitted", "{row}");
+        let id = row["instance_id"].as_str().unwrap();
+        let name = id.rsplit('.').next().unwrap();
+        let patch = row["patch"].as_str().unwrap();
+        if name == "currency_code_case" || name == "sub_skips_currency_check" {
+            let first = row["messages"][3]["content"].as_str().unwrap_or_else(|| panic!("{row}"));
+            assert!(first.contains("/testbed\n0\n") && first.contains("1 failed, 29 passed"), "{first}");
+            assert!(!patch.is_empty());
+            assert!(f2p_pass_in_container(name, patch).await, "{name}: {patch}");
+            assert!(!f2p_pass_in_container(name, "").await, "{name} fails without the fix");
+        } else {
+            assert_eq!(patch, "", "{id}");
+        }
+    }
+    // The image is part of the key: another image is another rollout.
+    let plan = ctx.plan_json("wf.toml", &["--set", &url]);
+    assert_eq!(plan[0]["action"], "cached", "{plan}");
+    let plan = ctx.plan_json("wf.toml", &["--set", &url, "--set", "stages.rollout.container.image=localhost/other:1"]);
+    assert_eq!(plan[0]["action"], "run", "{plan}");
 }
