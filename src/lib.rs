@@ -11,4 +11,5 @@ pub mod dag;
 pub mod exec;
 pub mod stages;
 pub mod store;
+pub mod swebench;
 pub mod workflow;
