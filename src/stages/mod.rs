@@ -4,7 +4,11 @@
 //! resolved stage with its inputs' paths and where to write.
 
 pub mod command;
+pub mod ordered;
 pub mod rollout;
+pub mod test_filter;
+pub mod testrun;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +36,7 @@ impl StageKind {
         match self {
             StageKind::Command(_) => command::CommandSpec::VERSION,
             StageKind::Rollout(_) => rollout::RolloutSpec::VERSION,
+            StageKind::TestFilter(_) => test_filter::TestFilterSpec::VERSION,
         }
     }
 
@@ -39,6 +44,7 @@ impl StageKind {
         match self {
             StageKind::Command(c) => c.definition(),
             StageKind::Rollout(r) => r.definition(),
+            StageKind::TestFilter(t) => t.definition(),
         }
     }
 
@@ -46,7 +52,7 @@ impl StageKind {
     pub fn serve(&self) -> Option<&command::Serve> {
         match self {
             StageKind::Command(c) => c.serve.as_ref(),
-            StageKind::Rollout(_) => None,
+            StageKind::Rollout(_) | StageKind::TestFilter(_) => None,
         }
     }
 
@@ -54,6 +60,7 @@ impl StageKind {
         match self {
             StageKind::Command(c) => c.execute(job, shard),
             StageKind::Rollout(r) => r.execute(job, shard),
+            StageKind::TestFilter(t) => t.execute(job, shard),
         }
     }
 }

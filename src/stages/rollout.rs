@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema};
@@ -31,12 +31,13 @@ use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::workspace::{shell_env, Sources, Workspace};
 use super::{Job, ShardRun, StageError, StageImpl};
 use crate::agent::condense::{Budget, Policy};
 use crate::agent::episode::{self, EpisodeSpec, ExitReason, Limits, Trajectory};
 use crate::agent::llm::{LlmClient, ModelConfig};
 use crate::agent::prompts::{self, PromptContext};
-use crate::agent::sandbox::{repo_from_tree, sweep_stale, Isolation, Sandbox, SandboxSpec, TaskState};
+use crate::agent::sandbox::Sandbox;
 use crate::agent::tokens::TokenCounter;
 use crate::exec::job;
 use crate::store::table;
@@ -91,12 +92,7 @@ pub struct RolloutSpec {
     pub model: RolloutModel,
     pub attempts: u32,
     pub parallel: u32,
-    pub sandbox: SandboxSpec,
-    /// The container image, a template over instance fields.
-    pub image: String,
-    /// The host repository, a template over instance fields; relative
-    /// paths resolve against the workflow's directory.
-    pub repo: Option<String>,
+    pub workspace: Workspace,
     pub limits: RolloutLimits,
     pub system_prompt: PromptSource,
     pub instance_prompt: PromptSource,
@@ -113,11 +109,6 @@ impl StageImpl for RolloutSpec {
             Some(_) => json!({"file": p.name}),
             None => json!({"builtin": blake3::hash(builtin.1.as_bytes()).to_hex().to_string()}),
         };
-        let container = self
-            .sandbox
-            .container
-            .as_ref()
-            .map(|c| json!({"image": self.image, "workdir": c.workdir, "network": c.network, "args": c.args}));
         BTreeMap::from([
             (
                 "model".into(),
@@ -135,7 +126,7 @@ impl StageImpl for RolloutSpec {
                 }),
             ),
             ("attempts".into(), json!(self.attempts)),
-            ("sandbox".into(), json!({"isolation": self.sandbox.isolation, "container": container})),
+            ("sandbox".into(), self.workspace.definition()),
             ("limits".into(), serde_json::to_value(&self.limits).expect("plain data")),
             ("system_prompt".into(), prompt(&self.system_prompt, prompts::SYSTEM)),
             ("instance_prompt".into(), prompt(&self.instance_prompt, prompts::INSTANCE)),
@@ -168,11 +159,7 @@ impl StageImpl for RolloutSpec {
             self.parallel
         );
         if !todo.is_empty() {
-            if let (Isolation::Podman, Some(c)) = (self.sandbox.isolation, &self.sandbox.container) {
-                for name in sweep_stale(&c.program) {
-                    eprintln!("rollout: removed container {name}, left behind by a killed process");
-                }
-            }
+            self.workspace.sweep("rollout");
             job::stop_in_process();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
@@ -222,7 +209,7 @@ impl RolloutSpec {
         let instance_t = Arc::new(self.instance_prompt.load(prompts::INSTANCE)?);
         let params = Arc::new(serde_json::to_value(&job.params).expect("plain data"));
         let env = Arc::new(shell_env(job));
-        let sources = Arc::new(Sources { dir: shard.tmp.join("sources"), made: Mutex::new(HashMap::new()) });
+        let sources = Arc::new(Sources::new(shard.tmp.join("sources")));
         let log = Arc::new(tokio::sync::Mutex::new(Log::open(log_path)?));
         let permits = Arc::new(tokio::sync::Semaphore::new(self.parallel.max(1) as usize));
         let spec = Arc::new(self.clone());
@@ -238,20 +225,13 @@ impl RolloutSpec {
                 let _permit = permits.acquire_owned().await.expect("never closed");
                 let id = row["instance_id"].as_str().unwrap_or_default().to_string();
                 let prepared = spec.prepare(&row, &workdir, &sources, &system_t, &instance_t, &params);
-                let (task, system, task_prompt) = match prepared {
+                let (system, task_prompt) = match prepared {
                     Ok(p) => p,
                     Err(e) => return Err((id, attempt, e)),
                 };
-                let sandbox_spec = spec.sandbox.clone();
-                let source = task.source.clone();
-                let state = task.state.clone();
-                let made =
-                    tokio::task::spawn_blocking(move || Sandbox::prepare(&sandbox_spec, source.as_deref(), &state))
-                        .await
-                        .expect("sandbox setup does not panic");
-                let sandbox = match made {
+                let sandbox = match spec.workspace.open(&row, &workdir, &sources).await {
                     Ok(s) => s,
-                    Err(e) => return Err((id, attempt, format!("sandbox: {e}"))),
+                    Err(e) => return Err((id, attempt, e)),
                 };
                 let ep = EpisodeSpec {
                     instance_id: &id,
@@ -310,9 +290,10 @@ impl RolloutSpec {
         }
     }
 
-    /// The task state, source repository and rendered prompts of one row.
-    /// The prompts are rendered with the repository's path as a marker,
-    /// filled in once the sandbox exists.
+    /// The rendered prompts of one row, with the repository's path as a
+    /// marker, filled in once the sandbox exists. Checks the row's
+    /// workspace (image and repository templates) too, so a bad row fails
+    /// before anything starts.
     fn prepare(
         &self,
         row: &Value,
@@ -321,32 +302,19 @@ impl RolloutSpec {
         system_t: &str,
         instance_t: &str,
         params: &Value,
-    ) -> Result<(Prepared, String, String), String> {
-        let field = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let id = field("instance_id");
-        let image =
-            if self.sandbox.container.is_some() { render_field("image", &self.image, row)? } else { String::new() };
-        let source = match &self.repo {
-            Some(t) => {
-                let rendered = render_field("repo", t, row)?;
-                Some(sources.get(&workdir.join(rendered), &field("base_commit"))?)
-            }
-            None => None,
-        };
+    ) -> Result<(String, String), String> {
+        let (state, _) = self.workspace.task(row, workdir, sources)?;
         let ctx = PromptContext {
             repo: REPO_MARK,
             repo_name: row.get("repo").and_then(Value::as_str).unwrap_or(""),
-            instance_id: &id,
+            instance_id: &state.instance_id,
             problem_statement: row.get("problem_statement").and_then(Value::as_str).unwrap_or(""),
             instance: row,
             params,
         };
-        let system_name = self.system_prompt.name.as_str();
-        let instance_name = self.instance_prompt.name.as_str();
-        let system = prompts::render((system_name, system_t), &ctx)?;
-        let task = prompts::render((instance_name, instance_t), &ctx)?;
-        let state = TaskState { instance_id: id, base_commit: field("base_commit"), bug_patch: field("patch"), image };
-        Ok((Prepared { state, source }, system, task))
+        let system = prompts::render((self.system_prompt.name.as_str(), system_t), &ctx)?;
+        let task = prompts::render((self.instance_prompt.name.as_str(), instance_t), &ctx)?;
+        Ok((system, task))
     }
 }
 
@@ -357,86 +325,11 @@ fn render_with_repo(text: &str, sandbox: &Sandbox) -> String {
     text.replace(REPO_MARK, &sandbox.repo.to_string_lossy())
 }
 
-struct Prepared {
-    state: TaskState,
-    source: Option<PathBuf>,
-}
-
-/// Host repositories, each made once per process: a git repository is used
-/// as it is; a plain source tree is committed into scratch space (and must
-/// then commit as the instance's base commit).
-struct Sources {
-    dir: PathBuf,
-    made: Mutex<HashMap<PathBuf, Result<PathBuf, String>>>,
-}
-
-impl Sources {
-    fn get(&self, path: &Path, base_commit: &str) -> Result<PathBuf, String> {
-        let mut made = self.made.lock().expect("not poisoned");
-        let entry = made.entry(path.to_path_buf()).or_insert_with(|| {
-            if !path.exists() {
-                return Err(format!("repository {} does not exist", path.display()));
-            }
-            if path.join(".git").exists() {
-                return Ok(path.to_path_buf());
-            }
-            let dest = self.dir.join(&blake3::hash(path.to_string_lossy().as_bytes()).to_hex()[..16]);
-            let head = repo_from_tree(path, &dest).map_err(|e| format!("{}: {e}", path.display()))?;
-            if !base_commit.is_empty() && head != base_commit {
-                return Err(format!(
-                    "{} commits as {head}, but the instance's base commit is {base_commit}",
-                    path.display()
-                ));
-            }
-            Ok(dest)
-        });
-        entry.clone()
-    }
-}
-
-fn render_field(what: &str, template: &str, row: &Value) -> Result<String, String> {
-    let env = minijinja::Environment::new();
-    env.render_str(template, minijinja::Value::from(minijinja::value::Serde(row)))
-        .map_err(|e| format!("`{what}` template `{template}`: {e}"))
-}
-
-/// The shells' environment: what a shell needs to find programs (as for
-/// command stages), plus the stage's declared variables.
-fn shell_env(job: &Job) -> Vec<(String, String)> {
-    super::command::BASE_ENV
-        .iter()
-        .filter(|k| !matches!(**k, "TERM" | "SHELL"))
-        .map(|k| k.to_string())
-        .chain(job.env.iter().cloned())
-        .filter_map(|k| std::env::var(&k).ok().map(|v| (k, v)))
-        .collect()
-}
-
-/// The rows of the `instances` input, as JSON objects.
+/// The rows of the `instances` input, as JSON objects (an instances
+/// table is small next to the trajectories made from it).
 fn read_instances(job: &Job) -> Result<Vec<Value>, StageError> {
     let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
-    let mut rows = Vec::new();
-    for path in &input.paths {
-        match input.format {
-            crate::workflow::TableFormat::Parquet => {
-                let (_, batches) = table::read_parquet(&[path.as_path()], None)?;
-                rows.extend(
-                    table::batches_to_json_rows(&batches)
-                        .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?,
-                );
-            }
-            crate::workflow::TableFormat::Jsonl => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| StageError::Io { path: path.clone(), source })?;
-                for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                    rows.push(serde_json::from_str(line).map_err(|e| {
-                        StageError::Failed(format!("{}:{}: not a JSON object: {e}", path.display(), n + 1))
-                    })?);
-                }
-            }
-        }
-    }
-    Ok(rows)
+    Ok(crate::store::rows::read_all(&input.paths, input.format)?)
 }
 
 fn instance_id(row: &Value, i: usize) -> Result<String, StageError> {

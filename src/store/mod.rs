@@ -15,6 +15,7 @@
 pub mod gc;
 pub mod lock;
 pub mod manifest;
+pub mod rows;
 pub mod runs;
 pub mod statcache;
 pub mod table;

@@ -79,6 +79,11 @@ fn resolve<'m>(case: &str, map: &'m StatusMap) -> Option<&'m str> {
     None
 }
 
+/// The status of an expected test, matched as grading matches it.
+pub fn status_of<'m>(case: &str, map: &'m StatusMap) -> Option<&'m str> {
+    resolve(case, map).map(|k| map[k].as_str())
+}
+
 fn passed(case: &str, map: &StatusMap) -> bool {
     resolve(case, map).is_some_and(|k| map[k] == PASSED || map[k] == XFAIL)
 }

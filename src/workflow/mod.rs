@@ -3,6 +3,7 @@
 //! [`Workflow`] per variant. Every error names the file, line, column and
 //! key; nothing downstream re-validates.
 
+mod kinds;
 pub mod model;
 pub mod overrides;
 pub mod source;
@@ -177,6 +178,7 @@ struct StageWire {
 enum KindWire {
     Command(wire::CommandStage),
     Rollout(Box<wire::RolloutStage>),
+    TestFilter(Box<wire::TestFilterStage>),
 }
 
 struct Cx<'a> {
@@ -310,204 +312,16 @@ impl Cx<'_> {
                 let (common, r) = de(self, table, spanned, origin)?;
                 Ok(StageWire { common, kind: KindWire::Rollout(Box::new(r)) })
             }
+            "test_filter" => {
+                let (common, t) = de(self, table, spanned, origin)?;
+                Ok(StageWire { common, kind: KindWire::TestFilter(Box::new(t)) })
+            }
             other => {
                 let help = did_you_mean(other, KINDS.iter().copied())
                     .map(|k| format!("did you mean `{k}`?"))
                     .unwrap_or_else(|| format!("kinds: {}", KINDS.join(", ")));
                 Err(self.invalid(&key("kind"), format!("unknown stage kind `{other}`"), Some(help), origin))
             }
-        }
-    }
-
-    /// Validates a rollout stage's own settings; the prompt templates and
-    /// the model's tokenizer become dependencies (hashed by content).
-    #[allow(clippy::too_many_arguments)]
-    fn rollout(
-        &self,
-        r: &wire::RolloutStage,
-        c: &wire::StageCommon,
-        models: &IndexMap<String, Model>,
-        declared: &IndexMap<String, wire::ModelSection>,
-        deps: &mut Vec<Dep>,
-        at: &dyn Fn(&[&str]) -> Vec<String>,
-        err: &dyn Fn(Vec<String>, String, Option<String>),
-    ) -> crate::stages::rollout::RolloutSpec {
-        use crate::agent::sandbox::{ContainerSpec, Isolation, SandboxSpec};
-        use crate::stages::rollout::{PromptSource, RolloutLimits, RolloutModel, RolloutSpec};
-        let model = match models.get(&r.model) {
-            Some(m) => {
-                // The tokenizer decides masking, so its content enters the
-                // key: as a dependency when it lives beside the workflow,
-                // else hashed here.
-                let mut tokenizer_hash = None;
-                if let Some(t) = declared.get(&r.model).and_then(|w| w.tokenizer.as_ref()) {
-                    match relative_dep(&self.dir, t) {
-                        Ok(dep) => deps.push(dep),
-                        Err(_) => {
-                            tokenizer_hash = m
-                                .tokenizer
-                                .as_ref()
-                                .and_then(|p| crate::store::statcache::hash_file(p).ok())
-                                .map(|h| h.to_string())
-                        }
-                    }
-                }
-                RolloutModel {
-                    tokenizer_hash,
-                    name: m.name.clone(),
-                    config: m.config.clone(),
-                    api_key_env: m.api_key_env.clone(),
-                    tokenizer: m.tokenizer.clone(),
-                    budget: m.budget,
-                    policy: m.policy,
-                }
-            }
-            None => {
-                if !declared.contains_key(&r.model) {
-                    let help = did_you_mean(&r.model, declared.keys().map(String::as_str))
-                        .map(|m| format!("did you mean `{m}`?"))
-                        .unwrap_or_else(|| "declare it as [models.NAME]".into());
-                    err(at(&["model"]), format!("no model named `{}`", r.model), Some(help));
-                }
-                RolloutModel {
-                    tokenizer_hash: None,
-                    name: r.model.clone(),
-                    config: crate::agent::llm::ModelConfig::new("", ""),
-                    api_key_env: None,
-                    tokenizer: None,
-                    budget: crate::agent::condense::Budget { window: 1, reserve: 0 },
-                    policy: Default::default(),
-                }
-            }
-        };
-        if !c.inputs.contains_key("instances") {
-            err(
-                at(&["inputs"]),
-                "a rollout stage needs an input named `instances`".into(),
-                Some("write e.g. `inputs = { instances = \"data.tasks\" }`".into()),
-            );
-        }
-        for (field, value) in [("attempts", r.attempts), ("parallel", r.parallel)] {
-            if value == Some(0) {
-                err(at(&[field]), format!("`{field}` must be at least 1"), None);
-            }
-        }
-        let isolation = r.sandbox.unwrap_or_default();
-        let container = match isolation {
-            Isolation::Podman | Isolation::Apptainer => {
-                let cs = r.container.clone().unwrap_or_default();
-                let program = if isolation == Isolation::Podman { "podman" } else { "apptainer" };
-                let mut spec = ContainerSpec::new(cs.program.as_deref().unwrap_or(program));
-                if let Some(w) = cs.workdir {
-                    if !w.starts_with('/') {
-                        err(at(&["container", "workdir"]), format!("`{w}` is not an absolute path"), None);
-                    }
-                    spec.workdir = w;
-                }
-                spec.network = cs.network.unwrap_or(false);
-                spec.args = cs.args;
-                Some(spec)
-            }
-            _ => {
-                if r.container.is_some() {
-                    err(
-                        at(&["container"]),
-                        format!("container settings do not apply to the `{}` sandbox", isolation_name(isolation)),
-                        Some("set `sandbox = \"podman\"` or `\"apptainer\"`, or remove [container]".into()),
-                    );
-                }
-                if r.repo.is_none() {
-                    err(
-                        at(&["repo"]),
-                        format!(
-                            "the `{}` sandbox needs `repo`, the repository on this machine",
-                            isolation_name(isolation)
-                        ),
-                        None,
-                    );
-                }
-                None
-            }
-        };
-        let image = r.container.as_ref().and_then(|c| c.image.clone()).unwrap_or_else(|| "{{ image_name }}".into());
-        let jinja = minijinja::Environment::new();
-        for (field, text) in [("repo", r.repo.as_deref()), ("image", Some(image.as_str()))] {
-            if let Some(t) = text {
-                if let Err(e) = jinja.template_from_str(t) {
-                    let path = if field == "image" { at(&["container", "image"]) } else { at(&[field]) };
-                    err(path, format!("template error: {e}"), None);
-                }
-            }
-        }
-        let repo = r.repo.clone().map(|t| {
-            if !t.contains("{{") && !t.contains("{%") && !self.dir.join(&t).exists() {
-                err(at(&["repo"]), format!("repository `{t}` does not exist"), None);
-            }
-            t
-        });
-        let duration = |field: &str, value: &Option<String>, default: u64| -> u64 {
-            match value {
-                None => default,
-                Some(v) => match humantime::parse_duration(v) {
-                    Ok(d) => d.as_secs().max(1),
-                    Err(_) => {
-                        err(
-                            at(&["limits", field]),
-                            format!("`{v}` is not a duration"),
-                            Some("write e.g. \"30m\"".into()),
-                        );
-                        default
-                    }
-                },
-            }
-        };
-        let defaults = crate::agent::episode::Limits::default();
-        let limits = RolloutLimits {
-            max_steps: r.limits.max_steps.unwrap_or(defaults.max_steps),
-            wall_s: duration("wall", &r.limits.wall, defaults.wall.as_secs()),
-            max_total_tokens: r.limits.max_total_tokens.unwrap_or(defaults.max_total_tokens),
-            max_format_errors: r.limits.max_format_errors.unwrap_or(defaults.max_format_errors),
-            command_timeout_s: duration(
-                "command_timeout",
-                &r.limits.command_timeout,
-                defaults.command_timeout.as_secs(),
-            ),
-        };
-        let mut prompt = |field: &str, value: &Option<String>, builtin: (&str, &str)| match value {
-            None => PromptSource { name: builtin.0.to_string(), path: None },
-            Some(rel) => match relative_dep(&self.dir, rel) {
-                Ok(dep) => {
-                    match std::fs::read_to_string(&dep.path) {
-                        Ok(text) => {
-                            if let Err(e) = jinja.template_from_str(&text) {
-                                err(at(&["prompts", field]), format!("{rel}: template error: {e}"), None);
-                            }
-                        }
-                        Err(e) => err(at(&["prompts", field]), format!("cannot read `{rel}`: {e}"), None),
-                    }
-                    let source = PromptSource { name: dep.rel.clone(), path: Some(dep.path.clone()) };
-                    deps.push(dep);
-                    source
-                }
-                Err(m) => {
-                    err(at(&["prompts", field]), m, None);
-                    PromptSource { name: rel.clone(), path: None }
-                }
-            },
-        };
-        let system_prompt = prompt("system", &r.prompts.system, crate::agent::prompts::SYSTEM);
-        let instance_prompt = prompt("instance", &r.prompts.instance, crate::agent::prompts::INSTANCE);
-        RolloutSpec {
-            model,
-            attempts: r.attempts.unwrap_or(1),
-            parallel: r.parallel.unwrap_or(8),
-            sandbox: SandboxSpec { isolation, container },
-            image,
-            repo,
-            limits,
-            system_prompt,
-            instance_prompt,
-            exclude: r.exclude.clone(),
         }
     }
 
@@ -798,13 +612,12 @@ impl Cx<'_> {
                     StageKind::Command(CommandSpec { run: cmd.run.clone(), format, serve })
                 }
                 KindWire::Rollout(r) => {
-                    let at = |parts: &[&str]| {
-                        let mut v = p(&["stages", &name]);
-                        v.extend(parts.iter().map(|s| s.to_string()));
-                        v
-                    };
-                    let rollout = self.rollout(r, c, &models, &file.models, &mut deps, &at, &err);
-                    StageKind::Rollout(Box::new(rollout))
+                    let ck = kinds::Check::new(&name, &err);
+                    StageKind::Rollout(Box::new(self.rollout(r, c, &models, &file.models, &mut deps, &ck)))
+                }
+                KindWire::TestFilter(t) => {
+                    let ck = kinds::Check::new(&name, &err);
+                    StageKind::TestFilter(Box::new(self.test_filter(t, c, &ck)))
                 }
             };
             out.insert(
@@ -876,7 +689,7 @@ fn isolation_name(i: crate::agent::sandbox::Isolation) -> String {
     serde_json::to_value(i).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-const KINDS: &[&str] = &["command", "rollout"];
+const KINDS: &[&str] = &["command", "rollout", "test_filter"];
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
     let mut chars = s.chars();

@@ -129,6 +129,7 @@ impl Stage {
 pub enum StageKind {
     Command(CommandSpec),
     Rollout(Box<crate::stages::rollout::RolloutSpec>),
+    TestFilter(Box<crate::stages::test_filter::TestFilterSpec>),
 }
 
 pub use crate::stages::command::CommandSpec;
@@ -138,6 +139,7 @@ impl StageKind {
         match self {
             StageKind::Command(_) => "command",
             StageKind::Rollout(_) => "rollout",
+            StageKind::TestFilter(_) => "test_filter",
         }
     }
 }

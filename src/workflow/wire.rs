@@ -326,6 +326,37 @@ pub struct RolloutStage {
     pub exclude: Vec<String>,
 }
 
+/// A `test_filter` stage: every trajectory's patch tested in a fresh
+/// sandbox and graded as SWE-bench does.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestFilterStage {
+    /// `local` (default; not isolated), `bubblewrap`, `podman` or `apptainer`.
+    #[serde(default)]
+    pub sandbox: Option<crate::agent::sandbox::Isolation>,
+    /// The repository on this machine (as for rollout).
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub container: Option<ContainerSection>,
+    /// The test command, a template over instance fields and `test_files`
+    /// (default "python3 -m pytest -rA --tb=no -p no:cacheprovider {{ test_files }}").
+    #[serde(default)]
+    pub test_cmd: Option<String>,
+    /// The log parser (default: the instance's `log_parser`, else by repo).
+    #[serde(default)]
+    pub parser: Option<crate::swebench::parsers::Parser>,
+    /// Time limit of one test run (default "30m").
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// `resolved` (default): only resolving trajectories flow on; `all`.
+    #[serde(default)]
+    pub keep: Option<crate::stages::test_filter::Keep>,
+    /// Test runs at once in each shard's process (default 8).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSection {
@@ -416,6 +447,7 @@ pub enum Engine {
 enum StageSchema {
     Command(CommandSchema),
     Rollout(RolloutSchema),
+    TestFilter(TestFilterSchema),
 }
 
 #[derive(JsonSchema)]
@@ -436,4 +468,14 @@ struct RolloutSchema {
     common: StageCommon,
     #[serde(flatten)]
     fields: RolloutStage,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TestFilterSchema {
+    #[serde(flatten)]
+    common: StageCommon,
+    #[serde(flatten)]
+    fields: TestFilterStage,
 }

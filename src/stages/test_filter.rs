@@ -1,0 +1,185 @@
+//! The `test_filter` kind: every trajectory's patch tested in a fresh
+//! sandbox at its instance's task state and graded with SWE-bench's
+//! semantics; `keep = "resolved"` (default) passes on only the
+//! trajectories that resolve their instance, `keep = "all"` passes on all
+//! of them with their verdicts.
+//!
+//! Inputs: `trajectories` (a rollout's table, or any table with
+//! `instance_id` and `patch`), streamed row group by row group in the
+//! shard's row range, and `instances` (looked up by `instance_id`). The
+//! output is the trajectories' columns plus `applied`, `evaluated`,
+//! `resolved`, `resolution`, `tests` (name, group, status per expected
+//! test), `test_error` and `test_wall_s`. Rows are logged in order as they
+//! are graded (see [`super::ordered`]), so a killed shard resumes where
+//! it stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::ordered::{self, Progress};
+use super::rollout::shard_range;
+use super::testrun::{test_patch, TestSettings};
+use super::workspace::{shell_env, Sources, Workspace};
+use super::{Job, ShardRun, StageError, StageImpl};
+use crate::exec::job;
+use crate::store::rows::{self, RowReader};
+use crate::workflow::TableFormat;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    /// Only trajectories whose patch resolves the instance.
+    #[default]
+    Resolved,
+    /// Every trajectory, with its verdict.
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestFilterSpec {
+    pub workspace: Workspace,
+    pub tests: TestSettings,
+    pub keep: Keep,
+    pub parallel: u32,
+}
+
+/// The columns test_filter adds.
+pub fn verdict_fields() -> Vec<Field> {
+    let test = Fields::from(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("group", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+    ]);
+    vec![
+        Field::new("applied", DataType::Boolean, false),
+        Field::new("evaluated", DataType::Boolean, false),
+        Field::new("resolved", DataType::Boolean, false),
+        Field::new("resolution", DataType::Utf8, false),
+        Field::new("tests", DataType::List(Arc::new(Field::new("item", DataType::Struct(test), false))), false),
+        Field::new("test_error", DataType::Utf8, true),
+        Field::new("test_wall_s", DataType::Float64, false),
+    ]
+}
+
+/// The input's schema with the verdict columns (replacing any of the
+/// same names, so filtering a filtered table works).
+pub fn output_schema(input: &Schema) -> SchemaRef {
+    let added = verdict_fields();
+    let mut fields: Vec<Field> = input
+        .fields()
+        .iter()
+        .filter(|f| !added.iter().any(|a| a.name() == f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(added);
+    Arc::new(Schema::new(fields))
+}
+
+/// The Arrow schema of a table input: Parquet's own, or inferred from the
+/// first rows of JSON Lines.
+pub fn input_schema(paths: &[std::path::PathBuf], format: TableFormat) -> Result<Schema, StageError> {
+    let Some(first) = paths.first() else { return Ok(Schema::empty()) };
+    match format {
+        TableFormat::Parquet => Ok(crate::store::table::parquet_info(first)?.1.as_ref().clone()),
+        TableFormat::Jsonl => {
+            let f = std::fs::File::open(first).map_err(|source| StageError::Io { path: first.clone(), source })?;
+            let (schema, _) = arrow::json::reader::infer_json_schema(std::io::BufReader::new(f), Some(1000))
+                .map_err(|e| StageError::Failed(format!("{}: {e}", first.display())))?;
+            Ok(schema)
+        }
+    }
+}
+
+/// Instances by id.
+pub fn instances_by_id(job: &Job) -> Result<HashMap<String, Value>, StageError> {
+    let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
+    let mut out = HashMap::new();
+    for row in rows::read_all(&input.paths, input.format)? {
+        if let Some(id) = row.get("instance_id").and_then(Value::as_str) {
+            out.insert(id.to_string(), row);
+        }
+    }
+    Ok(out)
+}
+
+impl StageImpl for TestFilterSpec {
+    const VERSION: u32 = 1;
+
+    fn definition(&self) -> BTreeMap<String, Value> {
+        BTreeMap::from([
+            ("sandbox".into(), self.workspace.definition()),
+            ("tests".into(), self.tests.definition()),
+            ("keep".into(), json!(self.keep)),
+        ])
+    }
+
+    fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
+        let input =
+            job.inputs.get("trajectories").ok_or_else(|| StageError::Failed("no `trajectories` input".into()))?;
+        let instances = Arc::new(instances_by_id(job)?);
+        let total = rows::count_rows(&input.paths, input.format)?;
+        let (lo, hi) = shard_range(total as usize, shard.index, shard.count);
+        let schema = output_schema(&input_schema(&input.paths, input.format)?);
+        let log_path = job.stage_dir.join(format!("test_filter-{:05}.jsonl", shard.index));
+        let mut progress = Progress::open(&log_path)?;
+        eprintln!(
+            "test_filter: shard {}/{}: trajectories {lo}..{hi}, {} already graded, {} at once",
+            shard.index, shard.count, progress.done, self.parallel
+        );
+        let start = lo as u64 + progress.done;
+        if start < hi as u64 {
+            self.workspace.sweep("test_filter");
+            job::stop_in_process();
+            let reader = RowReader::open(&input.paths, input.format, start, hi as u64)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
+                .enable_all()
+                .build()
+                .map_err(|e| StageError::Io { path: shard.tmp.clone(), source: e })?;
+            let spec = Arc::new(self.clone());
+            let sources = Arc::new(Sources::new(shard.tmp.join("sources")));
+            let env = Arc::new(shell_env(job));
+            let workdir = Arc::new(job.workdir.clone());
+            let work = |_index: u64, row: Value| {
+                let (spec, sources, env, workdir, instances) =
+                    (spec.clone(), sources.clone(), env.clone(), workdir.clone(), instances.clone());
+                async move { spec.grade(row, &instances, &workdir, &sources, &env).await }
+            };
+            runtime.block_on(ordered::run(reader, self.parallel as usize, &mut progress, work))?;
+        }
+        let kept = progress.write_parquet(&shard.output, schema)?;
+        eprintln!("test_filter: shard {}: kept {kept} of {} trajectories", shard.index, progress.done);
+        Ok(())
+    }
+}
+
+impl TestFilterSpec {
+    async fn grade(
+        &self,
+        mut row: Value,
+        instances: &HashMap<String, Value>,
+        workdir: &std::path::Path,
+        sources: &Sources,
+        env: &[(String, String)],
+    ) -> Result<Option<String>, String> {
+        let id = row.get("instance_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let inst =
+            instances.get(&id).ok_or_else(|| format!("trajectory of `{id}`: no such instance in `instances`"))?;
+        let patch = row.get("patch").and_then(Value::as_str).unwrap_or_default().to_string();
+        let run = test_patch(&self.workspace, &self.tests, inst, &patch, workdir, sources, env)
+            .await
+            .map_err(|e| format!("{id}: {e}"))?;
+        if self.keep == Keep::Resolved && !run.resolved {
+            return Ok(None);
+        }
+        let verdict = serde_json::to_value(&run).expect("plain data");
+        if let (Some(o), Value::Object(v)) = (row.as_object_mut(), verdict) {
+            o.extend(v);
+        }
+        Ok(Some(row.to_string()))
+    }
+}

@@ -1,0 +1,198 @@
+//! Running an instance's tests against a patch, as SWE-bench's harness
+//! does: a fresh sandbox at the instance's task state, the patch applied
+//! (then the instance's `test_patch`, if any), the test command run with
+//! its output between the harness's markers and its exit status after
+//! them, and the log graded by [`crate::swebench::grading`]. Shared by
+//! test_filter and swebench_eval.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::workspace::{render_field, Sources, Workspace};
+use crate::agent::sandbox::Sandbox;
+use crate::swebench::grading::{self, EvalType, Graded};
+use crate::swebench::parsers::Parser;
+use crate::swebench::{self as swb, END_TEST_OUTPUT, START_TEST_OUTPUT, TESTS_TIMEOUT, TEST_EXIT_CODE};
+
+/// The default test command: pytest with the summary lines the pytest
+/// parsers read, over the files that hold the instance's tests.
+pub const DEFAULT_TEST_CMD: &str = "python3 -m pytest -rA --tb=no -p no:cacheprovider {{ test_files }}";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestSettings {
+    /// A template over instance fields plus `test_files` (shell-quoted,
+    /// space-separated).
+    pub test_cmd: String,
+    /// `None`: the instance's `log_parser` field, else by its `repo`.
+    pub parser: Option<Parser>,
+    pub timeout_s: u64,
+}
+
+impl TestSettings {
+    pub fn definition(&self) -> Value {
+        json!({"test_cmd": self.test_cmd, "parser": self.parser.map(Parser::name), "timeout_s": self.timeout_s})
+    }
+
+    fn parser_for(&self, inst: &Value) -> Parser {
+        self.parser
+            .or_else(|| inst.get("log_parser").and_then(Value::as_str).and_then(Parser::from_name))
+            .unwrap_or_else(|| Parser::for_repo(inst.get("repo").and_then(Value::as_str).unwrap_or("")))
+    }
+}
+
+/// One test of the instance and how it ended (`MISSING` when the log
+/// does not mention it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestStatus {
+    pub name: String,
+    /// `FAIL_TO_PASS` or `PASS_TO_PASS`.
+    pub group: String,
+    pub status: String,
+}
+
+/// What testing one patch found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRun {
+    /// The patch (and test patch) applied.
+    pub applied: bool,
+    /// The log could be graded.
+    pub evaluated: bool,
+    pub resolved: bool,
+    /// RESOLVED_FULL / RESOLVED_PARTIAL / RESOLVED_NO.
+    pub resolution: String,
+    pub tests: Vec<TestStatus>,
+    /// Why the tests were not run or not graded.
+    pub test_error: Option<String>,
+    pub test_wall_s: f64,
+    /// The whole harness-format log.
+    #[serde(skip)]
+    pub log: String,
+}
+
+impl TestRun {
+    fn not_run(why: String, started: Instant) -> TestRun {
+        TestRun {
+            applied: false,
+            evaluated: false,
+            resolved: false,
+            resolution: grading::Resolution::No.as_str().into(),
+            tests: Vec::new(),
+            test_error: Some(why),
+            test_wall_s: started.elapsed().as_secs_f64(),
+            log: String::new(),
+        }
+    }
+}
+
+/// Tests `patch` on the instance `inst`. `Err` is an infrastructure
+/// failure (the sandbox could not be made), not a verdict on the patch.
+pub async fn test_patch(
+    workspace: &Workspace,
+    settings: &TestSettings,
+    inst: &Value,
+    patch: &str,
+    workdir: &Path,
+    sources: &Sources,
+    env: &[(String, String)],
+) -> Result<TestRun, String> {
+    let started = Instant::now();
+    let f2p = swb::test_list(inst.get("FAIL_TO_PASS")).map_err(|e| format!("FAIL_TO_PASS: {e}"))?;
+    let p2p = swb::test_list(inst.get("PASS_TO_PASS")).map_err(|e| format!("PASS_TO_PASS: {e}"))?;
+    if patch.trim().is_empty() {
+        return Ok(TestRun::not_run("no patch".into(), started));
+    }
+    let sandbox = workspace.open(inst, workdir, sources).await?;
+    let result = run_in(&sandbox, settings, inst, patch, &f2p, &p2p, env).await;
+    // Removing a container takes a moment; not on the event loop.
+    let _ = tokio::task::spawn_blocking(move || drop(sandbox)).await;
+    let mut run = result?;
+    run.test_wall_s = started.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+fn apply(sandbox: &Sandbox, patch: &str) -> Result<(), String> {
+    // A short blocking call; block_in_place keeps the runtime's other
+    // tasks going meanwhile.
+    tokio::task::block_in_place(|| sandbox.git(&["apply", "-v", "-"], Some(patch)))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn run_in(
+    sandbox: &Sandbox,
+    settings: &TestSettings,
+    inst: &Value,
+    patch: &str,
+    f2p: &[String],
+    p2p: &[String],
+    env: &[(String, String)],
+) -> Result<TestRun, String> {
+    let started = Instant::now();
+    if let Err(e) = apply(sandbox, patch) {
+        let mut r = TestRun::not_run(format!("patch does not apply: {}", last_lines(&e, 5)), started);
+        r.log = format!("{}\n{e}\n", swb::APPLY_PATCH_FAIL);
+        return Ok(r);
+    }
+    let test_patch = inst.get("test_patch").and_then(Value::as_str).unwrap_or("");
+    if !test_patch.trim().is_empty() {
+        if let Err(e) = apply(sandbox, test_patch) {
+            let mut r =
+                TestRun::not_run(format!("the instance's test_patch does not apply: {}", last_lines(&e, 5)), started);
+            r.applied = true;
+            r.log = format!("{}\n{e}\n", swb::APPLY_PATCH_FAIL);
+            return Ok(r);
+        }
+    }
+    let files: Vec<String> =
+        swb::test_files(f2p.iter().chain(p2p)).iter().map(|f| super::command::shell_quote(f)).collect();
+    let mut fields = inst.clone();
+    if let Some(o) = fields.as_object_mut() {
+        o.insert("test_files".into(), Value::String(files.join(" ")));
+    }
+    let cmd = render_field("test_cmd", &settings.test_cmd, &fields)?;
+    let mut shell = sandbox.shell(env).await.map_err(|e| format!("sandbox shell: {e}"))?;
+    // A test log is read whole: the parsers need every line.
+    shell.output_limit = 64 << 20;
+    let script = format!(
+        "echo '{START_TEST_OUTPUT}'\n{cmd}\nswestar_test_status=$?\necho '{END_TEST_OUTPUT}'\necho \"{TEST_EXIT_CODE}: $swestar_test_status\""
+    );
+    let out = shell.run(&script, Duration::from_secs(settings.timeout_s)).await;
+    shell.close().await;
+    let out = out.map_err(|e| format!("sandbox shell: {e}"))?;
+    let mut log = out.output;
+    let mut test_error = None;
+    if out.timed_out {
+        log.push_str(&format!("\n{TESTS_TIMEOUT}\n"));
+        test_error = Some(format!("the tests timed out after {}s", settings.timeout_s));
+    }
+    let parser = settings.parser_for(inst);
+    let g: Graded = grading::grade(parser, &log, f2p, p2p, EvalType::PassAndFail);
+    if !g.evaluated && test_error.is_none() {
+        test_error =
+            Some(format!("the test log could not be graded ({} parser): {}", parser.name(), last_lines(&log, 5)));
+    }
+    let status = |name: &String| grading::status_of(name, &g.statuses).unwrap_or("MISSING").to_string();
+    let tests = f2p
+        .iter()
+        .map(|n| TestStatus { name: n.clone(), group: "FAIL_TO_PASS".into(), status: status(n) })
+        .chain(p2p.iter().map(|n| TestStatus { name: n.clone(), group: "PASS_TO_PASS".into(), status: status(n) }))
+        .collect();
+    Ok(TestRun {
+        applied: true,
+        evaluated: g.evaluated,
+        resolved: g.resolved(),
+        resolution: g.resolution.as_str().into(),
+        tests,
+        test_error,
+        test_wall_s: started.elapsed().as_secs_f64(),
+        log,
+    })
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}

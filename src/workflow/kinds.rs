@@ -1,0 +1,280 @@
+//! Validation of the built-in kinds' own settings (everything but the
+//! keys all stages share): the pieces several kinds have in common
+//! (a model reference, a sandbox, prompt templates, durations) are checked
+//! once here, each kind's table by its own function.
+
+use indexmap::IndexMap;
+
+use super::model::Model;
+use super::{did_you_mean, isolation_name, relative_dep, wire, Cx};
+use crate::agent::sandbox::{ContainerSpec, Isolation, SandboxSpec};
+use crate::stages::rollout::{PromptSource, RolloutLimits, RolloutModel, RolloutSpec};
+use crate::stages::workspace::Workspace;
+use crate::workflow::model::Dep;
+
+/// Where a stage's diagnostics go: the stage's key path, and the sink.
+pub(super) struct Check<'a> {
+    stage: &'a str,
+    sink: &'a dyn Fn(Vec<String>, String, Option<String>),
+}
+
+impl<'a> Check<'a> {
+    pub(super) fn new(stage: &'a str, sink: &'a dyn Fn(Vec<String>, String, Option<String>)) -> Check<'a> {
+        Check { stage, sink }
+    }
+
+    fn at(&self, parts: &[&str]) -> Vec<String> {
+        let mut v = vec!["stages".to_string(), self.stage.to_string()];
+        v.extend(parts.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn fail(&self, parts: &[&str], message: String, help: Option<&str>) {
+        (self.sink)(self.at(parts), message, help.map(str::to_string));
+    }
+
+    /// A duration setting in seconds (at least 1), or `default`.
+    fn duration(&self, parts: &[&str], value: &Option<String>, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(v) => match humantime::parse_duration(v) {
+                Ok(d) => d.as_secs().max(1),
+                Err(_) => {
+                    self.fail(parts, format!("`{v}` is not a duration"), Some("write e.g. \"30m\""));
+                    default
+                }
+            },
+        }
+    }
+
+    fn at_least_one(&self, field: &str, value: Option<u32>) {
+        if value == Some(0) {
+            self.fail(&[field], format!("`{field}` must be at least 1"), None);
+        }
+    }
+
+    fn needs_inputs(&self, kind: &str, c: &wire::StageCommon, names: &[&str]) {
+        for name in names {
+            if !c.inputs.contains_key(*name) {
+                self.fail(
+                    &["inputs"],
+                    format!("a {kind} stage needs an input named `{name}`"),
+                    Some(&format!("write e.g. `inputs = {{ {name} = \"stages.NAME\" }}`")),
+                );
+            }
+        }
+    }
+
+    fn template(&self, parts: &[&str], text: &str) {
+        if let Err(e) = minijinja::Environment::new().template_from_str(text) {
+            self.fail(parts, format!("template error: {e}"), None);
+        }
+    }
+}
+
+impl Cx<'_> {
+    /// A `model = "NAME"` reference. The tokenizer decides masking and
+    /// token counts, so its content enters the key: as a dependency when it
+    /// lives beside the workflow, else hashed here.
+    pub(super) fn model_ref(
+        &self,
+        name: &str,
+        models: &IndexMap<String, Model>,
+        declared: &IndexMap<String, wire::ModelSection>,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> RolloutModel {
+        let Some(m) = models.get(name) else {
+            if !declared.contains_key(name) {
+                let help = did_you_mean(name, declared.keys().map(String::as_str))
+                    .map(|m| format!("did you mean `{m}`?"))
+                    .unwrap_or_else(|| "declare it as [models.NAME]".into());
+                ck.fail(&["model"], format!("no model named `{name}`"), Some(&help));
+            }
+            return RolloutModel {
+                tokenizer_hash: None,
+                name: name.to_string(),
+                config: crate::agent::llm::ModelConfig::new("", ""),
+                api_key_env: None,
+                tokenizer: None,
+                budget: crate::agent::condense::Budget { window: 1, reserve: 0 },
+                policy: Default::default(),
+            };
+        };
+        let mut tokenizer_hash = None;
+        if let Some(t) = declared.get(name).and_then(|w| w.tokenizer.as_ref()) {
+            match relative_dep(&self.dir, t) {
+                Ok(dep) => deps.push(dep),
+                Err(_) => {
+                    tokenizer_hash = m
+                        .tokenizer
+                        .as_ref()
+                        .and_then(|p| crate::store::statcache::hash_file(p).ok())
+                        .map(|h| h.to_string())
+                }
+            }
+        }
+        RolloutModel {
+            tokenizer_hash,
+            name: m.name.clone(),
+            config: m.config.clone(),
+            api_key_env: m.api_key_env.clone(),
+            tokenizer: m.tokenizer.clone(),
+            budget: m.budget,
+            policy: m.policy,
+        }
+    }
+
+    /// `sandbox`, `repo` and `[container]`: where the stage's sandboxes
+    /// come from.
+    pub(super) fn workspace(
+        &self,
+        sandbox: Option<Isolation>,
+        repo: &Option<String>,
+        container: &Option<wire::ContainerSection>,
+        ck: &Check<'_>,
+    ) -> Workspace {
+        let isolation = sandbox.unwrap_or_default();
+        let spec = match isolation {
+            Isolation::Podman | Isolation::Apptainer => {
+                let cs = container.clone().unwrap_or_default();
+                let program = if isolation == Isolation::Podman { "podman" } else { "apptainer" };
+                let mut spec = ContainerSpec::new(cs.program.as_deref().unwrap_or(program));
+                if let Some(w) = cs.workdir {
+                    if !w.starts_with('/') {
+                        ck.fail(&["container", "workdir"], format!("`{w}` is not an absolute path"), None);
+                    }
+                    spec.workdir = w;
+                }
+                spec.network = cs.network.unwrap_or(false);
+                spec.args = cs.args;
+                Some(spec)
+            }
+            _ => {
+                if container.is_some() {
+                    ck.fail(
+                        &["container"],
+                        format!("container settings do not apply to the `{}` sandbox", isolation_name(isolation)),
+                        Some("set `sandbox = \"podman\"` or `\"apptainer\"`, or remove [container]"),
+                    );
+                }
+                if repo.is_none() {
+                    ck.fail(
+                        &["repo"],
+                        format!(
+                            "the `{}` sandbox needs `repo`, the repository on this machine",
+                            isolation_name(isolation)
+                        ),
+                        None,
+                    );
+                }
+                None
+            }
+        };
+        let image = container.as_ref().and_then(|c| c.image.clone()).unwrap_or_else(|| "{{ image_name }}".into());
+        ck.template(&["container", "image"], &image);
+        if let Some(t) = repo {
+            ck.template(&["repo"], t);
+            if !t.contains("{{") && !t.contains("{%") && !self.dir.join(t).exists() {
+                ck.fail(&["repo"], format!("repository `{t}` does not exist"), None);
+            }
+        }
+        Workspace { sandbox: SandboxSpec { isolation, container: spec }, image, repo: repo.clone() }
+    }
+
+    /// A prompt template file (a dependency) or the built-in one.
+    pub(super) fn prompt(
+        &self,
+        parts: &[&str],
+        value: &Option<String>,
+        builtin: (&str, &str),
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> PromptSource {
+        let Some(rel) = value else { return PromptSource { name: builtin.0.to_string(), path: None } };
+        match relative_dep(&self.dir, rel) {
+            Ok(dep) => {
+                match std::fs::read_to_string(&dep.path) {
+                    Ok(text) => {
+                        if let Err(e) = minijinja::Environment::new().template_from_str(&text) {
+                            ck.fail(parts, format!("{rel}: template error: {e}"), None);
+                        }
+                    }
+                    Err(e) => ck.fail(parts, format!("cannot read `{rel}`: {e}"), None),
+                }
+                let source = PromptSource { name: dep.rel.clone(), path: Some(dep.path.clone()) };
+                deps.push(dep);
+                source
+            }
+            Err(m) => {
+                ck.fail(parts, m, None);
+                PromptSource { name: rel.clone(), path: None }
+            }
+        }
+    }
+
+    /// A rollout stage's own settings; the prompt templates and the
+    /// model's tokenizer become dependencies (hashed by content).
+    pub(super) fn rollout(
+        &self,
+        r: &wire::RolloutStage,
+        c: &wire::StageCommon,
+        models: &IndexMap<String, Model>,
+        declared: &IndexMap<String, wire::ModelSection>,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> RolloutSpec {
+        let model = self.model_ref(&r.model, models, declared, deps, ck);
+        ck.needs_inputs("rollout", c, &["instances"]);
+        ck.at_least_one("attempts", r.attempts);
+        ck.at_least_one("parallel", r.parallel);
+        let workspace = self.workspace(r.sandbox, &r.repo, &r.container, ck);
+        let defaults = crate::agent::episode::Limits::default();
+        let l = &r.limits;
+        let limits = RolloutLimits {
+            max_steps: l.max_steps.unwrap_or(defaults.max_steps),
+            wall_s: ck.duration(&["limits", "wall"], &l.wall, defaults.wall.as_secs()),
+            max_total_tokens: l.max_total_tokens.unwrap_or(defaults.max_total_tokens),
+            max_format_errors: l.max_format_errors.unwrap_or(defaults.max_format_errors),
+            command_timeout_s: ck.duration(
+                &["limits", "command_timeout"],
+                &l.command_timeout,
+                defaults.command_timeout.as_secs(),
+            ),
+        };
+        let system_prompt =
+            self.prompt(&["prompts", "system"], &r.prompts.system, crate::agent::prompts::SYSTEM, deps, ck);
+        let instance_prompt =
+            self.prompt(&["prompts", "instance"], &r.prompts.instance, crate::agent::prompts::INSTANCE, deps, ck);
+        RolloutSpec {
+            model,
+            attempts: r.attempts.unwrap_or(1),
+            parallel: r.parallel.unwrap_or(8),
+            workspace,
+            limits,
+            system_prompt,
+            instance_prompt,
+            exclude: r.exclude.clone(),
+        }
+    }
+
+    pub(super) fn test_filter(
+        &self,
+        t: &wire::TestFilterStage,
+        c: &wire::StageCommon,
+        ck: &Check<'_>,
+    ) -> crate::stages::test_filter::TestFilterSpec {
+        use crate::stages::testrun::{TestSettings, DEFAULT_TEST_CMD};
+        ck.needs_inputs("test_filter", c, &["trajectories", "instances"]);
+        ck.at_least_one("parallel", t.parallel);
+        let workspace = self.workspace(t.sandbox, &t.repo, &t.container, ck);
+        let test_cmd = t.test_cmd.clone().unwrap_or_else(|| DEFAULT_TEST_CMD.into());
+        ck.template(&["test_cmd"], &test_cmd);
+        crate::stages::test_filter::TestFilterSpec {
+            workspace,
+            tests: TestSettings { test_cmd, parser: t.parser, timeout_s: ck.duration(&["timeout"], &t.timeout, 1800) },
+            keep: t.keep.unwrap_or_default(),
+            parallel: t.parallel.unwrap_or(8),
+        }
+    }
+}
