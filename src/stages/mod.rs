@@ -6,6 +6,7 @@
 pub mod command;
 pub mod ordered;
 pub mod rollout;
+pub mod segment;
 pub mod test_filter;
 pub mod testrun;
 pub mod workspace;
@@ -37,6 +38,7 @@ impl StageKind {
             StageKind::Command(_) => command::CommandSpec::VERSION,
             StageKind::Rollout(_) => rollout::RolloutSpec::VERSION,
             StageKind::TestFilter(_) => test_filter::TestFilterSpec::VERSION,
+            StageKind::Segment(_) => segment::SegmentSpec::VERSION,
         }
     }
 
@@ -45,6 +47,7 @@ impl StageKind {
             StageKind::Command(c) => c.definition(),
             StageKind::Rollout(r) => r.definition(),
             StageKind::TestFilter(t) => t.definition(),
+            StageKind::Segment(s) => s.definition(),
         }
     }
 
@@ -52,7 +55,7 @@ impl StageKind {
     pub fn serve(&self) -> Option<&command::Serve> {
         match self {
             StageKind::Command(c) => c.serve.as_ref(),
-            StageKind::Rollout(_) | StageKind::TestFilter(_) => None,
+            StageKind::Rollout(_) | StageKind::TestFilter(_) | StageKind::Segment(_) => None,
         }
     }
 
@@ -61,6 +64,7 @@ impl StageKind {
             StageKind::Command(c) => c.execute(job, shard),
             StageKind::Rollout(r) => r.execute(job, shard),
             StageKind::TestFilter(t) => t.execute(job, shard),
+            StageKind::Segment(s) => s.execute(job, shard),
         }
     }
 }

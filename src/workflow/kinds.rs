@@ -277,4 +277,59 @@ impl Cx<'_> {
             parallel: t.parallel.unwrap_or(8),
         }
     }
+
+    pub(super) fn segment(
+        &self,
+        sg: &wire::SegmentStage,
+        c: &wire::StageCommon,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> crate::stages::segment::SegmentSpec {
+        ck.needs_inputs("segment", c, &["trajectories"]);
+        let window = sg.window.unwrap_or(32768);
+        if window < 256 {
+            ck.fail(&["window"], format!("a window of {window} tokens cannot hold a sample"), None);
+        }
+        for (field, v) in [("max_trajectories", sg.max_trajectories), ("max_per_instance", sg.max_per_instance)] {
+            if v == Some(0) {
+                ck.fail(&[field], format!("`{field}` must be at least 1"), None);
+            }
+        }
+        let (tokenizer, tokenizer_hash) = self.tokenizer_file(&["tokenizer"], &sg.tokenizer, deps, ck);
+        crate::stages::segment::SegmentSpec {
+            window,
+            tokenizer,
+            tokenizer_hash,
+            max_trajectories: sg.max_trajectories,
+            max_per_instance: sg.max_per_instance,
+            seed: sg.seed.unwrap_or(0),
+        }
+    }
+
+    /// A tokenizer.json setting: its path, and its content hash when it is
+    /// outside the workflow's directory (inside, it is a dependency).
+    fn tokenizer_file(
+        &self,
+        parts: &[&str],
+        value: &Option<String>,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> (Option<std::path::PathBuf>, Option<String>) {
+        let Some(t) = value else { return (None, None) };
+        let path = self.dir.join(t);
+        if !path.is_file() {
+            ck.fail(parts, format!("tokenizer file `{}` does not exist", path.display()), None);
+            return (Some(path), None);
+        }
+        match relative_dep(&self.dir, t) {
+            Ok(dep) => {
+                deps.push(dep);
+                (Some(path), None)
+            }
+            Err(_) => {
+                let hash = crate::store::statcache::hash_file(&path).ok().map(|h| h.to_string());
+                (Some(path), hash)
+            }
+        }
+    }
 }

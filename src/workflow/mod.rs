@@ -179,6 +179,7 @@ enum KindWire {
     Command(wire::CommandStage),
     Rollout(Box<wire::RolloutStage>),
     TestFilter(Box<wire::TestFilterStage>),
+    Segment(wire::SegmentStage),
 }
 
 struct Cx<'a> {
@@ -315,6 +316,10 @@ impl Cx<'_> {
             "test_filter" => {
                 let (common, t) = de(self, table, spanned, origin)?;
                 Ok(StageWire { common, kind: KindWire::TestFilter(Box::new(t)) })
+            }
+            "segment" => {
+                let (common, t) = de(self, table, spanned, origin)?;
+                Ok(StageWire { common, kind: KindWire::Segment(t) })
             }
             other => {
                 let help = did_you_mean(other, KINDS.iter().copied())
@@ -619,6 +624,10 @@ impl Cx<'_> {
                     let ck = kinds::Check::new(&name, &err);
                     StageKind::TestFilter(Box::new(self.test_filter(t, c, &ck)))
                 }
+                KindWire::Segment(sg) => {
+                    let ck = kinds::Check::new(&name, &err);
+                    StageKind::Segment(self.segment(sg, c, &mut deps, &ck))
+                }
             };
             out.insert(
                 name.clone(),
@@ -689,7 +698,7 @@ fn isolation_name(i: crate::agent::sandbox::Isolation) -> String {
     serde_json::to_value(i).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-const KINDS: &[&str] = &["command", "rollout", "test_filter"];
+const KINDS: &[&str] = &["command", "rollout", "test_filter", "segment"];
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
     let mut chars = s.chars();

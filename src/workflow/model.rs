@@ -130,6 +130,7 @@ pub enum StageKind {
     Command(CommandSpec),
     Rollout(Box<crate::stages::rollout::RolloutSpec>),
     TestFilter(Box<crate::stages::test_filter::TestFilterSpec>),
+    Segment(crate::stages::segment::SegmentSpec),
 }
 
 pub use crate::stages::command::CommandSpec;
@@ -140,6 +141,7 @@ impl StageKind {
             StageKind::Command(_) => "command",
             StageKind::Rollout(_) => "rollout",
             StageKind::TestFilter(_) => "test_filter",
+            StageKind::Segment(_) => "segment",
         }
     }
 }

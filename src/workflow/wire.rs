@@ -357,6 +357,28 @@ pub struct TestFilterStage {
     pub parallel: Option<u32>,
 }
 
+/// A `segment` stage: trajectories → training samples that fit the
+/// student's context window.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentStage {
+    /// The student's context window in tokens (default 32768).
+    #[serde(default)]
+    pub window: Option<u64>,
+    /// The student's tokenizer.json (default: an estimate of 4 bytes per token).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// Keep at most this many trajectories (chosen by `seed`).
+    #[serde(default)]
+    pub max_trajectories: Option<u64>,
+    /// Keep at most this many trajectories per instance.
+    #[serde(default)]
+    pub max_per_instance: Option<u64>,
+    /// Seed of the subset choice (default 0).
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSection {
@@ -448,6 +470,7 @@ enum StageSchema {
     Command(CommandSchema),
     Rollout(RolloutSchema),
     TestFilter(TestFilterSchema),
+    Segment(SegmentSchema),
 }
 
 #[derive(JsonSchema)]
@@ -478,4 +501,14 @@ struct TestFilterSchema {
     common: StageCommon,
     #[serde(flatten)]
     fields: TestFilterStage,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SegmentSchema {
+    #[serde(flatten)]
+    common: StageCommon,
+    #[serde(flatten)]
+    fields: SegmentStage,
 }
