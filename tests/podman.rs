@@ -280,8 +280,10 @@ model = "teacher"
 sandbox = "podman"
 parallel = 4
 limits = {{ command_timeout = "60s" }}
+container = {{ args = ["--label", "swestar.test=rollout-{}"] }}
 "#,
-            env!("CARGO_MANIFEST_DIR")
+            env!("CARGO_MANIFEST_DIR"),
+            std::process::id()
         ),
     );
     let fix = |sed: &str| {
@@ -306,17 +308,33 @@ limits = {{ command_timeout = "60s" }}
     ]);
     let server = ScriptedServer::start(scripts).await.unwrap();
     let url = format!("models.teacher.base_url={}", server.base_url());
-    let before = podman_names("label=swestar.owner");
     let cmd = {
         let mut c = ctx.cmd(&["run", "wf.toml", "--json", "--set", &url]);
         c.env_remove("CI");
         c
     };
-    let run = |mut c: Command| tokio::task::spawn_blocking(move || common::Run::from(c.output().unwrap()));
-    let r = run(cmd).await.unwrap();
+    // Other tests in this binary run containers meanwhile: this run's
+    // carry a label of their own (an extra `podman run` argument), watched
+    // while it runs and looked for after.
+    let mine = format!("swestar.test=rollout-{}", std::process::id());
+    let run = |mut c: Command, mine: String| {
+        tokio::task::spawn_blocking(move || {
+            let mut child =
+                c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let mut seen = 0;
+            while child.try_wait().unwrap().is_none() {
+                seen = seen.max(podman_names(&format!("label={mine}")).len());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (seen, common::Run::from(child.wait_with_output().unwrap()))
+        })
+    };
+    let (seen, r) = run(cmd, mine.clone()).await.unwrap();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.status_of("rollout"), "committed");
-    assert_eq!(podman_names("label=swestar.owner"), before, "every episode's container is removed");
+    assert!(seen > 0, "the episodes ran in labelled containers");
+    let left = podman_names(&format!("label={mine}"));
+    assert!(left.is_empty(), "every episode's container is removed: {left:?}");
 
     let out = ctx.path("rollout.parquet");
     let e = ctx.swestar(&["export", "wf.toml", "rollout", "--to", out.to_str().unwrap(), "--set", &url]);
