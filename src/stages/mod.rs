@@ -117,6 +117,16 @@ pub struct ShardRun {
     pub tmp: PathBuf,
 }
 
+/// The runtime a stage's concurrent I/O (episodes, sandboxes, model
+/// calls) runs on: a few worker threads, whatever the node's core count.
+pub fn runtime(shard: &ShardRun) -> Result<tokio::runtime::Runtime, StageError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
+        .enable_all()
+        .build()
+        .map_err(|e| StageError::Io { path: shard.tmp.clone(), source: e })
+}
+
 /// One input of a job: the files of a data source or an upstream artifact.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobInput {

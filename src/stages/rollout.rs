@@ -161,11 +161,7 @@ impl StageImpl for RolloutSpec {
         if !todo.is_empty() {
             self.workspace.sweep("rollout");
             job::stop_in_process();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
-                .enable_all()
-                .build()
-                .map_err(|e| StageError::Io { path: shard.tmp.clone(), source: e })?;
+            let runtime = super::runtime(shard)?;
             let failures = runtime.block_on(self.run_episodes(job, shard, &rows, todo, &log_path))?;
             if !failures.is_empty() {
                 let first = &failures[0];

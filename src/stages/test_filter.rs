@@ -135,11 +135,7 @@ impl StageImpl for TestFilterSpec {
             self.workspace.sweep("test_filter");
             job::stop_in_process();
             let reader = RowReader::open(&input.paths, input.format, start, hi as u64)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8))
-                .enable_all()
-                .build()
-                .map_err(|e| StageError::Io { path: shard.tmp.clone(), source: e })?;
+            let runtime = super::runtime(shard)?;
             let spec = Arc::new(self.clone());
             let sources = Arc::new(Sources::new(shard.tmp.join("sources")));
             let env = Arc::new(shell_env(job));

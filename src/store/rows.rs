@@ -17,18 +17,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
-use super::table::{self, TableError};
+use super::table::{self, ar, io, pq, TableError};
 use crate::workflow::TableFormat;
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
-    move |source| TableError::Io { path: path.to_path_buf(), source }
-}
-fn pq(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> TableError + '_ {
-    move |source| TableError::Parquet { path: path.to_path_buf(), source }
-}
-fn ar(path: &Path) -> impl FnOnce(arrow::error::ArrowError) -> TableError + '_ {
-    move |source| TableError::Arrow { path: path.to_path_buf(), source }
-}
 
 /// Rows per batch handed out; a batch of 70 KB trajectories is ~18 MB.
 const BATCH_ROWS: usize = 256;

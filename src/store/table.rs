@@ -24,13 +24,13 @@ pub enum TableError {
     Arrow { path: std::path::PathBuf, source: arrow::error::ArrowError },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
     move |source| TableError::Io { path: path.to_path_buf(), source }
 }
-fn pq(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> TableError + '_ {
+pub(super) fn pq(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> TableError + '_ {
     move |source| TableError::Parquet { path: path.to_path_buf(), source }
 }
-fn ar(path: &Path) -> impl FnOnce(arrow::error::ArrowError) -> TableError + '_ {
+pub(super) fn ar(path: &Path) -> impl FnOnce(arrow::error::ArrowError) -> TableError + '_ {
     move |source| TableError::Arrow { path: path.to_path_buf(), source }
 }
 
