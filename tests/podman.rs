@@ -36,16 +36,8 @@ fn podman_ready() -> bool {
     ok
 }
 
-fn instance(name: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/instances.jsonl")).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|i| i["instance_id"].as_str().unwrap().ends_with(name))
-        .unwrap()
-}
-
 fn task(name: &str) -> TaskState {
-    let inst = instance(name);
+    let inst = common::task_instance(name);
     let field = |k: &str| inst[k].as_str().unwrap().to_string();
     TaskState {
         instance_id: field("instance_id"),
@@ -235,7 +227,7 @@ fn podman_names(filter: &str) -> Vec<String> {
 /// Applies a patch in a fresh container at the instance's buggy state and
 /// runs its FAIL_TO_PASS tests there: true when they all pass.
 async fn f2p_pass_in_container(name: &str, patch: &str) -> bool {
-    let inst = instance(name);
+    let inst = common::task_instance(name);
     let task = task(name);
     let sandbox = tokio::task::spawn_blocking(move || Sandbox::prepare(&podman(), None, &task).unwrap()).await.unwrap();
     if !patch.is_empty() {
@@ -336,11 +328,7 @@ container = {{ args = ["--label", "swestar.test=rollout-{}"] }}
     let left = podman_names(&format!("label={mine}"));
     assert!(left.is_empty(), "every episode's container is removed: {left:?}");
 
-    let out = ctx.path("rollout.parquet");
-    let e = ctx.swestar(&["export", "wf.toml", "rollout", "--to", out.to_str().unwrap(), "--set", &url]);
-    assert_eq!(e.code, 0, "{}", e.stderr);
-    let (_, batches) = swestar::store::table::read_parquet(&[out.as_path()], None).unwrap();
-    let rows = swestar::store::table::batches_to_json_rows(&batches).unwrap();
+    let rows = ctx.export_rows("wf.toml", "rollout", &["--set", &url]);
     assert_eq!(rows.len(), 10);
     for row in &rows {
         assert_eq!(row["exit_reason"], "submitted", "{row}");

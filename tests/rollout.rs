@@ -9,31 +9,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{wait_for, Ctx};
+use common::{path_with_pytest, python, task_instances as instances, wait_for, Ctx, TASKS};
 use swestar::agent::sandbox::{git, repo_from_tree, Sandbox, TaskState};
 use swestar::agent::scripted::{Reply, ScriptedServer};
 use swestar::store::table;
-
-const TASKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks");
-
-fn python() -> String {
-    std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// PATH with the test venv (pytest) first, for the agents' shells.
-fn path_with_pytest() -> String {
-    let py = python();
-    let bin = Path::new(&py).parent().map(Path::to_path_buf).unwrap_or_default();
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
-}
-
-fn instances() -> Vec<serde_json::Value> {
-    std::fs::read_to_string(format!("{TASKS}/instances.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 use swestar::agent::protocol::format_call as call;
 
@@ -108,17 +87,14 @@ prompts = {{ instance = "prompts/instance.j2" }}
 
 const INSTANCE_PROMPT: &str = "Task {{ instance_id }} in {{ repo }} ({{ params.note }}):\n{{ problem_statement }}\n";
 
-/// The stage's artifact exported as one Parquet file and read back.
+/// The stage's artifact read back; its messages are a list of structs.
 fn rows_of(ctx: &Ctx, stage: &str, sets: &[&str]) -> Vec<serde_json::Value> {
-    let out = ctx.path(&format!("{stage}.parquet"));
-    let mut a = vec!["export", "wf.toml", stage, "--to", out.to_str().unwrap()];
-    a.extend_from_slice(sets);
-    let r = ctx.swestar(&a);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let (schema, batches) = table::read_parquet(&[out.as_path()], None).unwrap();
+    let out = ctx.path(&format!("{stage}.export.parquet"));
+    let rows = ctx.export_rows("wf.toml", stage, sets);
+    let (schema, _) = table::read_parquet(&[out.as_path()], Some(0)).unwrap();
     let messages = format!("{:?}", schema.field_with_name("messages").unwrap().data_type());
     assert!(messages.contains("Struct") && messages.contains("masked"), "{messages}");
-    table::batches_to_json_rows(&batches).unwrap()
+    rows
 }
 
 /// Grades a patch the way test_filter will: a fresh buggy copy, the patch,

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use common::Ctx;
 use serde_json::{json, Value};
 use swestar::agent::tokens::TokenCounter;
-use swestar::store::table;
 
 fn tokenizer() -> Option<String> {
     let t = std::env::var("SWESTAR_TEST_TOKENIZER").ok();
@@ -64,15 +63,7 @@ resources = {{ shards = 2 }}
     );
     let r = ctx.run("wf.toml", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let export = |sets: &[&str]| -> Vec<Value> {
-        let out = ctx.path("s.parquet");
-        let mut args = vec!["export", "wf.toml", "segment", "--to", out.to_str().unwrap()];
-        args.extend_from_slice(sets);
-        let r = ctx.swestar(&args);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let (_, batches) = table::read_parquet(&[out.as_path()], None).unwrap();
-        table::batches_to_json_rows(&batches).unwrap()
-    };
+    let export = |sets: &[&str]| ctx.export_rows("wf.toml", "segment", sets);
     let samples = export(&[]);
     let counter = TokenCounter::from_file(std::path::Path::new(&tok)).unwrap();
     let mut trained: HashMap<String, usize> = HashMap::new();

@@ -6,20 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use common::Ctx;
+use common::{path_with_pytest, task_instance as instance, Ctx, TASKS};
 use swestar::agent::sandbox::{repo_from_tree, Sandbox, TaskState};
-use swestar::store::table;
-
-const TASKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks");
-
-fn instance(suffix: &str) -> serde_json::Value {
-    std::fs::read_to_string(format!("{TASKS}/instances.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|i| i["instance_id"].as_str().unwrap().ends_with(suffix))
-        .unwrap()
-}
 
 /// The diff a command makes in a fresh copy at the instance's task state.
 fn patch_by(suffix: &str, command: &str) -> String {
@@ -37,12 +25,6 @@ fn patch_by(suffix: &str, command: &str) -> String {
     let ok = std::process::Command::new("bash").arg("-c").arg(command).current_dir(&sb.repo).status().unwrap();
     assert!(ok.success(), "{command}");
     sb.diff(&[]).unwrap()
-}
-
-fn path_with_pytest() -> String {
-    let py = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let bin = Path::new(&py).parent().map(Path::to_path_buf).unwrap_or_default();
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
 }
 
 #[test]
@@ -99,15 +81,7 @@ resources = {{ shards = 2 }}
         r
     };
     run(&[]);
-    let rows = |extra: &[&str]| {
-        let out = ctx.path("filter.parquet");
-        let mut args = vec!["export", "wf.toml", "filter", "--to", out.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        let r = ctx.swestar(&args);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let (_, batches) = table::read_parquet(&[out.as_path()], None).unwrap();
-        table::batches_to_json_rows(&batches).unwrap()
-    };
+    let rows = |sets: &[&str]| ctx.export_rows("wf.toml", "filter", sets);
     let all = rows(&[]);
     assert_eq!(all.len(), 5, "keep = all keeps every trajectory, in order");
     let status = |row: &serde_json::Value, test: &str| -> String {

@@ -32,7 +32,7 @@ use super::rollout::shard_range;
 use super::{Job, ShardRun, StageError, StageImpl};
 use crate::agent::condense::PLACEHOLDER;
 use crate::agent::tokens::TokenCounter;
-use crate::store::rows::{self, RowReader, RowWriter};
+use crate::store::rows::{self, RowWriter};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentSpec {
@@ -220,8 +220,9 @@ impl StageImpl for SegmentSpec {
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         let input =
             job.inputs.get("trajectories").ok_or_else(|| StageError::Failed("no `trajectories` input".into()))?;
-        let total = rows::count_rows(&input.paths, input.format)?;
-        let selected = self.select(&input.paths, input.format, total)?;
+        let table = rows::Table::open(&input.paths, input.format)?;
+        let total = table.rows();
+        let selected = self.select(&table)?;
         let (lo, hi) = shard_range(total as usize, shard.index, shard.count);
         let counter = Arc::new(match &self.tokenizer {
             Some(p) => TokenCounter::from_file(p).map_err(StageError::Failed)?,
@@ -231,7 +232,7 @@ impl StageImpl for SegmentSpec {
         let mut writer = RowWriter::create(&shard.output, Arc::new(schema()))?;
         let (mut trajectories, mut samples, mut dropped) = (0u64, 0u64, 0usize);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        for batch in RowReader::open(&input.paths, input.format, lo as u64, hi as u64)? {
+        for batch in table.read(lo as u64, hi as u64) {
             let batch: Vec<Value> =
                 batch?.into_iter().filter(|r| selected.as_ref().is_none_or(|s| s.contains(&identity(r)))).collect();
             // Token counting dominates: the batch's rows are counted on
@@ -309,12 +310,7 @@ fn turns_of(row: &Value, counter: &TokenCounter) -> Result<Vec<Turn>, String> {
 impl SegmentSpec {
     /// The (instance, attempt) pairs the subset settings keep, or `None`
     /// for all. Reads only those two columns of the whole input.
-    fn select(
-        &self,
-        paths: &[PathBuf],
-        format: crate::workflow::TableFormat,
-        total: u64,
-    ) -> Result<Option<HashSet<(String, u32)>>, StageError> {
+    fn select(&self, table: &rows::Table) -> Result<Option<HashSet<(String, u32)>>, StageError> {
         if self.max_trajectories.is_none() && self.max_per_instance.is_none() {
             return Ok(None);
         }
@@ -327,7 +323,7 @@ impl SegmentSpec {
             *h.finalize().as_bytes()
         };
         let mut by_instance: HashMap<String, Vec<Ranked>> = HashMap::new();
-        for batch in RowReader::open_columns(paths, format, 0, total, Some(&["instance_id", "attempt"]))? {
+        for batch in table.read_columns(0, table.rows(), Some(&["instance_id", "attempt"])) {
             for row in batch? {
                 let id = identity(&row);
                 by_instance.entry(id.0.clone()).or_default().push((rank(&id), id));

@@ -26,7 +26,7 @@ use super::testrun::{test_patch, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
 use super::{Job, ShardRun, StageError, StageImpl};
 use crate::exec::job;
-use crate::store::rows::{self, RowReader};
+use crate::store::rows;
 use crate::workflow::TableFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -121,7 +121,8 @@ impl StageImpl for TestFilterSpec {
         let input =
             job.inputs.get("trajectories").ok_or_else(|| StageError::Failed("no `trajectories` input".into()))?;
         let instances = Arc::new(instances_by_id(job)?);
-        let total = rows::count_rows(&input.paths, input.format)?;
+        let table = rows::Table::open(&input.paths, input.format)?;
+        let total = table.rows();
         let (lo, hi) = shard_range(total as usize, shard.index, shard.count);
         let schema = output_schema(&input_schema(&input.paths, input.format)?);
         let log_path = job.stage_dir.join(format!("test_filter-{:05}.jsonl", shard.index));
@@ -134,7 +135,7 @@ impl StageImpl for TestFilterSpec {
         if start < hi as u64 {
             self.workspace.sweep("test_filter");
             job::stop_in_process();
-            let reader = RowReader::open(&input.paths, input.format, start, hi as u64)?;
+            let reader = table.read(start, hi as u64);
             let runtime = super::runtime(shard)?;
             let spec = Arc::new(self.clone());
             let sources = Arc::new(Sources::new(shard.tmp.join("sources")));

@@ -67,9 +67,6 @@ pub struct TestRun {
     /// Why the tests were not run or not graded.
     pub test_error: Option<String>,
     pub test_wall_s: f64,
-    /// The whole harness-format log.
-    #[serde(skip)]
-    pub log: String,
 }
 
 impl TestRun {
@@ -82,7 +79,6 @@ impl TestRun {
             tests: Vec::new(),
             test_error: Some(why),
             test_wall_s: started.elapsed().as_secs_f64(),
-            log: String::new(),
         }
     }
 }
@@ -132,9 +128,7 @@ async fn run_in(
 ) -> Result<TestRun, String> {
     let started = Instant::now();
     if let Err(e) = apply(sandbox, patch) {
-        let mut r = TestRun::not_run(format!("patch does not apply: {}", last_lines(&e, 5)), started);
-        r.log = format!("{}\n{e}\n", swb::APPLY_PATCH_FAIL);
-        return Ok(r);
+        return Ok(TestRun::not_run(format!("patch does not apply: {}", last_lines(&e, 5)), started));
     }
     let test_patch = inst.get("test_patch").and_then(Value::as_str).unwrap_or("");
     if !test_patch.trim().is_empty() {
@@ -142,7 +136,6 @@ async fn run_in(
             let mut r =
                 TestRun::not_run(format!("the instance's test_patch does not apply: {}", last_lines(&e, 5)), started);
             r.applied = true;
-            r.log = format!("{}\n{e}\n", swb::APPLY_PATCH_FAIL);
             return Ok(r);
         }
     }
@@ -188,7 +181,6 @@ async fn run_in(
         tests,
         test_error,
         test_wall_s: started.elapsed().as_secs_f64(),
-        log,
     })
 }
 

@@ -72,32 +72,50 @@ pub struct RowReader {
     pub next_row: u64,
 }
 
-impl RowReader {
-    pub fn open(paths: &[PathBuf], format: TableFormat, lo: u64, hi: u64) -> Result<RowReader, TableError> {
-        RowReader::open_columns(paths, format, lo, hi, None)
+/// A table input with the row count of each part, counted once (JSON
+/// Lines are counted by a full scan, so a stage should not count twice).
+pub struct Table {
+    paths: Vec<PathBuf>,
+    format: TableFormat,
+    counts: Vec<u64>,
+}
+
+impl Table {
+    pub fn open(paths: &[PathBuf], format: TableFormat) -> Result<Table, TableError> {
+        let counts = paths.iter().map(|p| count_rows(std::slice::from_ref(p), format)).collect::<Result<_, _>>()?;
+        Ok(Table { paths: paths.to_vec(), format, counts })
     }
 
-    /// As [`RowReader::open`], reading only the named top-level columns of
-    /// Parquet inputs (JSON Lines rows come whole).
-    pub fn open_columns(
-        paths: &[PathBuf],
-        format: TableFormat,
-        lo: u64,
-        hi: u64,
-        columns: Option<&[&str]>,
-    ) -> Result<RowReader, TableError> {
+    pub fn rows(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Rows `lo..hi`.
+    pub fn read(&self, lo: u64, hi: u64) -> RowReader {
+        self.read_columns(lo, hi, None)
+    }
+
+    /// Rows `lo..hi`, only the named top-level columns of Parquet parts
+    /// (JSON Lines rows come whole).
+    pub fn read_columns(&self, lo: u64, hi: u64, columns: Option<&[&str]>) -> RowReader {
         let columns = columns.map(|c| c.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let mut parts = Vec::new();
         let mut start = 0u64;
-        for p in paths {
-            let rows = count_rows(std::slice::from_ref(p), format)?;
+        for (p, &rows) in self.paths.iter().zip(&self.counts) {
             let (a, b) = (lo.max(start), hi.min(start + rows));
             if a < b {
                 parts.push(Part { path: p.clone(), columns: columns.clone(), skip: a - start, take: b - a });
             }
             start += rows;
         }
-        Ok(RowReader { format, parts: parts.into_iter(), current: None, next_row: lo })
+        RowReader { format: self.format, parts: parts.into_iter(), current: None, next_row: lo }
+    }
+}
+
+impl RowReader {
+    /// Rows `lo..hi` of a table input (counting its parts first).
+    pub fn open(paths: &[PathBuf], format: TableFormat, lo: u64, hi: u64) -> Result<RowReader, TableError> {
+        Ok(Table::open(paths, format)?.read(lo, hi))
     }
 
     fn open_part(&self, part: Part) -> Result<Batches, TableError> {
@@ -349,10 +367,9 @@ mod tests {
         assert_eq!(got, (990..2010).collect::<Vec<_>>());
         assert_eq!(read_all(&paths, TableFormat::Parquet).unwrap().len(), 3000);
         assert_eq!(RowReader::open(&paths, TableFormat::Parquet, 5, 5).unwrap().count(), 0);
-        let narrow: Vec<Value> = RowReader::open_columns(&paths, TableFormat::Parquet, 0, 2, Some(&["i"]))
-            .unwrap()
-            .flat_map(|b| b.unwrap())
-            .collect();
+        let table = Table::open(&paths, TableFormat::Parquet).unwrap();
+        assert_eq!(table.rows(), 3000);
+        let narrow: Vec<Value> = table.read_columns(0, 2, Some(&["i"])).flat_map(|b| b.unwrap()).collect();
         assert_eq!(narrow, [json!({"i": 0}), json!({"i": 1})]);
     }
 

@@ -143,3 +143,49 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
+
+/// The example tasks (a real project with bug-injected instances).
+pub const TASKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks");
+
+/// The test venv's Python (pytest, pyarrow), as .ci/run sets it up.
+pub fn python() -> String {
+    std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// PATH with the test venv first, so shells in local sandboxes find pytest.
+pub fn path_with_pytest() -> String {
+    let py = python();
+    let bin = Path::new(&py).parent().map(Path::to_path_buf).unwrap_or_default();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+/// Every instance of the example tasks.
+pub fn task_instances() -> Vec<serde_json::Value> {
+    std::fs::read_to_string(format!("{TASKS}/instances.jsonl"))
+        .expect("examples/tasks/instances.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect()
+}
+
+/// The example instance whose id ends with `suffix`.
+pub fn task_instance(suffix: &str) -> serde_json::Value {
+    task_instances()
+        .into_iter()
+        .find(|i| i["instance_id"].as_str().is_some_and(|id| id.ends_with(suffix)))
+        .unwrap_or_else(|| panic!("no example instance ending in {suffix}"))
+}
+
+impl Ctx {
+    /// A stage's artifact exported (`swestar export`) to Parquet and read
+    /// back as JSON rows.
+    pub fn export_rows(&self, wf: &str, stage: &str, sets: &[&str]) -> Vec<serde_json::Value> {
+        let out = self.path(&format!("{stage}.export.parquet"));
+        let mut args = vec!["export", wf, stage, "--to", out.to_str().expect("utf-8 path")];
+        args.extend_from_slice(sets);
+        let r = self.swestar(&args);
+        assert_eq!(r.code, 0, "export failed: {}", r.stderr);
+        let (_, batches) = swestar::store::table::read_parquet(&[out.as_path()], None).expect("readable Parquet");
+        swestar::store::table::batches_to_json_rows(&batches).expect("JSON rows")
+    }
+}
