@@ -93,6 +93,22 @@ resources = {{ shards = 2 }}
     assert!(turns.iter().all(|t| trained[t] == 1), "every assistant turn trained exactly once");
     assert_eq!(per_traj[&("a".into(), 0)], 1, "a short trajectory is one sample");
     assert!(per_traj[&("b".into(), 0)] > 2, "{per_traj:?}");
+    // The manifest records the token statistics of the samples.
+    let manifest: Value = ctx
+        .objects()
+        .iter()
+        .map(|o| serde_json::from_str::<Value>(&std::fs::read_to_string(o.join("manifest.json")).unwrap()).unwrap())
+        .find(|m| m["kind"] == "segment")
+        .unwrap();
+    let stats = &manifest["stats"];
+    let tokens: Vec<u64> = samples.iter().map(|s| s["tokens"].as_u64().unwrap()).collect();
+    let trainable: u64 = samples.iter().map(|s| s["trainable_tokens"].as_u64().unwrap()).sum();
+    assert_eq!(stats["samples"], samples.len() as u64, "{stats}");
+    assert_eq!(stats["trajectories"], 4);
+    assert_eq!(stats["tokens"], tokens.iter().sum::<u64>());
+    assert_eq!(stats["trainable_tokens"], trainable);
+    assert_eq!(stats["tokens_per_sample"]["max"], *tokens.iter().max().unwrap());
+    assert_eq!(stats["tokens_per_sample"]["min"], *tokens.iter().min().unwrap());
     // Some sample masks old observations and keeps the recent ones.
     assert!(samples.iter().any(|s| s["messages"].to_string().contains("<MASKED>")));
 

@@ -313,6 +313,7 @@ impl Runner<'_> {
                     variants: node.variants.iter().filter(|v| !v.is_empty()).cloned().collect(),
                     run: opts.run_id.clone(),
                     duration_s: 0.0,
+                    stats: Default::default(),
                 };
                 self.state[i] = State::Running {
                     key: key.clone(),
@@ -397,7 +398,14 @@ impl Runner<'_> {
         let (mut meta, count, key) = ((**meta).clone(), *count, key.clone());
         meta.duration_s = started.elapsed().as_secs_f64();
         let s = store.clone();
-        let committed = tokio::task::spawn_blocking(move || s.commit(meta, count)).await;
+        let kind = node.spec.kind.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            let staging = s.staging_dir(&meta.key);
+            let shards: Vec<PathBuf> = (0..count).map(|i| crate::stages::shard_file(&staging, i)).collect();
+            meta.stats = kind.stats(&shards).map_err(|e| format!("summarising the output: {e}"))?;
+            s.commit(meta, count).map_err(|e| e.to_string())
+        })
+        .await;
         match committed {
             Ok(Ok(manifest)) => {
                 let _ = self.tx.send(Event::Committed {

@@ -30,6 +30,11 @@ pub trait StageImpl {
     /// Runs one shard of the stage body, writing one Parquet file to
     /// `shard.output` (scratch space in `shard.tmp`).
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError>;
+    /// Figures about the finished output (its shard files) for the
+    /// artifact's manifest; none by default.
+    fn stats(&self, _shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        Ok(BTreeMap::new())
+    }
 }
 
 impl StageKind {
@@ -56,6 +61,15 @@ impl StageKind {
         match self {
             StageKind::Command(c) => c.serve.as_ref(),
             StageKind::Rollout(_) | StageKind::TestFilter(_) | StageKind::Segment(_) => None,
+        }
+    }
+
+    pub fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        match self {
+            StageKind::Command(c) => c.stats(shards),
+            StageKind::Rollout(r) => r.stats(shards),
+            StageKind::TestFilter(t) => t.stats(shards),
+            StageKind::Segment(s) => s.stats(shards),
         }
     }
 

@@ -217,6 +217,10 @@ impl StageImpl for SegmentSpec {
         ])
     }
 
+    fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        self.token_stats(shards)
+    }
+
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         let input =
             job.inputs.get("trajectories").ok_or_else(|| StageError::Failed("no `trajectories` input".into()))?;
@@ -286,6 +290,18 @@ impl StageImpl for SegmentSpec {
 /// A trajectory's rank and identity (instance, attempt).
 type Ranked = ([u8; 32], (String, u32));
 
+/// Minimum, median, maximum and mean of a list of counts.
+fn summary(mut v: Vec<u64>) -> Value {
+    if v.is_empty() {
+        return json!({"min": 0, "median": 0, "max": 0, "mean": 0.0});
+    }
+    v.sort_unstable();
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] as f64 } else { (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0 };
+    let mean = v.iter().sum::<u64>() as f64 / n as f64;
+    json!({"min": v[0], "median": median, "max": v[n - 1], "mean": mean})
+}
+
 fn identity(row: &Value) -> (String, u32) {
     (
         row.get("instance_id").and_then(Value::as_str).unwrap_or_default().to_string(),
@@ -308,6 +324,29 @@ fn turns_of(row: &Value, counter: &TokenCounter) -> Result<Vec<Turn>, String> {
 }
 
 impl SegmentSpec {
+    /// Token statistics of all samples: per-sample tokens and trainable
+    /// tokens (min/median/max/mean), totals, sample and trajectory counts.
+    fn token_stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        let table = rows::Table::open(shards, crate::workflow::TableFormat::Parquet)?;
+        let (mut tokens, mut trainable, mut trajectories) = (Vec::new(), Vec::new(), 0u64);
+        for batch in table.read_columns(0, table.rows(), Some(&["segment", "tokens", "trainable_tokens"])) {
+            for row in batch? {
+                tokens.push(row["tokens"].as_u64().unwrap_or(0));
+                trainable.push(row["trainable_tokens"].as_u64().unwrap_or(0));
+                trajectories += u64::from(row["segment"].as_u64() == Some(0));
+            }
+        }
+        let (total, total_trainable) = (tokens.iter().sum::<u64>(), trainable.iter().sum::<u64>());
+        Ok(BTreeMap::from([
+            ("samples".into(), json!(tokens.len())),
+            ("trajectories".into(), json!(trajectories)),
+            ("tokens".into(), json!(total)),
+            ("trainable_tokens".into(), json!(total_trainable)),
+            ("tokens_per_sample".into(), summary(tokens)),
+            ("trainable_tokens_per_sample".into(), summary(trainable)),
+        ]))
+    }
+
     /// The (instance, attempt) pairs the subset settings keep, or `None`
     /// for all. Reads only those two columns of the whole input.
     fn select(&self, table: &rows::Table) -> Result<Option<HashSet<(String, u32)>>, StageError> {

@@ -36,6 +36,10 @@ pub struct Manifest {
     pub variants: Vec<String>,
     pub run: String,
     pub preimage: Preimage,
+    /// Figures the stage kind reports about its output (e.g. token counts
+    /// of training samples); absent for most kinds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stats: BTreeMap<String, Value>,
 }
 
 /// One column of the Arrow schema.

@@ -80,6 +80,9 @@ pub struct CommitMeta {
     pub variants: Vec<String>,
     pub run: String,
     pub duration_s: f64,
+    /// What the stage kind reports about its output (see
+    /// [`crate::stages::StageImpl::stats`]).
+    pub stats: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Store {
@@ -277,6 +280,7 @@ impl Store {
             variants: meta.variants,
             run: meta.run,
             preimage: meta.preimage,
+            stats: meta.stats,
         };
         let mpath = out.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest).expect("plain data");
