@@ -9,6 +9,20 @@ pub const SYSTEM: (&str, &str) = ("templates/prompts/system.j2", include_str!(".
 pub const INSTANCE: (&str, &str) =
     ("templates/prompts/instance.j2", include_str!("../../templates/prompts/instance.j2"));
 
+/// The templates of issue synthesis: a system message, the demonstration
+/// issues (`demonstrations`: a list of problem statements), and the
+/// instance (its fields plus `test_output` and `test_sources`).
+pub const SYNTHESIS_SYSTEM: (&str, &str) =
+    ("templates/prompts/issue_synthesis/system.j2", include_str!("../../templates/prompts/issue_synthesis/system.j2"));
+pub const SYNTHESIS_DEMONSTRATIONS: (&str, &str) = (
+    "templates/prompts/issue_synthesis/demonstrations.j2",
+    include_str!("../../templates/prompts/issue_synthesis/demonstrations.j2"),
+);
+pub const SYNTHESIS_INSTANCE: (&str, &str) = (
+    "templates/prompts/issue_synthesis/instance.j2",
+    include_str!("../../templates/prompts/issue_synthesis/instance.j2"),
+);
+
 /// What the templates see.
 #[derive(Debug, Clone, Serialize)]
 pub struct PromptContext<'a> {
@@ -26,6 +40,12 @@ pub struct PromptContext<'a> {
 
 /// Renders a template; errors name the template and line.
 pub fn render(template: (&str, &str), ctx: &PromptContext<'_>) -> Result<String, String> {
+    render_value(template, ctx)
+}
+
+/// Renders a template over any serializable context; an undefined name
+/// is an error naming the template and line.
+pub fn render_value(template: (&str, &str), ctx: &impl Serialize) -> Result<String, String> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     let (name, source) = template;

@@ -5,7 +5,8 @@
 //! episode loop and whole rollouts are tested over real HTTP.
 //!
 //! A request belongs to the script whose key appears in its first user
-//! message (an instance id, say), or to the `"*"` script; its step is the
+//! message (an instance id, say), else in a later user message, else to
+//! the `"*"` script; its step is the
 //! number of assistant messages it already carries. Replies are therefore a
 //! function of the conversation, and a retried request gets the same one.
 
@@ -107,14 +108,17 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
             let mut st = state.lock().expect("state");
             st.requests.push(request.clone());
             let messages = request["messages"].as_array().cloned().unwrap_or_default();
-            let first_user =
-                messages.iter().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("");
-            let key = st
-                .scripts
-                .keys()
-                .filter(|k| k.as_str() != "*" && first_user.contains(k.as_str()))
-                .max_by_key(|k| k.len())
-                .cloned();
+            // The first user message names the task (an agent's); failing
+            // that, the user messages in order (a prompt whose first user
+            // message is shared, such as demonstrations).
+            let users = messages.iter().filter(|m| m["role"] == "user").filter_map(|m| m["content"].as_str());
+            let key = users.into_iter().find_map(|text| {
+                st.scripts
+                    .keys()
+                    .filter(|k| k.as_str() != "*" && text.contains(k.as_str()))
+                    .max_by_key(|k| k.len())
+                    .cloned()
+            });
             let key = key.unwrap_or_else(|| "*".to_string());
             let step = messages.iter().filter(|m| m["role"] == "assistant").count();
             let reply = st.scripts.get(&key).and_then(|s| s.get(step)).cloned();

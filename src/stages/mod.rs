@@ -4,6 +4,7 @@
 //! resolved stage with its inputs' paths and where to write.
 
 pub mod command;
+pub mod issue_synthesis;
 pub mod ordered;
 pub mod rollout;
 pub mod segment;
@@ -44,6 +45,7 @@ impl StageKind {
             StageKind::Rollout(_) => rollout::RolloutSpec::VERSION,
             StageKind::TestFilter(_) => test_filter::TestFilterSpec::VERSION,
             StageKind::Segment(_) => segment::SegmentSpec::VERSION,
+            StageKind::IssueSynthesis(_) => issue_synthesis::IssueSynthesisSpec::VERSION,
         }
     }
 
@@ -53,6 +55,7 @@ impl StageKind {
             StageKind::Rollout(r) => r.definition(),
             StageKind::TestFilter(t) => t.definition(),
             StageKind::Segment(s) => s.definition(),
+            StageKind::IssueSynthesis(i) => i.definition(),
         }
     }
 
@@ -60,7 +63,7 @@ impl StageKind {
     pub fn serve(&self) -> Option<&command::Serve> {
         match self {
             StageKind::Command(c) => c.serve.as_ref(),
-            StageKind::Rollout(_) | StageKind::TestFilter(_) | StageKind::Segment(_) => None,
+            _ => None,
         }
     }
 
@@ -70,6 +73,7 @@ impl StageKind {
             StageKind::Rollout(r) => r.stats(shards),
             StageKind::TestFilter(t) => t.stats(shards),
             StageKind::Segment(s) => s.stats(shards),
+            StageKind::IssueSynthesis(i) => i.stats(shards),
         }
     }
 
@@ -79,6 +83,7 @@ impl StageKind {
             StageKind::Rollout(r) => r.execute(job, shard),
             StageKind::TestFilter(t) => t.execute(job, shard),
             StageKind::Segment(s) => s.execute(job, shard),
+            StageKind::IssueSynthesis(i) => i.execute(job, shard),
         }
     }
 }

@@ -23,8 +23,8 @@ pub const DEFAULT_TEST_CMD: &str = "python3 -m pytest -rA --tb=no -p no:cachepro
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestSettings {
-    /// A template over instance fields plus `test_files` (shell-quoted,
-    /// space-separated).
+    /// A template over instance fields plus `tests` and `test_files`
+    /// (shell-quoted, space-separated).
     pub test_cmd: String,
     /// `None`: the instance's `log_parser` field, else by its `repo`.
     pub parser: Option<Parser>,
@@ -36,7 +36,7 @@ impl TestSettings {
         json!({"test_cmd": self.test_cmd, "parser": self.parser.map(Parser::name), "timeout_s": self.timeout_s})
     }
 
-    fn parser_for(&self, inst: &Value) -> Parser {
+    pub fn parser_for(&self, inst: &Value) -> Parser {
         self.parser
             .or_else(|| inst.get("log_parser").and_then(Value::as_str).and_then(Parser::from_name))
             .unwrap_or_else(|| Parser::for_repo(inst.get("repo").and_then(Value::as_str).unwrap_or("")))
@@ -139,26 +139,10 @@ async fn run_in(
             return Ok(r);
         }
     }
-    let files: Vec<String> =
-        swb::test_files(f2p.iter().chain(p2p)).iter().map(|f| super::command::shell_quote(f)).collect();
-    let mut fields = inst.clone();
-    if let Some(o) = fields.as_object_mut() {
-        o.insert("test_files".into(), Value::String(files.join(" ")));
-    }
-    let cmd = render_field("test_cmd", &settings.test_cmd, &fields)?;
-    let mut shell = sandbox.shell(env).await.map_err(|e| format!("sandbox shell: {e}"))?;
-    // A test log is read whole: the parsers need every line.
-    shell.output_limit = 64 << 20;
-    let script = format!(
-        "echo '{START_TEST_OUTPUT}'\n{cmd}\nswestar_test_status=$?\necho '{END_TEST_OUTPUT}'\necho \"{TEST_EXIT_CODE}: $swestar_test_status\""
-    );
-    let out = shell.run(&script, Duration::from_secs(settings.timeout_s)).await;
-    shell.close().await;
-    let out = out.map_err(|e| format!("sandbox shell: {e}"))?;
-    let mut log = out.output;
-    let mut test_error = None;
+    let tests: Vec<String> = f2p.iter().chain(p2p).cloned().collect();
+    let out = run_test_cmd(sandbox, settings, inst, &tests, env).await?;
+    let (log, mut test_error) = (out.log, None);
     if out.timed_out {
-        log.push_str(&format!("\n{TESTS_TIMEOUT}\n"));
         test_error = Some(format!("the tests timed out after {}s", settings.timeout_s));
     }
     let parser = settings.parser_for(inst);
@@ -184,7 +168,48 @@ async fn run_in(
     })
 }
 
-fn last_lines(text: &str, n: usize) -> String {
+/// The output of one run of the test command, in the harness's layout.
+pub struct TestLog {
+    pub log: String,
+    pub timed_out: bool,
+}
+
+/// Runs the test command in the sandbox over the given test ids (the
+/// template sees them as `tests`, and their files as `test_files`, both
+/// shell-quoted and space-separated), its output between the harness's
+/// markers, its exit status after them; a timeout appends the harness's
+/// timeout marker.
+pub async fn run_test_cmd(
+    sandbox: &Sandbox,
+    settings: &TestSettings,
+    inst: &Value,
+    tests: &[String],
+    env: &[(String, String)],
+) -> Result<TestLog, String> {
+    let quote = |items: Vec<String>| items.iter().map(|f| super::command::shell_quote(f)).collect::<Vec<_>>().join(" ");
+    let mut fields = inst.clone();
+    if let Some(o) = fields.as_object_mut() {
+        o.insert("test_files".into(), Value::String(quote(swb::test_files(tests))));
+        o.insert("tests".into(), Value::String(quote(tests.to_vec())));
+    }
+    let cmd = render_field("test_cmd", &settings.test_cmd, &fields)?;
+    let mut shell = sandbox.shell(env).await.map_err(|e| format!("sandbox shell: {e}"))?;
+    // A test log is read whole: the parsers need every line.
+    shell.output_limit = 64 << 20;
+    let script = format!(
+        "echo '{START_TEST_OUTPUT}'\n{cmd}\nswestar_test_status=$?\necho '{END_TEST_OUTPUT}'\necho \"{TEST_EXIT_CODE}: $swestar_test_status\""
+    );
+    let out = shell.run(&script, Duration::from_secs(settings.timeout_s)).await;
+    shell.close().await;
+    let out = out.map_err(|e| format!("sandbox shell: {e}"))?;
+    let mut log = out.output;
+    if out.timed_out {
+        log.push_str(&format!("\n{TESTS_TIMEOUT}\n"));
+    }
+    Ok(TestLog { log, timed_out: out.timed_out })
+}
+
+pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }

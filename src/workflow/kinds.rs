@@ -332,4 +332,55 @@ impl Cx<'_> {
             }
         }
     }
+
+    pub(super) fn issue_synthesis(
+        &self,
+        is: &wire::IssueSynthesisStage,
+        c: &wire::StageCommon,
+        models: &IndexMap<String, Model>,
+        declared: &IndexMap<String, wire::ModelSection>,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> crate::stages::issue_synthesis::IssueSynthesisSpec {
+        use crate::agent::prompts::{SYNTHESIS_DEMONSTRATIONS, SYNTHESIS_INSTANCE, SYNTHESIS_SYSTEM};
+        use crate::stages::testrun::TestSettings;
+        let model = self.model_ref(&is.model, models, declared, deps, ck);
+        ck.needs_inputs("issue_synthesis", c, &["instances"]);
+        ck.at_least_one("parallel", is.parallel);
+        let workspace = self.workspace(is.sandbox, &is.repo, &is.container, ck);
+        let test_cmd = is.test_cmd.clone().unwrap_or_else(|| crate::stages::issue_synthesis::DEFAULT_TEST_CMD.into());
+        ck.template(&["test_cmd"], &test_cmd);
+        let p = &is.prompts;
+        let system_prompt = self.prompt(&["prompts", "system"], &p.system, SYNTHESIS_SYSTEM, deps, ck);
+        let demonstrations_prompt =
+            self.prompt(&["prompts", "demonstrations"], &p.demonstrations, SYNTHESIS_DEMONSTRATIONS, deps, ck);
+        let instance_prompt = self.prompt(&["prompts", "instance"], &p.instance, SYNTHESIS_INSTANCE, deps, ck);
+        let demonstrations = is.demonstrations.as_ref().and_then(|rel| match relative_dep(&self.dir, rel) {
+            Ok(dep) => {
+                if !dep.path.is_file() {
+                    ck.fail(&["demonstrations"], format!("`{rel}` does not exist"), None);
+                }
+                let path = dep.path.clone();
+                deps.push(dep);
+                Some(path)
+            }
+            Err(m) => {
+                ck.fail(&["demonstrations"], m, None);
+                None
+            }
+        });
+        crate::stages::issue_synthesis::IssueSynthesisSpec {
+            model,
+            workspace,
+            tests: TestSettings { test_cmd, parser: is.parser, timeout_s: ck.duration(&["timeout"], &is.timeout, 600) },
+            system_prompt,
+            demonstrations_prompt,
+            instance_prompt,
+            demonstrations,
+            max_demonstrations: is.max_demonstrations.unwrap_or(3),
+            max_tests: is.max_tests.unwrap_or(3),
+            max_output_chars: is.max_output_chars.unwrap_or(8000),
+            parallel: is.parallel.unwrap_or(8),
+        }
+    }
 }

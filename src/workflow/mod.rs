@@ -180,6 +180,7 @@ enum KindWire {
     Rollout(Box<wire::RolloutStage>),
     TestFilter(Box<wire::TestFilterStage>),
     Segment(wire::SegmentStage),
+    IssueSynthesis(Box<wire::IssueSynthesisStage>),
 }
 
 struct Cx<'a> {
@@ -320,6 +321,10 @@ impl Cx<'_> {
             "segment" => {
                 let (common, t) = de(self, table, spanned, origin)?;
                 Ok(StageWire { common, kind: KindWire::Segment(t) })
+            }
+            "issue_synthesis" => {
+                let (common, t) = de(self, table, spanned, origin)?;
+                Ok(StageWire { common, kind: KindWire::IssueSynthesis(Box::new(t)) })
             }
             other => {
                 let help = did_you_mean(other, KINDS.iter().copied())
@@ -628,6 +633,17 @@ impl Cx<'_> {
                     let ck = kinds::Check::new(&name, &err);
                     StageKind::Segment(self.segment(sg, c, &mut deps, &ck))
                 }
+                KindWire::IssueSynthesis(is) => {
+                    let ck = kinds::Check::new(&name, &err);
+                    StageKind::IssueSynthesis(Box::new(self.issue_synthesis(
+                        is,
+                        c,
+                        &models,
+                        &file.models,
+                        &mut deps,
+                        &ck,
+                    )))
+                }
             };
             out.insert(
                 name.clone(),
@@ -698,7 +714,7 @@ fn isolation_name(i: crate::agent::sandbox::Isolation) -> String {
     serde_json::to_value(i).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-const KINDS: &[&str] = &["command", "rollout", "test_filter", "segment"];
+const KINDS: &[&str] = &["command", "issue_synthesis", "rollout", "test_filter", "segment"];
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
     let mut chars = s.chars();

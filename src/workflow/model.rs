@@ -131,6 +131,7 @@ pub enum StageKind {
     Rollout(Box<crate::stages::rollout::RolloutSpec>),
     TestFilter(Box<crate::stages::test_filter::TestFilterSpec>),
     Segment(crate::stages::segment::SegmentSpec),
+    IssueSynthesis(Box<crate::stages::issue_synthesis::IssueSynthesisSpec>),
 }
 
 pub use crate::stages::command::CommandSpec;
@@ -142,6 +143,7 @@ impl StageKind {
             StageKind::Rollout(_) => "rollout",
             StageKind::TestFilter(_) => "test_filter",
             StageKind::Segment(_) => "segment",
+            StageKind::IssueSynthesis(_) => "issue_synthesis",
         }
     }
 }

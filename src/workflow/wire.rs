@@ -357,6 +357,66 @@ pub struct TestFilterStage {
     pub parallel: Option<u32>,
 }
 
+/// An `issue_synthesis` stage: problem statements written by a model from
+/// each instance's bug patch, failing test output and test sources.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueSynthesisStage {
+    /// The `[models.NAME]` that writes the issues (temperature 0 unless set).
+    pub model: String,
+    /// `local` (default; not isolated), `bubblewrap`, `podman` or `apptainer`.
+    #[serde(default)]
+    pub sandbox: Option<crate::agent::sandbox::Isolation>,
+    /// The repository on this machine (as for rollout).
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub container: Option<ContainerSection>,
+    /// The command that runs the FAIL_TO_PASS tests, a template over
+    /// instance fields, `tests` and `test_files` (default
+    /// "python3 -m pytest -rA --tb=short -p no:cacheprovider {{ tests }}").
+    #[serde(default)]
+    pub test_cmd: Option<String>,
+    /// The log parser (default: the instance's `log_parser`, else by repo).
+    #[serde(default)]
+    pub parser: Option<crate::swebench::parsers::Parser>,
+    /// Time limit of the test run (default "10m").
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Example issues: a JSONL or Parquet file with a `problem_statement` column.
+    #[serde(default)]
+    pub demonstrations: Option<String>,
+    /// How many demonstrations the prompt shows (default 3).
+    #[serde(default)]
+    pub max_demonstrations: Option<usize>,
+    /// How many failing tests' source the prompt shows (default 3).
+    #[serde(default)]
+    pub max_tests: Option<usize>,
+    /// Test output longer than this many characters keeps its head and
+    /// tail (default 8000).
+    #[serde(default)]
+    pub max_output_chars: Option<usize>,
+    /// Prompt templates instead of templates/prompts/issue_synthesis/.
+    #[serde(default)]
+    pub prompts: SynthesisPrompts,
+    /// Instances at once in each shard's process (default 8).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SynthesisPrompts {
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Sees `demonstrations`, a list of problem statements.
+    #[serde(default)]
+    pub demonstrations: Option<String>,
+    /// Sees the instance's fields, `test_output` and `test_sources`.
+    #[serde(default)]
+    pub instance: Option<String>,
+}
+
 /// A `segment` stage: trajectories → training samples that fit the
 /// student's context window.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -471,6 +531,7 @@ enum StageSchema {
     Rollout(RolloutSchema),
     TestFilter(TestFilterSchema),
     Segment(SegmentSchema),
+    IssueSynthesis(IssueSynthesisSchema),
 }
 
 #[derive(JsonSchema)]
@@ -511,4 +572,14 @@ struct SegmentSchema {
     common: StageCommon,
     #[serde(flatten)]
     fields: SegmentStage,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct IssueSynthesisSchema {
+    #[serde(flatten)]
+    common: StageCommon,
+    #[serde(flatten)]
+    fields: IssueSynthesisStage,
 }
