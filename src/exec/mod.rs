@@ -124,6 +124,9 @@ pub struct Launch {
     /// A job script the backend runs instead of `swestar exec` (set by the
     /// backend: the local one runs serve stages through their job script).
     pub script: Option<PathBuf>,
+    /// What the stage body starts across the allocation (an sft stage's
+    /// `srun` of the trainer), shown in the job script.
+    pub allocation_launch: Option<String>,
     pub log_dir: PathBuf,
     /// `<stage>.<key12>`: log files are `<stem>.err`, or `<stem>.<shard>.err`.
     pub log_stem: String,
@@ -140,6 +143,7 @@ impl Launch {
         log_dir: PathBuf,
         log_stem: String,
     ) -> Launch {
+        let allocation_launch = node.spec.kind.allocation_launch(job_file.parent().unwrap_or(Path::new(".")));
         Launch {
             node: index,
             stage: node.stage.clone(),
@@ -152,6 +156,7 @@ impl Launch {
             template: node.spec.template.as_ref().map(|t| t.path.clone()),
             serve: node.spec.kind.serve().cloned(),
             script: None,
+            allocation_launch,
             log_dir,
             log_stem,
         }

@@ -97,6 +97,7 @@ pub fn build_job(node: &Node, upstream: &dyn Fn(usize) -> Option<Vec<PathBuf>>, 
         params: node.spec.params.clone(),
         env: node.spec.env.clone(),
         stage_dir: store.staging_dir(key),
+        artifact_dir: store.object_dir(key),
         shards: shard_count(node),
         time_limit_s,
     }

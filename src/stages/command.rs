@@ -218,7 +218,7 @@ fn hand_over(
     }
 }
 
-fn run_bash(script: &str, job: &Job, shard: &ShardRun, output: &Path) -> Result<(), StageError> {
+pub(super) fn run_bash(script: &str, job: &Job, shard: &ShardRun, output: &Path) -> Result<(), StageError> {
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(format!("set -eo pipefail\n{script}")).current_dir(&job.workdir).env_clear().stdin(Stdio::null());
     for var in BASE_ENV.iter().copied().chain(job.env.iter().map(String::as_str)) {

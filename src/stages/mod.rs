@@ -8,6 +8,7 @@ pub mod issue_synthesis;
 pub mod ordered;
 pub mod rollout;
 pub mod segment;
+pub mod sft;
 pub mod test_filter;
 pub mod testrun;
 pub mod workspace;
@@ -46,6 +47,7 @@ impl StageKind {
             StageKind::TestFilter(_) => test_filter::TestFilterSpec::VERSION,
             StageKind::Segment(_) => segment::SegmentSpec::VERSION,
             StageKind::IssueSynthesis(_) => issue_synthesis::IssueSynthesisSpec::VERSION,
+            StageKind::Sft(_) => sft::SftSpec::VERSION,
         }
     }
 
@@ -56,6 +58,7 @@ impl StageKind {
             StageKind::TestFilter(t) => t.definition(),
             StageKind::Segment(s) => s.definition(),
             StageKind::IssueSynthesis(i) => i.definition(),
+            StageKind::Sft(s) => s.definition(),
         }
     }
 
@@ -74,6 +77,18 @@ impl StageKind {
             StageKind::TestFilter(t) => t.stats(shards),
             StageKind::Segment(s) => s.stats(shards),
             StageKind::IssueSynthesis(i) => i.stats(shards),
+            StageKind::Sft(s) => s.stats(shards),
+        }
+    }
+
+    /// What the stage body launches across its SLURM allocation, for
+    /// `swestar render` (the trainer of an sft stage).
+    pub fn allocation_launch(&self, stage_dir: &std::path::Path) -> Option<String> {
+        match self {
+            StageKind::Sft(s) if s.launch == sft::Launch::Slurm => {
+                s.launch_script(&stage_dir.join(crate::store::FILES_DIR))
+            }
+            _ => None,
         }
     }
 
@@ -84,6 +99,7 @@ impl StageKind {
             StageKind::TestFilter(t) => t.execute(job, shard),
             StageKind::Segment(s) => s.execute(job, shard),
             StageKind::IssueSynthesis(i) => i.execute(job, shard),
+            StageKind::Sft(s) => s.execute(job, shard),
         }
     }
 }
@@ -105,6 +121,10 @@ pub struct Job {
     pub stage_dir: PathBuf,
     /// How many shards the stage is split into (1: not sharded).
     pub shards: u32,
+    /// Where the artifact will live once committed (its `files/` are
+    /// written to `stage_dir/files` and linked there).
+    #[serde(default)]
+    pub artifact_dir: PathBuf,
     pub time_limit_s: Option<u64>,
 }
 
@@ -112,6 +132,16 @@ impl Job {
     /// Where a finished shard is kept until the stage commits.
     pub fn shard_file(&self, index: u32) -> PathBuf {
         shard_file(&self.stage_dir, index)
+    }
+
+    /// Where a directory artifact's files are written before the commit.
+    pub fn files_dir(&self) -> PathBuf {
+        self.stage_dir.join(crate::store::FILES_DIR)
+    }
+
+    /// Where those files are once the artifact is committed.
+    pub fn committed_files_dir(&self) -> PathBuf {
+        self.artifact_dir.join(crate::store::FILES_DIR)
     }
 
     /// Scratch space of one shard attempt.

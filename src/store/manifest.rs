@@ -40,6 +40,17 @@ pub struct Manifest {
     /// of training samples); absent for most kinds.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stats: BTreeMap<String, Value>,
+    /// The files of a directory artifact (under `files/`), beside its table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
+}
+
+/// One file of a directory artifact.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// Relative to the object directory, e.g. `files/checkpoint/model.safetensors`.
+    pub path: String,
+    pub bytes: u64,
 }
 
 /// One column of the Arrow schema.

@@ -85,6 +85,29 @@ pub struct CommitMeta {
     pub stats: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+/// Where a stage puts the files of a directory artifact: `files/` in its
+/// staging directory, then in its object directory.
+pub const FILES_DIR: &str = "files";
+
+/// Hard-links every file under `src` into `dst` (same layout), listing
+/// them relative to the artifact.
+fn link_tree(src: &Path, dst: &Path, rel: &Path, out: &mut Vec<manifest::FileEntry>) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dst).map_err(|e| StoreError::io(dst, e))?;
+    for entry in std::fs::read_dir(src).map_err(|e| StoreError::io(src, e))? {
+        let entry = entry.map_err(|e| StoreError::io(src, e))?;
+        let (from, to, name) = (entry.path(), dst.join(entry.file_name()), rel.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| StoreError::io(&from, e))?;
+        if kind.is_dir() {
+            link_tree(&from, &to, &name, out)?;
+        } else if kind.is_file() {
+            std::fs::hard_link(&from, &to).map_err(|e| StoreError::io(&to, e))?;
+            let bytes = entry.metadata().map_err(|e| StoreError::io(&from, e))?.len();
+            out.push(manifest::FileEntry { path: name.to_string_lossy().into_owned(), bytes });
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens a store, creating its layout on first use.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
@@ -228,6 +251,14 @@ impl Store {
             let part = out.join(format!("part-{i:05}.parquet"));
             std::fs::hard_link(&shard, &part).map_err(|e| StoreError::io(&part, e))?;
         }
+        // A directory artifact's files (a checkpoint, a dataset), linked
+        // the same way.
+        let mut files = Vec::new();
+        let staged_files = staging.join(FILES_DIR);
+        if staged_files.is_dir() {
+            link_tree(&staged_files, &out.join(FILES_DIR), Path::new(FILES_DIR), &mut files)?;
+            files.sort_by(|a: &manifest::FileEntry, b| a.path.cmp(&b.path));
+        }
         let mut names: Vec<String> = std::fs::read_dir(&out)
             .map_err(|e| StoreError::io(&out, e))?
             .flatten()
@@ -281,6 +312,7 @@ impl Store {
             run: meta.run,
             preimage: meta.preimage,
             stats: meta.stats,
+            files,
         };
         let mpath = out.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest).expect("plain data");

@@ -383,4 +383,146 @@ impl Cx<'_> {
             parallel: is.parallel.unwrap_or(8),
         }
     }
+
+    pub(super) fn sft(
+        &self,
+        t: &wire::SftStage,
+        c: &wire::StageCommon,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> crate::stages::sft::SftSpec {
+        use crate::stages::sft::{qwen2_5_component, qwen2_5_shards, Launch, SftSpec};
+        ck.needs_inputs("sft", c, &["samples"]);
+        if c.resources.shards.is_some_and(|n| n > 1) {
+            ck.fail(&["resources", "shards"], "an sft stage is one training run: it cannot be sharded".into(), None);
+        }
+        let m = &t.model;
+        let (component, size_files) = match (&m.component, &m.size) {
+            (Some(comp), _) => (comp.clone(), None),
+            (None, Some(size)) => match qwen2_5_component(size) {
+                Some(comp) => (comp, qwen2_5_shards(size)),
+                None => {
+                    ck.fail(
+                        &["model", "size"],
+                        format!("no Qwen2.5 model of size `{size}`"),
+                        Some("sizes: 0.5B, 1.5B, 3B, 7B, 14B, 32B, 72B"),
+                    );
+                    (String::new(), None)
+                }
+            },
+            (None, None) => {
+                ck.fail(&["model"], "name the student: `size = \"32B\"` or `component = \"…\"`".into(), None);
+                (String::new(), None)
+            }
+        };
+        if m.component.is_none() && !m.args.is_empty() {
+            ck.fail(&["model", "args"], "`args` go with `component`".into(), None);
+        }
+        let mut model_args = std::collections::BTreeMap::new();
+        for (k, v) in &m.args {
+            match super::toml_to_json(v) {
+                Ok(j) => {
+                    model_args.insert(k.clone(), j);
+                }
+                Err(e) => ck.fail(&["model", "args", k], e, None),
+            }
+        }
+        let base_model = m
+            .name
+            .clone()
+            .unwrap_or_else(|| component.rsplit('.').next().unwrap_or_default().trim_end_matches("_base").to_string());
+        let checkpoint_files = match &t.checkpoint_files {
+            Some(v) => super::toml_to_json(v).unwrap_or_else(|e| {
+                ck.fail(&["checkpoint_files"], e, None);
+                serde_json::Value::Null
+            }),
+            None => match size_files {
+                Some(1) => serde_json::json!("model.safetensors"),
+                Some(n) => serde_json::json!({"filename_format": "model-{}-of-{}.safetensors", "max_filenames": n}),
+                None => {
+                    ck.fail(&["checkpoint_files"], "name the checkpoint's files for a custom model".into(), None);
+                    serde_json::Value::Null
+                }
+            },
+        };
+        let checkpointer = match t.checkpointer.as_deref() {
+            None | Some("hf") => "torchtune.training.FullModelHFCheckpointer".to_string(),
+            Some("torchtune") => "torchtune.training.FullModelTorchTuneCheckpointer".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let launch = t.launch.unwrap_or_default();
+        let nnodes =
+            t.nnodes.unwrap_or_else(|| if launch == Launch::Slurm { c.resources.nodes.unwrap_or(1) } else { 1 });
+        let nproc_per_node = t.nproc_per_node.unwrap_or(if launch == Launch::Slurm { 4 } else { 1 });
+        ck.at_least_one("nnodes", t.nnodes);
+        ck.at_least_one("nproc_per_node", t.nproc_per_node);
+        match launch {
+            Launch::Local if nnodes > 1 => ck.fail(
+                &["nnodes"],
+                format!("`launch = \"local\"` runs on one node, not {nnodes}"),
+                Some("use `launch = \"slurm\"` for several nodes"),
+            ),
+            Launch::Slurm if nnodes > 1 && c.resources.nodes.is_none() => ck.fail(
+                &["resources", "nodes"],
+                format!("a {nnodes}-node run needs its nodes from SLURM"),
+                Some(&format!("set `resources = {{ nodes = {nnodes} }}`")),
+            ),
+            _ => {}
+        }
+        let (vocab, merges) = match &t.tokenizer {
+            Some(tk) => (tk.vocab.clone(), tk.merges.clone()),
+            None => (format!("{}/vocab.json", t.checkpoint_dir), format!("{}/merges.txt", t.checkpoint_dir)),
+        };
+        let template = t.config_template.as_ref().and_then(|rel| match relative_dep(&self.dir, rel) {
+            Ok(dep) => {
+                match std::fs::read_to_string(&dep.path) {
+                    Ok(text) => ck.template(&["config_template"], &text),
+                    Err(e) => ck.fail(&["config_template"], format!("cannot read `{rel}`: {e}"), None),
+                }
+                let path = dep.path.clone();
+                deps.push(dep);
+                Some(path)
+            }
+            Err(e) => {
+                ck.fail(&["config_template"], e, None);
+                None
+            }
+        });
+        let dtype = t.dtype.clone().unwrap_or_else(|| "bf16".into());
+        if !["bf16", "fp32"].contains(&dtype.as_str()) {
+            ck.fail(&["dtype"], format!("`{dtype}` is not bf16 or fp32"), None);
+        }
+        SftSpec {
+            base_model,
+            model_component: component,
+            model_args,
+            checkpoint_dir: t.checkpoint_dir.clone(),
+            checkpoint_files,
+            checkpointer,
+            model_type: t.model_type.clone().unwrap_or_else(|| "QWEN2".into()),
+            vocab,
+            merges,
+            max_seq_len: t.max_seq_len.unwrap_or(32768),
+            lr: t.lr.unwrap_or(5e-5),
+            weight_decay: t.weight_decay.unwrap_or(0.0),
+            warmup_steps: t.warmup_steps.unwrap_or(100),
+            epochs: t.epochs.unwrap_or(3),
+            max_steps_per_epoch: t.max_steps_per_epoch,
+            batch_size: t.batch_size.unwrap_or(1),
+            gradient_accumulation_steps: t.gradient_accumulation_steps.unwrap_or(8),
+            clip_grad_norm: Some(t.clip_grad_norm.unwrap_or(1.0)),
+            seed: t.seed.unwrap_or(0),
+            dtype,
+            device: t.device.clone().unwrap_or_else(|| "cuda".into()),
+            activation_checkpointing: t.activation_checkpointing.unwrap_or(true),
+            activation_offloading: t.activation_offloading.unwrap_or(true),
+            fsdp_cpu_offload: t.fsdp_cpu_offload.unwrap_or(false),
+            launch,
+            nnodes,
+            nproc_per_node,
+            tune: t.tune.clone().unwrap_or_else(|| "tune".into()),
+            rdzv_port: t.rdzv_port.unwrap_or(29500),
+            template,
+        }
+    }
 }

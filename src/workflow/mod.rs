@@ -181,6 +181,7 @@ enum KindWire {
     TestFilter(Box<wire::TestFilterStage>),
     Segment(wire::SegmentStage),
     IssueSynthesis(Box<wire::IssueSynthesisStage>),
+    Sft(Box<wire::SftStage>),
 }
 
 struct Cx<'a> {
@@ -325,6 +326,10 @@ impl Cx<'_> {
             "issue_synthesis" => {
                 let (common, t) = de(self, table, spanned, origin)?;
                 Ok(StageWire { common, kind: KindWire::IssueSynthesis(Box::new(t)) })
+            }
+            "sft" => {
+                let (common, t) = de(self, table, spanned, origin)?;
+                Ok(StageWire { common, kind: KindWire::Sft(Box::new(t)) })
             }
             other => {
                 let help = did_you_mean(other, KINDS.iter().copied())
@@ -633,6 +638,10 @@ impl Cx<'_> {
                     let ck = kinds::Check::new(&name, &err);
                     StageKind::Segment(self.segment(sg, c, &mut deps, &ck))
                 }
+                KindWire::Sft(sft) => {
+                    let ck = kinds::Check::new(&name, &err);
+                    StageKind::Sft(Box::new(self.sft(sft, c, &mut deps, &ck)))
+                }
                 KindWire::IssueSynthesis(is) => {
                     let ck = kinds::Check::new(&name, &err);
                     StageKind::IssueSynthesis(Box::new(self.issue_synthesis(
@@ -714,7 +723,7 @@ fn isolation_name(i: crate::agent::sandbox::Isolation) -> String {
     serde_json::to_value(i).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-const KINDS: &[&str] = &["command", "issue_synthesis", "rollout", "test_filter", "segment"];
+const KINDS: &[&str] = &["command", "issue_synthesis", "rollout", "test_filter", "segment", "sft"];
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
     let mut chars = s.chars();

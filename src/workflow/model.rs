@@ -132,6 +132,7 @@ pub enum StageKind {
     TestFilter(Box<crate::stages::test_filter::TestFilterSpec>),
     Segment(crate::stages::segment::SegmentSpec),
     IssueSynthesis(Box<crate::stages::issue_synthesis::IssueSynthesisSpec>),
+    Sft(Box<crate::stages::sft::SftSpec>),
 }
 
 pub use crate::stages::command::CommandSpec;
@@ -144,6 +145,7 @@ impl StageKind {
             StageKind::TestFilter(_) => "test_filter",
             StageKind::Segment(_) => "segment",
             StageKind::IssueSynthesis(_) => "issue_synthesis",
+            StageKind::Sft(_) => "sft",
         }
     }
 }

@@ -417,6 +417,117 @@ pub struct SynthesisPrompts {
     pub instance: Option<String>,
 }
 
+/// An `sft` stage: training samples → a torchtune full fine-tuning run.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SftStage {
+    /// The student: `{ size = "32B" }` (Qwen2.5 / Qwen2.5-Coder builders),
+    /// or `{ component = "torchtune.models.…", args = { … } }`.
+    pub model: SftModelSection,
+    /// The base checkpoint's directory (relative to the workflow or absolute).
+    pub checkpoint_dir: String,
+    /// A file name, a list, or `{ filename_format, max_filenames }`
+    /// (default: the Hub's safetensors shards for the size).
+    #[serde(default)]
+    #[schemars(with = "serde_json::Value")]
+    pub checkpoint_files: Option<toml::Value>,
+    /// `hf` (default, safetensors), `torchtune` (a .pt state dict), or a
+    /// checkpointer component.
+    #[serde(default)]
+    pub checkpointer: Option<String>,
+    /// torchtune's model type for the checkpointer (default "QWEN2").
+    #[serde(default)]
+    pub model_type: Option<String>,
+    /// vocab.json and merges.txt (default: in checkpoint_dir).
+    #[serde(default)]
+    pub tokenizer: Option<SftTokenizerSection>,
+    /// Longest sample in tokens (default 32768).
+    #[serde(default)]
+    pub max_seq_len: Option<u64>,
+    /// Peak learning rate of the cosine schedule (default 5e-5).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
+    /// Linear warm-up steps (default 100).
+    #[serde(default)]
+    pub warmup_steps: Option<u64>,
+    /// Default 3.
+    #[serde(default)]
+    pub epochs: Option<u32>,
+    #[serde(default)]
+    pub max_steps_per_epoch: Option<u64>,
+    /// Per device (default 1).
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// Default 8.
+    #[serde(default)]
+    pub gradient_accumulation_steps: Option<u32>,
+    /// Default 1.0.
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// `bf16` (default) or `fp32`.
+    #[serde(default)]
+    pub dtype: Option<String>,
+    /// `cuda` (default) or `cpu`.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub activation_checkpointing: Option<bool>,
+    /// Default true (needs CUDA).
+    #[serde(default)]
+    pub activation_offloading: Option<bool>,
+    /// Default false.
+    #[serde(default)]
+    pub fsdp_cpu_offload: Option<bool>,
+    /// `local` (default), `slurm` or `none` (prepare the dataset and config only).
+    #[serde(default)]
+    pub launch: Option<crate::stages::sft::Launch>,
+    /// Nodes of the run (default 1; with `slurm`, `resources.nodes`).
+    #[serde(default)]
+    pub nnodes: Option<u32>,
+    /// Processes (GPUs) per node (default 1; with `slurm`, 4).
+    #[serde(default)]
+    pub nproc_per_node: Option<u32>,
+    /// The `tune` executable (default "tune"); not in the cache key.
+    #[serde(default)]
+    pub tune: Option<String>,
+    /// Rendezvous port on the first node (default 29500).
+    #[serde(default)]
+    pub rdzv_port: Option<u16>,
+    /// A torchtune config template instead of templates/torchtune/full_finetune.yaml.j2.
+    #[serde(default)]
+    pub config_template: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SftModelSection {
+    /// 0.5B, 1.5B, 3B, 7B, 14B, 32B or 72B.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// A torchtune model builder instead of the size's.
+    #[serde(default)]
+    pub component: Option<String>,
+    /// Arguments of `component`.
+    #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub args: toml::Table,
+    /// How the output names the base model (default from size or component).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SftTokenizerSection {
+    pub vocab: String,
+    pub merges: String,
+}
+
 /// A `segment` stage: trajectories → training samples that fit the
 /// student's context window.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -525,13 +636,14 @@ pub enum Engine {
 /// Schema-only view of a stage table: `kind` selects the variant.
 #[derive(JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)]
 enum StageSchema {
     Command(CommandSchema),
     Rollout(RolloutSchema),
     TestFilter(TestFilterSchema),
     Segment(SegmentSchema),
     IssueSynthesis(IssueSynthesisSchema),
+    Sft(SftSchema),
 }
 
 #[derive(JsonSchema)]
@@ -582,4 +694,14 @@ struct IssueSynthesisSchema {
     common: StageCommon,
     #[serde(flatten)]
     fields: IssueSynthesisStage,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SftSchema {
+    #[serde(flatten)]
+    common: StageCommon,
+    #[serde(flatten)]
+    fields: SftStage,
 }

@@ -189,3 +189,54 @@ impl Ctx {
         swestar::store::table::batches_to_json_rows(&batches).expect("JSON rows")
     }
 }
+
+/// The `tune` of the torchtune venv .ci/run builds (SWESTAR_TEST_TUNE);
+/// `None` (the test skips) outside CI when it is not there.
+pub fn tune() -> Option<String> {
+    let t = std::env::var("SWESTAR_TEST_TUNE").ok().filter(|t| Path::new(t).is_file());
+    if t.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI sets SWESTAR_TEST_TUNE (see .ci/run)");
+        eprintln!("skipped: no torchtune (SWESTAR_TEST_TUNE)");
+    }
+    t
+}
+
+/// The real Qwen tokenizer.json (SWESTAR_TEST_TOKENIZER), as for tune().
+pub fn tokenizer() -> Option<String> {
+    let t = std::env::var("SWESTAR_TEST_TOKENIZER").ok();
+    if t.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI sets SWESTAR_TEST_TOKENIZER");
+        eprintln!("skipped: SWESTAR_TEST_TOKENIZER is not set");
+    }
+    t
+}
+
+/// A tiny random Qwen2-architecture checkpoint with the real vocabulary
+/// (tests/fixtures/sft/make_tiny_model.py), made with the torchtune venv.
+pub fn tiny_model(tune: &str, tokenizer: &str, dir: &Path) {
+    let python = Path::new(tune).with_file_name("python");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sft/make_tiny_model.py");
+    let out = Command::new(python).arg(script).arg(tokenizer).arg(dir).output().expect("python");
+    assert!(out.status.success(), "make_tiny_model.py: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The model settings of an sft stage that trains the tiny model on CPU.
+pub fn tiny_sft_settings(tune: &str) -> String {
+    format!(
+        r#"model = {{ component = "torchtune.models.qwen2.qwen2", name = "tiny-qwen2", args = {{ vocab_size = 151936, num_layers = 2, num_heads = 4, num_kv_heads = 2, embed_dim = 64, intermediate_dim = 128, max_seq_len = 512, tie_word_embeddings = true }} }}
+checkpoint_dir = "tiny"
+checkpoint_files = "model.pt"
+checkpointer = "torchtune"
+max_seq_len = 512
+device = "cpu"
+dtype = "fp32"
+activation_checkpointing = false
+activation_offloading = false
+epochs = 1
+batch_size = 2
+gradient_accumulation_steps = 1
+warmup_steps = 1
+tune = "{tune}"
+"#
+    )
+}

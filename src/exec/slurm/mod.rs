@@ -192,6 +192,7 @@ impl SlurmBackend {
             defaults,
             template: launch.template.as_deref(),
             serve: launch.serve.as_ref(),
+            allocation_launch: launch.allocation_launch.as_deref(),
         })
         .map_err(|e| format!("template error: {e}"))
     }

@@ -46,6 +46,8 @@ pub struct ScriptInput<'a> {
     pub template: Option<&'a Path>,
     /// The inference server to start, if the stage has one.
     pub serve: Option<&'a Serve>,
+    /// What the stage body launches across the allocation, if anything.
+    pub allocation_launch: Option<&'a str>,
 }
 
 /// The command that starts a server (listening on `$port`) and the path
@@ -147,6 +149,7 @@ pub fn render(input: &ScriptInput<'_>) -> Result<String, RenderError> {
         "sbatch": sbatch_options(input.resources, input.defaults),
         "setup": setup,
         "exec": exec,
+        "allocation_launch": input.allocation_launch.map(|l| l.lines().collect::<Vec<_>>()),
         "exit_file": exit_file,
         "task": task,
         "serve": input.serve.map(|sv| {
@@ -201,6 +204,7 @@ mod tests {
             defaults,
             template,
             serve: None,
+            allocation_launch: None,
         }
     }
 
