@@ -408,6 +408,88 @@ fn a_job_serves_a_real_model_and_stops_it(cluster: &Cluster) {
     assert_eq!(calls(&bin, "sbatch").len(), 2, "a failing body is not retried");
 }
 
+/// The sft stage's multi-node launch for real: the job runs `srun` with two
+/// torchtune agents (two "nodes" on the one test node), which meet through
+/// a c10d rendezvous and train the tiny model with the distributed recipe
+/// on CPU (gloo). tests/fixtures/sft/cpu_shim stubs the recipe's CUDA-only
+/// helpers on every rank (PYTHONPATH, a declared env variable).
+fn sft_trains_through_srun_with_two_agents(cluster: &Cluster) {
+    let (Some(tune), Some(tok)) = (common::tune(), common::tokenizer()) else { return };
+    let ctx = Ctx::new();
+    let bin = wrappers(ctx.dir.path());
+    common::tiny_model(&tune, &tok, &ctx.path("tiny"));
+    let samples: String = (0..8)
+        .map(|i| {
+            serde_json::json!({"instance_id": format!("i{i}"), "attempt": 0, "segment": 0, "tokens": 60, "messages": [
+                {"role": "system", "content": "You fix bugs.", "trainable": false},
+                {"role": "user", "content": format!("Fix bug {i}."), "trainable": false},
+                {"role": "assistant", "content": "<function=submit>\n</function>", "trainable": true}]})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    ctx.write("samples.jsonl", &samples);
+    ctx.write(
+        "wf.toml",
+        &format!(
+            r#"{HEAD}
+[data.samples]
+path = "samples.jsonl"
+
+[stages.sft]
+kind = "sft"
+inputs = {{ samples = "data.samples" }}
+launch = "slurm"
+nnodes = 2
+nproc_per_node = 1
+env = ["PYTHONPATH"]
+resources = {{ nodes = 1, sbatch = ["--ntasks=2"] }}
+{}"#,
+            common::tiny_sft_settings(&tune)
+        ),
+    );
+    let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sft/cpu_shim");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let r: Run = ctx
+        .cmd(&["run", "wf.toml", "--json"])
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", path)
+        .env("PYTHONPATH", shim)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The declared PYTHONPATH is part of the key: export with it set.
+    let out = ctx.path("sft.parquet");
+    let e: Run = ctx
+        .cmd(&["export", "wf.toml", "sft", "--to", out.to_str().unwrap()])
+        .env("PYTHONPATH", shim)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let (_, batches) = swestar::store::table::read_parquet(&[out.as_path()], None).unwrap();
+    let rows = swestar::store::table::batches_to_json_rows(&batches).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["trained"], true, "{row}");
+    assert_eq!((row["nnodes"].as_u64(), row["nproc_per_node"].as_u64()), (Some(2), Some(1)));
+    // 8 samples, batches of 2 on each of 2 ranks: 2 steps (one rank
+    // alone would take 4).
+    assert_eq!(row["steps"], 2, "{row}");
+    assert!(row["losses"].as_array().unwrap().iter().all(|l| l.as_f64().unwrap().is_finite()));
+    assert!(Path::new(row["checkpoint_path"].as_str().unwrap()).join("model-00001-of-00001.bin").is_file());
+    let out = Path::new(row["config_path"].as_str().unwrap()).with_file_name("train.out");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.matches("Running with torchrun").count(), 2, "two agents through srun: {text}");
+    // The job script asks for the nodes and tasks and shows the launch.
+    let r: Run = ctx.cmd(&["render", "wf.toml", "sft"]).env("PYTHONPATH", shim).output().unwrap().into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let script = r.stdout;
+    for needle in ["#SBATCH --nodes=1", "#SBATCH --ntasks=2", "#   srun --kill-on-bad-exit=1 --ntasks=2"] {
+        assert!(script.contains(needle), "{needle}\n{script}");
+    }
+}
+
 #[test]
 fn slurm_executor_on_a_real_cluster() {
     let dir = tempfile::tempdir().unwrap();
@@ -420,6 +502,7 @@ fn slurm_executor_on_a_real_cluster() {
         a_restarted_orchestrator_adopts_running_jobs(&cluster);
         ctrl_c_cancels_or_keeps_the_runs_jobs(&cluster);
         a_job_serves_a_real_model_and_stops_it(&cluster);
+        sft_trains_through_srun_with_two_agents(&cluster);
     }
     let cluster = Cluster::start(&dir.path().join("noacct"), false);
     without_accounting_squeue_is_polled_instead(&cluster);
