@@ -125,7 +125,7 @@ impl StageImpl for IssueSynthesisSpec {
                 work,
             ))?;
         }
-        let kept = progress.write_parquet(&shard.output, schema)?;
+        let kept = progress.write_merged(table.read(lo as u64, hi as u64), &shard.output, schema)?;
         eprintln!(
             "issue_synthesis: shard {}: {kept} of {} instances have a problem statement, {} dropped",
             shard.index,
@@ -201,7 +201,7 @@ impl IssueSynthesisSpec {
     /// One instance's problem statement (`None`: dropped, reported).
     async fn synthesize(
         &self,
-        mut row: Value,
+        row: Value,
         client: &LlmClient,
         prompts: &Prompts,
         workdir: &std::path::Path,
@@ -245,12 +245,12 @@ impl IssueSynthesisSpec {
         if statement.is_empty() {
             return Err(format!("{id}: the model returned an empty problem statement"));
         }
-        if let Some(o) = row.as_object_mut() {
-            o.insert("problem_statement".into(), json!(statement));
-            o.insert("synthesis_prompt_hash".into(), json!(hash));
-            o.insert("synthesis_model".into(), json!(self.model.config.model));
-        }
-        Ok(Some(row.to_string()))
+        let added = json!({
+            "problem_statement": statement,
+            "synthesis_prompt_hash": hash,
+            "synthesis_model": self.model.config.model,
+        });
+        Ok(Some(added.to_string()))
     }
 
     /// The failing tests' output and sources, or (inner `Err`) why the

@@ -3,12 +3,13 @@
 //! (a sandbox, a model endpoint): test_filter, issue_synthesis.
 //!
 //! Each finished row is appended to the shard's progress log in the
-//! staging directory, one line per input row: the output row as JSON, or
-//! `null` for a row the stage drops. Because lines are in input order, the
+//! staging directory, one line per input row: the fields the work adds to
+//! the row, or `null` for a row the stage drops. Because lines are in input order, the
 //! log's line count is exactly how far the shard got; a rerun resumes
 //! there. A row whose work fails is not logged: the rows after it are not
 //! either, the shard fails naming it, and a rerun starts again at it. The
-//! finished log becomes the shard's Parquet file, streamed.
+//! finished log, merged with the input rows read again, becomes the shard's
+//! Parquet file, streamed.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -77,21 +78,33 @@ impl Progress {
         Ok(())
     }
 
-    /// The kept rows, in order, as one Parquet file.
-    pub fn write_parquet(&self, output: &Path, schema: SchemaRef) -> Result<u64, StageError> {
+    /// The kept rows as one Parquet file: the input rows (`rows`, the
+    /// same range the log covers, read again) with the fields of their
+    /// log line added; rows logged as `null` are left out. The log holds
+    /// only what the work added, so it stays small beside large rows.
+    pub fn write_merged(&self, rows: RowReader, output: &Path, schema: SchemaRef) -> Result<u64, StageError> {
         let io = |source| StageError::Io { path: self.path.clone(), source };
         let mut w = RowWriter::create(output, schema)?;
         let f = std::fs::File::open(&self.path).map_err(io)?;
-        let mut r = std::io::BufReader::new(f);
+        let mut log = std::io::BufReader::new(f);
         let mut line = Vec::new();
-        loop {
-            line.clear();
-            if r.read_until(b'\n', &mut line).map_err(io)? == 0 {
-                break;
-            }
-            let body = line.strip_suffix(b"\n").unwrap_or(&line);
-            if body != b"null" {
-                w.push_json(body)?;
+        for batch in rows {
+            for mut row in batch? {
+                line.clear();
+                if log.read_until(b'\n', &mut line).map_err(io)? == 0 {
+                    return Err(StageError::Failed(format!(
+                        "{}: the log ends before the input does",
+                        self.path.display()
+                    )));
+                }
+                let added: Value = serde_json::from_slice(line.strip_suffix(b"\n").unwrap_or(&line))
+                    .map_err(|e| StageError::Failed(format!("{}: damaged line: {e}", self.path.display())))?;
+                match (added, row.as_object_mut()) {
+                    (Value::Null, _) => continue,
+                    (Value::Object(fields), Some(o)) => o.extend(fields),
+                    _ => return Err(StageError::Failed(format!("{}: a line is not an object", self.path.display()))),
+                }
+                w.push(&row)?;
             }
         }
         Ok(w.finish()?)
@@ -210,7 +223,8 @@ mod tests {
                 if fail && i == 25 {
                     return Err("sandbox gone".to_string());
                 }
-                Ok(i.is_multiple_of(2).then(|| json!({"i": row["i"], "sq": i * i}).to_string()))
+                let _ = row;
+                Ok(i.is_multiple_of(2).then(|| json!({"sq": i * i}).to_string()))
             }
         };
         let mut p = Progress::open(&log).unwrap();
@@ -231,9 +245,11 @@ mod tests {
             arrow::datatypes::Field::new("sq", arrow::datatypes::DataType::UInt64, false),
         ]));
         let out = dir.path().join("out.parquet");
-        assert_eq!(p.write_parquet(&out, schema).unwrap(), 20);
+        let again = RowReader::open(&paths, TableFormat::Jsonl, 0, 40).unwrap();
+        assert_eq!(p.write_merged(again, &out, schema).unwrap(), 20);
         let rows = crate::store::rows::read_all(&[out], TableFormat::Parquet).unwrap();
         let got: Vec<u64> = rows.iter().map(|r| r["i"].as_u64().unwrap()).collect();
         assert_eq!(got, (0..40).step_by(2).collect::<Vec<_>>());
+        assert!(rows.iter().all(|r| r["sq"].as_u64().unwrap() == r["i"].as_u64().unwrap().pow(2)), "merged");
     }
 }

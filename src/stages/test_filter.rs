@@ -148,7 +148,7 @@ impl StageImpl for TestFilterSpec {
             };
             runtime.block_on(ordered::run(reader, self.parallel as usize, &mut progress, work))?;
         }
-        let kept = progress.write_parquet(&shard.output, schema)?;
+        let kept = progress.write_merged(table.read(lo as u64, hi as u64), &shard.output, schema)?;
         eprintln!("test_filter: shard {}: kept {kept} of {} trajectories", shard.index, progress.done);
         Ok(())
     }
@@ -157,7 +157,7 @@ impl StageImpl for TestFilterSpec {
 impl TestFilterSpec {
     async fn grade(
         &self,
-        mut row: Value,
+        row: Value,
         instances: &HashMap<String, Value>,
         workdir: &std::path::Path,
         sources: &Sources,
@@ -173,10 +173,6 @@ impl TestFilterSpec {
         if self.keep == Keep::Resolved && !run.resolved {
             return Ok(None);
         }
-        let verdict = serde_json::to_value(&run).expect("plain data");
-        if let (Some(o), Value::Object(v)) = (row.as_object_mut(), verdict) {
-            o.extend(v);
-        }
-        Ok(Some(row.to_string()))
+        Ok(Some(serde_json::to_string(&run).expect("plain data")))
     }
 }
