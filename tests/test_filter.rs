@@ -37,6 +37,14 @@ fn patches_are_tested_and_graded_like_swebench() {
         "sed -i 's/, parts\\[1\\]$/, parts[1].upper()/' ledger/parse.py && sed -i 's/def __add__(self, other: \"Money\") -> \"Money\":/&\\n        raise RuntimeError(\"no\")/' ledger/money.py",
     );
     let garbage = "diff --git a/ledger/nope.py b/ledger/nope.py\n--- a/ledger/nope.py\n+++ b/ledger/nope.py\n@@ -1,1 +1,1 @@\n-x\n+y\n";
+    // The fix with a context line that no longer matches: `git apply`
+    // refuses it, the harness's last resort (`patch --fuzz=5`) takes it.
+    let fuzzy = fix.replacen(
+        "         currency, s = SYMBOLS[s[0]], s[1:].strip()\n",
+        "         currency, s = SYMBOLS[s[0]], s[1:]\n",
+        1,
+    );
+    assert_ne!(fuzzy, fix);
     let id = |s: &str| instance(s)["instance_id"].as_str().unwrap().to_string();
     let trajectories = [
         (id("currency_code_case"), 0, fix.clone()),
@@ -44,6 +52,7 @@ fn patches_are_tested_and_graded_like_swebench() {
         (id("currency_code_case"), 1, regress),
         (id("month_key_padding"), 0, garbage.to_string()),
         (id("month_key_padding"), 1, String::new()),
+        (id("currency_code_case"), 2, fuzzy),
     ];
     let ctx = Ctx::new();
     let lines: String = trajectories
@@ -83,7 +92,7 @@ resources = {{ shards = 2 }}
     run(&[]);
     let rows = |sets: &[&str]| ctx.export_rows("wf.toml", "filter", sets);
     let all = rows(&[]);
-    assert_eq!(all.len(), 5, "keep = all keeps every trajectory, in order");
+    assert_eq!(all.len(), 6, "keep = all keeps every trajectory, in order");
     let status = |row: &serde_json::Value, test: &str| -> String {
         row["tests"].as_array().unwrap().iter().find(|t| t["name"] == test).unwrap()["status"].as_str().unwrap().into()
     };
@@ -118,13 +127,15 @@ resources = {{ shards = 2 }}
     assert!(r["test_error"].as_str().unwrap().contains("patch does not apply"), "{r}");
     // No patch: nothing to test.
     assert_eq!(all[4]["test_error"], "no patch");
+    // Applied with fuzz, as the harness would, and resolved.
+    assert_eq!((all[5]["applied"].as_bool(), all[5]["resolved"].as_bool()), (Some(true), Some(true)), "{}", all[5]);
 
     // keep = "resolved" (the default) passes on only the fix.
     let r = run(&["--set", "stages.filter.keep=\"resolved\""]);
     assert_eq!(r.status_of("filter"), "committed");
     let kept = rows(&["--set", "stages.filter.keep=\"resolved\""]);
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0]["attempt"], 0);
+    assert_eq!(kept.len(), 2);
+    assert_eq!((kept[0]["attempt"].as_u64(), kept[1]["attempt"].as_u64()), (Some(0), Some(2)));
     assert_eq!(kept[0]["instance_id"], id("currency_code_case"));
     // Cached the second time.
     let r = run(&[]);

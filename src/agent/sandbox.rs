@@ -57,10 +57,22 @@ pub const GIT_ENV: &[(&str, &str)] = &[
 /// Runs a program to completion, feeding `stdin`; its stdout, or an error
 /// carrying its stderr.
 fn output(program: &[String], stdin: Option<&str>, what: impl Fn() -> String) -> Result<String, SandboxError> {
+    output_in(program, stdin, None, what)
+}
+
+fn output_in(
+    program: &[String],
+    stdin: Option<&str>,
+    cwd: Option<&Path>,
+    what: impl Fn() -> String,
+) -> Result<String, SandboxError> {
     use std::io::Write;
     let (exe, args) = program.split_first().expect("a program");
     let mut cmd = Command::new(exe);
     cmd.args(args).envs(GIT_ENV.iter().copied());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -427,6 +439,24 @@ impl Sandbox {
                 program.push("git".into());
                 program.extend(args.iter().map(|a| a.to_string()));
                 output(&program, stdin, || format!("git {} (in {})", args.join(" "), c.name))
+            }
+            (None, None) => unreachable!("a sandbox has a working copy or a container"),
+        }
+    }
+
+    /// Runs a program in the repository (here when the working copy is
+    /// here, else inside the container), `stdin` fed to it; its stdout, or
+    /// an error with its stderr.
+    pub fn exec(&self, program: &[&str], stdin: Option<&str>) -> Result<String, SandboxError> {
+        let args: Vec<String> = program.iter().map(|a| a.to_string()).collect();
+        let what = || program.join(" ");
+        match (&self.host_repo, &self.container) {
+            (Some(r), _) => output_in(&args, stdin, Some(r), what),
+            (None, Some(c)) => {
+                let env: Vec<(String, String)> = GIT_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let mut full = c.exec_prefix(&env, false);
+                full.extend(args);
+                output_in(&full, stdin, None, what)
             }
             (None, None) => unreachable!("a sandbox has a working copy or a container"),
         }

@@ -109,12 +109,51 @@ pub async fn test_patch(
     Ok(run)
 }
 
-fn apply(sandbox: &Sandbox, patch: &str) -> Result<(), String> {
-    // A short blocking call; block_in_place keeps the runtime's other
-    // tasks going meanwhile.
-    tokio::task::block_in_place(|| sandbox.git(&["apply", "-v", "-"], Some(patch)))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// How the harness applies a model patch: each command in turn, the tree
+/// reset between tries; a patch that turns out to be applied already (the
+/// reverse applies cleanly) counts as applied.
+const APPLY_CMDS: [&[&str]; 4] = [
+    &["git", "apply", "--verbose", "-"],
+    &["git", "apply", "--verbose", "--3way", "-"],
+    &["git", "apply", "--verbose", "--reject", "-"],
+    &["patch", "--batch", "--forward", "--fuzz=5", "-p1"],
+];
+
+fn apply_model_patch(sandbox: &Sandbox, patch: &str) -> Result<(), String> {
+    let mut patch = patch.to_string();
+    if !patch.ends_with('\n') {
+        patch.push('\n');
+    }
+    // Short blocking calls; block_in_place keeps the runtime's other tasks
+    // going meanwhile.
+    tokio::task::block_in_place(|| {
+        let mut last = String::new();
+        for (i, cmd) in APPLY_CMDS.iter().enumerate() {
+            if i > 0 {
+                let _ = sandbox.exec(&["sh", "-c", "git checkout -- . ; git clean -fdq"], None);
+            }
+            match sandbox.exec(cmd, Some(&patch)) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        if sandbox.exec(&["git", "apply", "--check", "--reverse", "-"], Some(&patch)).is_ok() {
+            return Ok(());
+        }
+        Err(last)
+    })
+}
+
+/// Puts the files a test patch touches back as the task state has them
+/// (undoing the model's edits to them), then applies the test patch.
+fn apply_test_patch(sandbox: &Sandbox, test_patch: &str) -> Result<(), String> {
+    tokio::task::block_in_place(|| {
+        for file in swb::specs::patched_files(test_patch) {
+            // A file the test patch creates is not in the task state.
+            let _ = sandbox.git(&["checkout", "HEAD", "--", &file], None);
+        }
+        sandbox.git(&["apply", "-v", "-"], Some(test_patch)).map(|_| ()).map_err(|e| e.to_string())
+    })
 }
 
 async fn run_in(
@@ -127,12 +166,12 @@ async fn run_in(
     env: &[(String, String)],
 ) -> Result<TestRun, String> {
     let started = Instant::now();
-    if let Err(e) = apply(sandbox, patch) {
+    if let Err(e) = apply_model_patch(sandbox, patch) {
         return Ok(TestRun::not_run(format!("patch does not apply: {}", last_lines(&e, 5)), started));
     }
     let test_patch = inst.get("test_patch").and_then(Value::as_str).unwrap_or("");
     if !test_patch.trim().is_empty() {
-        if let Err(e) = apply(sandbox, test_patch) {
+        if let Err(e) = apply_test_patch(sandbox, test_patch) {
             let mut r =
                 TestRun::not_run(format!("the instance's test_patch does not apply: {}", last_lines(&e, 5)), started);
             r.applied = true;
