@@ -190,63 +190,18 @@ impl RolloutSpec {
         todo: Vec<(usize, u32)>,
         log_path: &Path,
     ) -> Result<Vec<Failure>, StageError> {
-        let mut config = self.model.config.clone();
-        if let Some(var) = &self.model.api_key_env {
-            config.api_key = Some(std::env::var(var).map_err(|_| {
-                StageError::Failed(format!("model `{}`: the API key variable {var} is not set", self.model.name))
-            })?);
-        }
-        let client = Arc::new(LlmClient::new(config).map_err(|e| StageError::Failed(e.to_string()))?);
-        let counter = Arc::new(match &self.model.tokenizer {
-            Some(p) => TokenCounter::from_file(p).map_err(StageError::Failed)?,
-            None => TokenCounter::Estimate,
-        });
-        let system_t = Arc::new(self.system_prompt.load(prompts::SYSTEM)?);
-        let instance_t = Arc::new(self.instance_prompt.load(prompts::INSTANCE)?);
-        let params = Arc::new(serde_json::to_value(&job.params).expect("plain data"));
-        let env = Arc::new(shell_env(job));
-        let sources = Arc::new(Sources::new(shard.tmp.join("sources")));
+        let agent = Arc::new(Agent::new(self, job, shard)?);
         let log = Arc::new(tokio::sync::Mutex::new(Log::open(log_path)?));
         let permits = Arc::new(tokio::sync::Semaphore::new(self.parallel.max(1) as usize));
-        let spec = Arc::new(self.clone());
-        let workdir = Arc::new(job.workdir.clone());
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut tasks: tokio::task::JoinSet<Result<(), Failure>> = tokio::task::JoinSet::new();
         for (i, attempt) in todo {
             let row = rows[i].clone();
-            let (client, counter, permits, spec, log) =
-                (client.clone(), counter.clone(), permits.clone(), spec.clone(), log.clone());
-            let (system_t, instance_t, params, env, sources, workdir) =
-                (system_t.clone(), instance_t.clone(), params.clone(), env.clone(), sources.clone(), workdir.clone());
+            let (agent, permits, log) = (agent.clone(), permits.clone(), log.clone());
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("never closed");
                 let id = row["instance_id"].as_str().unwrap_or_default().to_string();
-                let prepared = spec.prepare(&row, &workdir, &sources, &system_t, &instance_t, &params);
-                let (system, task_prompt) = match prepared {
-                    Ok(p) => p,
-                    Err(e) => return Err((id, attempt, e)),
-                };
-                let sandbox = match spec.workspace.open(&row, &workdir, &sources).await {
-                    Ok(s) => s,
-                    Err(e) => return Err((id, attempt, e)),
-                };
-                let ep = EpisodeSpec {
-                    instance_id: &id,
-                    system: render_with_repo(&system, &sandbox),
-                    task: render_with_repo(&task_prompt, &sandbox),
-                    limits: spec.episode_limits(),
-                    budget: spec.model.budget,
-                    policy: spec.model.policy,
-                    env: env.to_vec(),
-                    exclude: spec.exclude.clone(),
-                    counter,
-                };
-                let t = episode::run(&client, &sandbox, ep).await;
-                // Removing a container takes a moment; not on the event loop.
-                let _ = tokio::task::spawn_blocking(move || drop(sandbox)).await;
-                if t.exit_reason == ExitReason::LlmError {
-                    return Err((id, attempt, t.error.unwrap_or_default()));
-                }
-                let line = row_json(&t, attempt, &spec.model.config.model);
+                let t = agent.episode(&row).await.map_err(|e| (id.clone(), attempt, e))?;
+                let line = row_json(&t, attempt, &agent.spec.model.config.model);
                 log.lock().await.append(&line).map_err(|e| (id.clone(), attempt, format!("progress log: {e}")))?;
                 Ok(())
             });
@@ -311,6 +266,74 @@ impl RolloutSpec {
         let system = prompts::render((self.system_prompt.name.as_str(), system_t), &ctx)?;
         let task = prompts::render((self.instance_prompt.name.as_str(), instance_t), &ctx)?;
         Ok((system, task))
+    }
+}
+
+/// What every episode of a stage shares: the model client, the token
+/// counter, the prompt templates, the shells' environment and the host
+/// repositories. Used by rollout and by swebench_eval.
+pub struct Agent {
+    pub spec: RolloutSpec,
+    client: LlmClient,
+    counter: Arc<TokenCounter>,
+    system_t: String,
+    instance_t: String,
+    params: Value,
+    pub env: Vec<(String, String)>,
+    pub sources: Sources,
+    pub workdir: PathBuf,
+}
+
+impl Agent {
+    pub fn new(spec: &RolloutSpec, job: &Job, shard: &ShardRun) -> Result<Agent, StageError> {
+        let mut config = spec.model.config.clone();
+        if let Some(var) = &spec.model.api_key_env {
+            config.api_key = Some(std::env::var(var).map_err(|_| {
+                StageError::Failed(format!("model `{}`: the API key variable {var} is not set", spec.model.name))
+            })?);
+        }
+        Ok(Agent {
+            client: LlmClient::new(config).map_err(|e| StageError::Failed(e.to_string()))?,
+            counter: Arc::new(match &spec.model.tokenizer {
+                Some(p) => TokenCounter::from_file(p).map_err(StageError::Failed)?,
+                None => TokenCounter::Estimate,
+            }),
+            system_t: spec.system_prompt.load(prompts::SYSTEM)?,
+            instance_t: spec.instance_prompt.load(prompts::INSTANCE)?,
+            params: serde_json::to_value(&job.params).expect("plain data"),
+            env: shell_env(job),
+            sources: Sources::new(shard.tmp.join("sources")),
+            workdir: job.workdir.clone(),
+            spec: spec.clone(),
+        })
+    }
+
+    /// One episode on an instance row in a fresh sandbox. `Err`: the
+    /// episode could not run or lost the model (not data: not recorded).
+    pub async fn episode(&self, row: &Value) -> Result<Trajectory, String> {
+        let spec = &self.spec;
+        let id = row["instance_id"].as_str().unwrap_or_default().to_string();
+        let (system, task_prompt) =
+            spec.prepare(row, &self.workdir, &self.sources, &self.system_t, &self.instance_t, &self.params)?;
+        let sandbox = spec.workspace.open(row, &self.workdir, &self.sources).await?;
+        let ep = EpisodeSpec {
+            instance_id: &id,
+            system: render_with_repo(&system, &sandbox),
+            task: render_with_repo(&task_prompt, &sandbox),
+            limits: spec.episode_limits(),
+            budget: spec.model.budget,
+            policy: spec.model.policy,
+            env: self.env.clone(),
+            exclude: spec.exclude.clone(),
+            counter: self.counter.clone(),
+        };
+        let t = episode::run(&self.client, &sandbox, ep).await;
+        // Removing a container takes a moment; not on the event loop.
+        let _ = tokio::task::spawn_blocking(move || drop(sandbox)).await;
+        if t.exit_reason == ExitReason::LlmError {
+            return Err(t.error.unwrap_or_default());
+        }
+        Ok(t)
     }
 }
 
@@ -401,7 +424,7 @@ fn read_log(path: &Path) -> Result<HashSet<(String, u32)>, StageError> {
 }
 
 /// A trajectory as a row of the output table.
-fn row_json(t: &Trajectory, attempt: u32, model: &str) -> String {
+pub fn row_json(t: &Trajectory, attempt: u32, model: &str) -> String {
     let mut v = serde_json::to_value(t).expect("plain data");
     let o = v.as_object_mut().expect("a struct");
     o.insert("attempt".into(), json!(attempt));
