@@ -9,6 +9,7 @@ pub mod ordered;
 pub mod rollout;
 pub mod segment;
 pub mod sft;
+pub mod swebench_eval;
 pub mod test_filter;
 pub mod testrun;
 pub mod workspace;
@@ -48,6 +49,7 @@ impl StageKind {
             StageKind::Segment(_) => segment::SegmentSpec::VERSION,
             StageKind::IssueSynthesis(_) => issue_synthesis::IssueSynthesisSpec::VERSION,
             StageKind::Sft(_) => sft::SftSpec::VERSION,
+            StageKind::SwebenchEval(_) => swebench_eval::EvalSpec::VERSION,
         }
     }
 
@@ -59,6 +61,7 @@ impl StageKind {
             StageKind::Segment(s) => s.definition(),
             StageKind::IssueSynthesis(i) => i.definition(),
             StageKind::Sft(s) => s.definition(),
+            StageKind::SwebenchEval(e) => e.definition(),
         }
     }
 
@@ -78,6 +81,7 @@ impl StageKind {
             StageKind::Segment(s) => s.stats(shards),
             StageKind::IssueSynthesis(i) => i.stats(shards),
             StageKind::Sft(s) => s.stats(shards),
+            StageKind::SwebenchEval(e) => e.stats(shards),
         }
     }
 
@@ -100,6 +104,7 @@ impl StageKind {
             StageKind::Segment(s) => s.execute(job, shard),
             StageKind::IssueSynthesis(i) => i.execute(job, shard),
             StageKind::Sft(s) => s.execute(job, shard),
+            StageKind::SwebenchEval(e) => e.execute(job, shard),
         }
     }
 }

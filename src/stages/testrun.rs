@@ -24,7 +24,8 @@ pub const DEFAULT_TEST_CMD: &str = "python3 -m pytest -rA --tb=no -p no:cachepro
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestSettings {
     /// A template over instance fields plus `tests` and `test_files`
-    /// (shell-quoted, space-separated).
+    /// (shell-quoted, space-separated) and `swebench_test_cmd` (the
+    /// harness's command for the instance).
     pub test_cmd: String,
     /// `None`: the instance's `log_parser` field, else by its `repo`.
     pub parser: Option<Parser>,
@@ -207,6 +208,25 @@ async fn run_in(
     })
 }
 
+/// The command SWE-bench's harness runs for an instance: the repository's
+/// test command at its version over the test patch's directives (after the
+/// exports some repositories need); for a repository SWE-bench does not
+/// know, the default pytest command over the files of the given tests.
+pub fn swebench_test_cmd(inst: &Value, tests: &[String]) -> String {
+    let field = |k: &str| inst.get(k).and_then(Value::as_str).unwrap_or("");
+    let repo = field("repo");
+    let quote = |items: Vec<String>| items.iter().map(|f| super::command::shell_quote(f)).collect::<Vec<_>>().join(" ");
+    match swb::specs::test_cmd(repo, field("version")) {
+        Some(cmd) => {
+            let mut lines: Vec<String> = swb::specs::pre_test(repo).iter().map(|l| l.to_string()).collect();
+            let directives = swb::specs::test_directives(repo, field("test_patch"));
+            lines.push(format!("{cmd} {}", quote(directives)).trim_end().to_string());
+            lines.join("\n")
+        }
+        None => DEFAULT_TEST_CMD.replace("{{ test_files }}", &quote(swb::test_files(tests))),
+    }
+}
+
 /// The output of one run of the test command, in the harness's layout.
 pub struct TestLog {
     pub log: String,
@@ -230,6 +250,7 @@ pub async fn run_test_cmd(
     if let Some(o) = fields.as_object_mut() {
         o.insert("test_files".into(), Value::String(quote(swb::test_files(tests))));
         o.insert("tests".into(), Value::String(quote(tests.to_vec())));
+        o.insert("swebench_test_cmd".into(), Value::String(swebench_test_cmd(inst, tests)));
     }
     let cmd = render_field("test_cmd", &settings.test_cmd, &fields)?;
     let mut shell = sandbox.shell(env).await.map_err(|e| format!("sandbox shell: {e}"))?;

@@ -224,8 +224,23 @@ impl Cx<'_> {
         deps: &mut Vec<Dep>,
         ck: &Check<'_>,
     ) -> RolloutSpec {
+        self.agent("rollout", r, c, models, declared, deps, ck)
+    }
+
+    /// The agent's settings, as rollout and swebench_eval have them.
+    #[allow(clippy::too_many_arguments)]
+    fn agent(
+        &self,
+        kind: &str,
+        r: &wire::RolloutStage,
+        c: &wire::StageCommon,
+        models: &IndexMap<String, Model>,
+        declared: &IndexMap<String, wire::ModelSection>,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> RolloutSpec {
         let model = self.model_ref(&r.model, models, declared, deps, ck);
-        ck.needs_inputs("rollout", c, &["instances"]);
+        ck.needs_inputs(kind, c, &["instances"]);
         ck.at_least_one("attempts", r.attempts);
         ck.at_least_one("parallel", r.parallel);
         let workspace = self.workspace(r.sandbox, &r.repo, &r.container, ck);
@@ -523,6 +538,53 @@ impl Cx<'_> {
             tune: t.tune.clone().unwrap_or_else(|| "tune".into()),
             rdzv_port: t.rdzv_port.unwrap_or(29500),
             template,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn swebench_eval(
+        &self,
+        e: &wire::EvalStage,
+        c: &wire::StageCommon,
+        models: &IndexMap<String, Model>,
+        declared: &IndexMap<String, wire::ModelSection>,
+        deps: &mut Vec<Dep>,
+        ck: &Check<'_>,
+    ) -> crate::stages::swebench_eval::EvalSpec {
+        use crate::stages::swebench_eval::{EvalSpec, Protocol, DEFAULT_TEST_CMD};
+        let as_rollout = wire::RolloutStage {
+            model: e.model.clone(),
+            attempts: None,
+            parallel: e.parallel,
+            sandbox: e.sandbox,
+            repo: e.repo.clone(),
+            container: e.container.clone(),
+            limits: e.limits.clone(),
+            prompts: e.prompts.clone(),
+            exclude: e.exclude.clone(),
+        };
+        let agent = self.agent("swebench_eval", &as_rollout, c, models, declared, deps, ck);
+        let protocol = match (e.attempts_until_submit, e.samples) {
+            (Some(_), Some(_)) => {
+                ck.fail(&["samples"], "`samples` and `attempts_until_submit` are two protocols: set one".into(), None);
+                Protocol::UntilSubmit(3)
+            }
+            (None, Some(n)) => Protocol::Samples(n),
+            (Some(n), None) => Protocol::UntilSubmit(n),
+            (None, None) => Protocol::UntilSubmit(3),
+        };
+        ck.at_least_one("samples", e.samples);
+        ck.at_least_one("attempts_until_submit", e.attempts_until_submit);
+        let test_cmd = e.test_cmd.clone().unwrap_or_else(|| DEFAULT_TEST_CMD.into());
+        ck.template(&["test_cmd"], &test_cmd);
+        EvalSpec {
+            agent,
+            protocol,
+            tests: crate::stages::testrun::TestSettings {
+                test_cmd,
+                parser: e.parser,
+                timeout_s: ck.duration(&["timeout"], &e.timeout, 1800),
+            },
         }
     }
 }

@@ -182,6 +182,7 @@ enum KindWire {
     Segment(wire::SegmentStage),
     IssueSynthesis(Box<wire::IssueSynthesisStage>),
     Sft(Box<wire::SftStage>),
+    SwebenchEval(Box<wire::EvalStage>),
 }
 
 struct Cx<'a> {
@@ -330,6 +331,10 @@ impl Cx<'_> {
             "sft" => {
                 let (common, t) = de(self, table, spanned, origin)?;
                 Ok(StageWire { common, kind: KindWire::Sft(Box::new(t)) })
+            }
+            "swebench_eval" => {
+                let (common, t) = de(self, table, spanned, origin)?;
+                Ok(StageWire { common, kind: KindWire::SwebenchEval(Box::new(t)) })
             }
             other => {
                 let help = did_you_mean(other, KINDS.iter().copied())
@@ -638,6 +643,10 @@ impl Cx<'_> {
                     let ck = kinds::Check::new(&name, &err);
                     StageKind::Segment(self.segment(sg, c, &mut deps, &ck))
                 }
+                KindWire::SwebenchEval(ev) => {
+                    let ck = kinds::Check::new(&name, &err);
+                    StageKind::SwebenchEval(Box::new(self.swebench_eval(ev, c, &models, &file.models, &mut deps, &ck)))
+                }
                 KindWire::Sft(sft) => {
                     let ck = kinds::Check::new(&name, &err);
                     StageKind::Sft(Box::new(self.sft(sft, c, &mut deps, &ck)))
@@ -723,7 +732,7 @@ fn isolation_name(i: crate::agent::sandbox::Isolation) -> String {
     serde_json::to_value(i).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-const KINDS: &[&str] = &["command", "issue_synthesis", "rollout", "test_filter", "segment", "sft"];
+const KINDS: &[&str] = &["command", "issue_synthesis", "rollout", "test_filter", "segment", "sft", "swebench_eval"];
 
 fn valid_name(s: &str, allow_dot: bool) -> bool {
     let mut chars = s.chars();

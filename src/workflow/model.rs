@@ -133,6 +133,7 @@ pub enum StageKind {
     Segment(crate::stages::segment::SegmentSpec),
     IssueSynthesis(Box<crate::stages::issue_synthesis::IssueSynthesisSpec>),
     Sft(Box<crate::stages::sft::SftSpec>),
+    SwebenchEval(Box<crate::stages::swebench_eval::EvalSpec>),
 }
 
 pub use crate::stages::command::CommandSpec;
@@ -146,6 +147,7 @@ impl StageKind {
             StageKind::Segment(_) => "segment",
             StageKind::IssueSynthesis(_) => "issue_synthesis",
             StageKind::Sft(_) => "sft",
+            StageKind::SwebenchEval(_) => "swebench_eval",
         }
     }
 }

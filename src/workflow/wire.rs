@@ -417,6 +417,47 @@ pub struct SynthesisPrompts {
     pub instance: Option<String>,
 }
 
+/// A `swebench_eval` stage: the agent on SWE-bench instances, graded as
+/// the harness does.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalStage {
+    /// The `[models.NAME]` endpoint of the model under evaluation.
+    pub model: String,
+    /// Attempt an instance again until a non-empty patch is submitted, at
+    /// most this many times (default 3, OpenHands' protocol).
+    #[serde(default)]
+    pub attempts_until_submit: Option<u32>,
+    /// Independent attempts per instance instead, for Pass@k.
+    #[serde(default)]
+    pub samples: Option<u32>,
+    /// Instances at once in each shard's process (default 8).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+    #[serde(default)]
+    pub sandbox: Option<crate::agent::sandbox::Isolation>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub container: Option<ContainerSection>,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub prompts: PromptsSection,
+    /// Pathspecs left out of every patch.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// The test command (default "{{ swebench_test_cmd }}": the harness's
+    /// command for the instance's repository and version).
+    #[serde(default)]
+    pub test_cmd: Option<String>,
+    #[serde(default)]
+    pub parser: Option<crate::swebench::parsers::Parser>,
+    /// Time limit of one test run (default "30m").
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
 /// An `sft` stage: training samples → a torchtune full fine-tuning run.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -644,6 +685,7 @@ enum StageSchema {
     Segment(SegmentSchema),
     IssueSynthesis(IssueSynthesisSchema),
     Sft(SftSchema),
+    SwebenchEval(EvalSchema),
 }
 
 #[derive(JsonSchema)]
@@ -704,4 +746,14 @@ struct SftSchema {
     common: StageCommon,
     #[serde(flatten)]
     fields: SftStage,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct EvalSchema {
+    #[serde(flatten)]
+    common: StageCommon,
+    #[serde(flatten)]
+    fields: EvalStage,
 }

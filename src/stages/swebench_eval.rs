@@ -1,0 +1,252 @@
+//! The `swebench_eval` kind: the agent on every instance of a SWE-bench
+//! style table, graded as SWE-bench's harness grades.
+//!
+//! Two protocols. `attempts_until_submit = N` (OpenHands' protocol, the
+//! headline numbers): an instance is attempted again, at most N times,
+//! until an attempt submits a non-empty patch; the last attempt counts.
+//! `samples = n`: n independent attempts, for Pass@k. Each attempt's patch
+//! is tested in a fresh sandbox (the model patch applied as the harness
+//! does, test files reset, the instance's test_patch applied, the
+//! repository's test command at its version over the test patch's files,
+//! the log parsed by the repository's parser) and graded FULL/PARTIAL/NO.
+//!
+//! The table has one row per attempt. The manifest's statistics summarise
+//! the run: instances, the resolved rate under the protocol, and the
+//! unbiased Pass@k for every k up to the samples per instance.
+//! Instances are worked on concurrently and logged in order (see
+//! [`super::ordered`]); an episode that loses the model fails the shard at
+//! that instance and a rerun resumes there.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::ordered::{self, Progress};
+use super::rollout::{Agent, RolloutSpec};
+use super::testrun::{test_patch, TestSettings};
+use super::{Job, ShardRun, StageError, StageImpl};
+use crate::exec::job;
+use crate::store::rows::{self, RowWriter};
+use crate::swebench::specs::pass_at_k;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Attempt again (at most this many times) until a non-empty patch is
+    /// submitted.
+    UntilSubmit(u32),
+    /// This many independent attempts.
+    Samples(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSpec {
+    /// Model, sandbox, limits and prompts of the agent.
+    pub agent: RolloutSpec,
+    pub protocol: Protocol,
+    pub tests: TestSettings,
+}
+
+/// The default test command: the harness's, per repository.
+pub const DEFAULT_TEST_CMD: &str = "{{ swebench_test_cmd }}";
+
+/// The per-attempt table: a trajectory row plus how it was graded.
+pub fn schema() -> Schema {
+    let mut fields: Vec<Field> = super::rollout::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("submitted", arrow::datatypes::DataType::Boolean, false));
+    fields.push(Field::new("counted", arrow::datatypes::DataType::Boolean, false));
+    fields.extend(super::test_filter::verdict_fields());
+    Schema::new(fields)
+}
+
+impl StageImpl for EvalSpec {
+    const VERSION: u32 = 1;
+
+    fn definition(&self) -> BTreeMap<String, Value> {
+        let mut d = self.agent.definition();
+        d.remove("attempts");
+        d.insert("protocol".into(), serde_json::to_value(self.protocol).expect("plain"));
+        d.insert("tests".into(), self.tests.definition());
+        d
+    }
+
+    fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
+        let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
+        let table = rows::Table::open(&input.paths, input.format)?;
+        let (lo, hi) = super::rollout::shard_range(table.rows() as usize, shard.index, shard.count);
+        let log_path = job.stage_dir.join(format!("swebench_eval-{:05}.jsonl", shard.index));
+        let mut progress = Progress::open(&log_path)?;
+        eprintln!(
+            "swebench_eval: shard {}/{}: instances {lo}..{hi}, {} already done, {} at once",
+            shard.index, shard.count, progress.done, self.agent.parallel
+        );
+        let start = lo as u64 + progress.done;
+        if start < hi as u64 {
+            self.agent.workspace.sweep("swebench_eval");
+            job::stop_in_process();
+            let runtime = super::runtime(shard)?;
+            let agent = Arc::new(Agent::new(&self.agent, job, shard)?);
+            let spec = Arc::new(self.clone());
+            let work = |_index: u64, row: Value| {
+                let (spec, agent) = (spec.clone(), agent.clone());
+                async move { spec.instance(&agent, row).await }
+            };
+            let reader = table.read(start, hi as u64);
+            runtime.block_on(ordered::run(reader, self.agent.parallel as usize, &mut progress, work))?;
+        }
+        // Each log line holds an instance's attempts.
+        let io = |source| StageError::Io { path: log_path.clone(), source };
+        let mut w = RowWriter::create(&shard.output, Arc::new(schema()))?;
+        let mut lines = std::io::BufReader::new(std::fs::File::open(&log_path).map_err(io)?);
+        let mut line = String::new();
+        while lines.read_line(&mut line).map_err(io)? > 0 {
+            let attempts: Value = serde_json::from_str(&line)
+                .map_err(|e| StageError::Failed(format!("{}: damaged line: {e}", log_path.display())))?;
+            for a in attempts.as_array().into_iter().flatten() {
+                w.push(a)?;
+            }
+            line.clear();
+        }
+        w.finish()?;
+        Ok(())
+    }
+
+    fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        let table = rows::Table::open(shards, crate::workflow::TableFormat::Parquet)?;
+        // instance → (attempts, resolved attempts, counted attempt resolved, submitted)
+        let mut per: HashMap<String, InstanceOutcome> = HashMap::new();
+        let columns = ["instance_id", "resolved", "counted", "submitted"];
+        for batch in table.read_columns(0, table.rows(), Some(&columns)) {
+            for r in batch? {
+                let e = per.entry(r["instance_id"].as_str().unwrap_or_default().to_string()).or_default();
+                let resolved = r["resolved"].as_bool().unwrap_or(false);
+                e.0 += 1;
+                e.1 += u64::from(resolved);
+                if r["counted"].as_bool().unwrap_or(false) {
+                    e.2 = resolved;
+                    e.3 = r["submitted"].as_bool().unwrap_or(false);
+                }
+            }
+        }
+        Ok(summary(self.protocol, per.values().copied()))
+    }
+}
+
+/// One instance's attempts, resolved attempts, and whether the counted
+/// attempt resolved it and submitted.
+pub type InstanceOutcome = (u64, u64, bool, bool);
+
+/// The run's figures from its instances' outcomes.
+pub fn summary(protocol: Protocol, per: impl Iterator<Item = InstanceOutcome>) -> BTreeMap<String, Value> {
+    let per: Vec<_> = per.collect();
+    let n_inst = per.len() as f64;
+    let mut out = BTreeMap::new();
+    out.insert("instances".into(), json!(per.len()));
+    out.insert("attempts".into(), json!(per.iter().map(|p| p.0).sum::<u64>()));
+    let mean = |f: &dyn Fn(&InstanceOutcome) -> f64| {
+        if per.is_empty() {
+            0.0
+        } else {
+            per.iter().map(f).sum::<f64>() / n_inst
+        }
+    };
+    match protocol {
+        Protocol::UntilSubmit(max) => {
+            out.insert("protocol".into(), json!(format!("attempts_until_submit = {max}")));
+            out.insert("resolved".into(), json!(per.iter().filter(|p| p.2).count()));
+            out.insert("resolved_rate".into(), json!(mean(&|p| f64::from(u8::from(p.2)))));
+            out.insert("submitted_rate".into(), json!(mean(&|p| f64::from(u8::from(p.3)))));
+        }
+        Protocol::Samples(n) => {
+            out.insert("protocol".into(), json!(format!("samples = {n}")));
+            let mut pass = BTreeMap::new();
+            for k in 1..=n as u64 {
+                // Instances with fewer samples than k do not count for it.
+                let usable: Vec<_> = per.iter().filter(|p| p.0 >= k).collect();
+                if usable.is_empty() {
+                    continue;
+                }
+                let v = usable.iter().map(|p| pass_at_k(p.0, p.1, k)).sum::<f64>() / usable.len() as f64;
+                pass.insert(format!("pass@{k}"), json!(v));
+            }
+            out.insert("resolved_rate".into(), pass.get("pass@1").cloned().unwrap_or(json!(0.0)));
+            out.insert("pass_at_k".into(), json!(pass));
+        }
+    }
+    out
+}
+
+impl EvalSpec {
+    /// Every attempt at one instance, graded, as a JSON array of rows.
+    async fn instance(&self, agent: &Agent, row: Value) -> Result<Option<String>, String> {
+        let id = row.get("instance_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let (max, stop_on_submit) = match self.protocol {
+            Protocol::UntilSubmit(n) => (n, true),
+            Protocol::Samples(n) => (n, false),
+        };
+        let mut attempts = Vec::new();
+        for attempt in 0..max {
+            let t = agent.episode(&row).await.map_err(|e| format!("{id} attempt {attempt}: {e}"))?;
+            let submitted = t.exit_reason == crate::agent::episode::ExitReason::Submitted && !t.patch.trim().is_empty();
+            let run = test_patch(
+                &self.agent.workspace,
+                &self.tests,
+                &row,
+                &t.patch,
+                &agent.workdir,
+                &agent.sources,
+                &agent.env,
+            )
+            .await
+            .map_err(|e| format!("{id} attempt {attempt}: grading: {e}"))?;
+            let mut out: Value =
+                serde_json::from_str(&super::rollout::row_json(&t, attempt, &self.agent.model.config.model))
+                    .expect("a row");
+            if let (Some(o), Value::Object(v)) = (out.as_object_mut(), serde_json::to_value(&run).expect("plain")) {
+                o.extend(v);
+                o.insert("submitted".into(), json!(submitted));
+                o.insert("counted".into(), json!(!stop_on_submit));
+            }
+            attempts.push(out);
+            if stop_on_submit && submitted {
+                break;
+            }
+        }
+        if stop_on_submit {
+            if let Some(last) = attempts.last_mut() {
+                last["counted"] = json!(true);
+            }
+        }
+        Ok(Some(Value::Array(attempts).to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_under_both_protocols() {
+        // Until submit: 3 instances, the counted attempt resolved in 2.
+        let s = summary(
+            Protocol::UntilSubmit(3),
+            [(1, 1, true, true), (3, 0, false, false), (2, 1, true, true)].into_iter(),
+        );
+        assert_eq!(s["resolved"], 2);
+        assert!((s["resolved_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert!((s["submitted_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        // Samples: n = 4; c = 1 and c = 4: pass@1 = (0.25 + 1) / 2,
+        // pass@2 = (1 - C(3,2)/C(4,2) + 1) / 2 = (0.5 + 1) / 2.
+        let s = summary(Protocol::Samples(4), [(4, 1, false, false), (4, 4, false, false)].into_iter());
+        let p = &s["pass_at_k"];
+        assert!((p["pass@1"].as_f64().unwrap() - 0.625).abs() < 1e-12);
+        assert!((p["pass@2"].as_f64().unwrap() - 0.75).abs() < 1e-12);
+        assert!((p["pass@4"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(s["resolved_rate"], p["pass@1"]);
+    }
+}
