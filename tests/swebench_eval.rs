@@ -112,6 +112,42 @@ async fn attempts_until_submit_and_samples_are_graded_like_swebench() {
     assert!((stats["resolved_rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
     assert!((stats["submitted_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
 
+    // Predictions and the run report in the official harness's layouts.
+    let preds = ctx.path("preds.jsonl");
+    let r = ctx.swestar(&[
+        "export",
+        "wf.toml",
+        "eval",
+        "--as",
+        "predictions",
+        "--to",
+        preds.to_str().unwrap(),
+        "--set",
+        &url,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let preds: Vec<Value> =
+        std::fs::read_to_string(&preds).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(preds.len(), 3);
+    for p in &preds {
+        let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["instance_id", "model_name_or_path", "model_patch"]);
+        assert_eq!(p["model_name_or_path"], "student-7b");
+    }
+    let fix = preds.iter().find(|p| p["instance_id"].as_str().unwrap().ends_with("currency_code_case")).unwrap();
+    assert!(fix["model_patch"].as_str().unwrap().contains("parts[1].upper()"));
+    let report = ctx.path("report.json");
+    let r =
+        ctx.swestar(&["export", "wf.toml", "eval", "--as", "report", "--to", report.to_str().unwrap(), "--set", &url]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["total_instances"], 3);
+    assert_eq!(report["resolved_instances"], 1);
+    assert_eq!(report["unresolved_instances"], 1);
+    assert_eq!(report["empty_patch_instances"], 1);
+    assert_eq!(report["schema_version"], 2);
+    assert!(report["resolved_ids"][0].as_str().unwrap().ends_with("currency_code_case"));
+
     // Pass@k: 2 independent samples each.
     ctx.write("wf.toml", &workflow("samples = 2"));
     let r = run(&ctx, url.clone()).await.unwrap();

@@ -37,9 +37,15 @@ pub struct ShowArgs {
 pub struct ExportArgs {
     workflow: PathBuf,
     stage: String,
-    /// Output file: .jsonl or .parquet.
+    /// Output file: .jsonl or .parquet (a table), .jsonl (predictions) or
+    /// .json (report).
     #[arg(long)]
     to: PathBuf,
+    /// What to write: the artifact's table (default), or for a
+    /// swebench_eval stage the SWE-bench `predictions` (JSONL) or the
+    /// harness's run `report` (JSON).
+    #[arg(long = "as", value_enum, default_value = "table")]
+    as_: ExportAs,
     #[arg(long)]
     variant: Option<String>,
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -216,7 +222,17 @@ pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit>
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportAs {
+    Table,
+    Predictions,
+    Report,
+}
+
 pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, Exit> {
+    if args.as_ != ExportAs::Table {
+        return export_swebench(store_flag, args);
+    }
     let ext = args.to.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext != "jsonl" && ext != "parquet" {
         return Err(Exit::invalid(format!("error: --to {}: write a .jsonl or .parquet file", args.to.display())));
@@ -230,6 +246,87 @@ pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, E
         .map_err(|e| Exit::failed(format!("error: {e}")))?;
     std::fs::rename(&tmp, &args.to).map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
     eprintln!("wrote {rows} rows of {} to {}", manifest.stage, args.to.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Predictions JSONL or the run report of a swebench_eval artifact, in the
+/// official harness's layouts, so results can be checked with it.
+fn export_swebench(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, Exit> {
+    let (store, manifest) = artifact(store_flag, &args.workflow, &args.sets, &args.stage, args.variant.as_deref())?;
+    if manifest.kind != "swebench_eval" {
+        return Err(Exit::invalid(format!(
+            "error: stage `{}` is a {} stage; predictions and reports come from swebench_eval stages",
+            manifest.stage, manifest.kind
+        )));
+    }
+    let parts = store.part_paths(&manifest);
+    let table = crate::store::rows::Table::open(&parts, crate::workflow::TableFormat::Parquet)
+        .map_err(|e| Exit::failed(format!("error: {e}")))?;
+    let columns = ["instance_id", "model", "patch", "counted", "applied", "resolved"];
+    // The counted attempt of each instance (the first, under samples).
+    let mut counted: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
+    let mut all = std::collections::BTreeSet::new();
+    for batch in table.read_columns(0, table.rows(), Some(&columns)) {
+        for row in batch.map_err(|e| Exit::failed(format!("error: {e}")))? {
+            let id = row["instance_id"].as_str().unwrap_or_default().to_string();
+            all.insert(id.clone());
+            if row["counted"].as_bool() == Some(true) {
+                counted.entry(id).or_insert(row);
+            }
+        }
+    }
+    let text = match args.as_ {
+        ExportAs::Predictions => counted
+            .iter()
+            .map(|(id, r)| {
+                serde_json::json!({"instance_id": id, "model_name_or_path": r["model"], "model_patch": r["patch"]})
+                    .to_string()
+                    + "\n"
+            })
+            .collect::<String>(),
+        _ => {
+            let ids = |f: &dyn Fn(&serde_json::Value) -> bool| -> Vec<String> {
+                counted.iter().filter(|(_, r)| f(r)).map(|(id, _)| id.clone()).collect()
+            };
+            let empty = |r: &serde_json::Value| r["patch"].as_str().unwrap_or("").trim().is_empty();
+            let applied = |r: &serde_json::Value| r["applied"].as_bool() == Some(true);
+            let resolved = |r: &serde_json::Value| r["resolved"].as_bool() == Some(true);
+            let completed = ids(&|r| !empty(r) && applied(r));
+            let resolved_ids = ids(&|r| !empty(r) && applied(r) && resolved(r));
+            let unresolved_ids = ids(&|r| !empty(r) && applied(r) && !resolved(r));
+            let empty_ids = ids(&|r| empty(r));
+            let error_ids = ids(&|r| !empty(r) && !applied(r));
+            let submitted: Vec<String> = counted.keys().cloned().collect();
+            let incomplete: Vec<String> = all.iter().filter(|id| !counted.contains_key(*id)).cloned().collect();
+            let none: Vec<String> = Vec::new();
+            let report = serde_json::json!({
+                "total_instances": all.len(),
+                "submitted_instances": submitted.len(),
+                "completed_instances": completed.len(),
+                "resolved_instances": resolved_ids.len(),
+                "unresolved_instances": unresolved_ids.len(),
+                "infra_failure_instances": 0,
+                "ambiguous_failure_instances": 0,
+                "empty_patch_instances": empty_ids.len(),
+                "error_instances": error_ids.len(),
+                "completed_ids": completed,
+                "incomplete_ids": incomplete,
+                "empty_patch_ids": empty_ids,
+                "submitted_ids": submitted,
+                "resolved_ids": resolved_ids,
+                "unresolved_ids": unresolved_ids,
+                "infra_failure_ids": none,
+                "ambiguous_failure_ids": none,
+                "error_ids": error_ids,
+                "schema_version": 2,
+            });
+            serde_json::to_string_pretty(&report).expect("plain data") + "\n"
+        }
+    };
+    let tmp = args.to.with_extension("partial");
+    std::fs::write(&tmp, text).map_err(|e| Exit::failed(format!("error: {}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, &args.to).map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
+    eprintln!("wrote the {:?} of {} to {}", args.as_, manifest.stage, args.to.display());
     Ok(ExitCode::SUCCESS)
 }
 
