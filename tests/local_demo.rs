@@ -1,0 +1,117 @@
+//! workflows/local-demo.toml end to end: every stage for real on the
+//! example tasks (synthesis runs the failing tests, rollout and eval run
+//! episodes in local sandboxes, test_filter grades with pytest, segment
+//! and sft prepare training data), with the scripted server on 127.0.0.1
+//! as teacher and student. A second run is fully cached; changing one
+//! segment setting reruns exactly segment, sft and eval.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{path_with_pytest, task_instances, Ctx};
+use swestar::agent::protocol::format_call as call;
+use swestar::agent::scripted::{Reply, ScriptedServer};
+
+const WF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/local-demo.toml");
+
+fn fix(sed: &str) -> Vec<Reply> {
+    vec![Reply::text(call("execute_bash", &[("command", sed)])), Reply::text(call("submit", &[]))]
+}
+
+fn scripts() -> HashMap<String, Vec<Reply>> {
+    let mut s = HashMap::new();
+    let all = task_instances();
+    for inst in &all {
+        let name = inst["instance_id"].as_str().unwrap().rsplit('.').next().unwrap().to_string();
+        // Synthesis: the instance prompt holds the bug's diff; its longest
+        // removed line names the instance.
+        let patch = inst["patch"].as_str().unwrap();
+        let key = patch
+            .lines()
+            .filter(|l| l.starts_with('-') && !l.starts_with("---") && l.trim().len() > 8)
+            .max_by_key(|l| l.len())
+            .unwrap()
+            .to_string();
+        let shared = all.iter().filter(|o| o["patch"].as_str().unwrap().contains(&key)).count();
+        assert_eq!(shared, 1, "{key} names one bug");
+        s.insert(key, vec![Reply::text(format!("Issue about {name}: it misbehaves.\n"))]);
+    }
+    // Rollout: the teacher fixes two of the synthesized issues.
+    let currency = "sed -i 's/, parts\\[1\\]$/, parts[1].upper()/' ledger/parse.py";
+    let sub = "sed -i '/def __sub__/a\\        self._check(other)' ledger/money.py";
+    s.insert("Issue about currency_code_case:".into(), fix(currency));
+    s.insert("Issue about sub_skips_currency_check:".into(), fix(sub));
+    // Eval: the student fixes one original issue.
+    s.insert("Lowercase currency codes are rejected".into(), fix(currency));
+    // Anything else: give up.
+    s.insert("*".into(), vec![Reply::text(call("submit", &[]))]);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_demo_runs_every_stage_and_reruns_only_what_changed() {
+    let ctx = Ctx::new();
+    let server = ScriptedServer::start(scripts()).await.unwrap();
+    let sets = vec![
+        "--set".to_string(),
+        format!("models.teacher.base_url={}", server.base_url()),
+        "--set".to_string(),
+        format!("models.student.base_url={}", server.base_url()),
+    ];
+    let run = |extra: Vec<String>| {
+        let mut args = vec!["run".to_string(), WF.into(), "--json".into()];
+        args.extend(extra);
+        let mut cmd = ctx.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        cmd.env("PATH", path_with_pytest());
+        tokio::task::spawn_blocking(move || common::Run::from(cmd.output().unwrap()))
+    };
+    let r = run(sets.clone()).await.unwrap();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for stage in ["synthesize", "rollout", "filter", "segment", "sft", "eval"] {
+        assert_eq!(r.status_of(stage), "committed", "{stage}");
+    }
+    let set_refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let rows = |stage: &str| ctx.export_rows(WF, stage, &set_refs);
+    let synth = rows("synthesize");
+    assert_eq!(synth.len(), 10);
+    assert!(synth.iter().all(|r| r["problem_statement"].as_str().unwrap().starts_with("Issue about ")));
+    assert_eq!(rows("rollout").len(), 20, "two attempts at each of ten instances");
+    let kept = rows("filter");
+    assert_eq!(kept.len(), 4, "the two fixes, twice each, pass their tests");
+    assert!(kept.iter().all(|r| r["resolved"] == true));
+    let samples = rows("segment");
+    assert_eq!(samples.len(), 4);
+    let sft = rows("sft");
+    assert_eq!((sft[0]["rows"].as_u64(), sft[0]["trained"].as_bool()), (Some(4), Some(false)));
+    let eval = rows("eval");
+    let resolved: Vec<&str> =
+        eval.iter().filter(|r| r["resolved"] == true).map(|r| r["instance_id"].as_str().unwrap()).collect();
+    assert_eq!(resolved.len(), 1);
+    assert!(resolved[0].ends_with("currency_code_case"));
+    assert_eq!(eval.len(), 1 + 9 * 3, "the others are attempted three times");
+
+    // Everything again: cached, and no model call.
+    let before = server.requests().len();
+    let r = run(sets.clone()).await.unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.statuses().iter().all(|(_, s)| s == "cached"), "{:?}", r.statuses());
+    assert_eq!(server.requests().len(), before);
+
+    // One segment setting: segment, sft and eval run again, nothing else.
+    let mut changed = set_refs.clone();
+    changed.extend(["--set", "stages.segment.window=16384"]);
+    let plan = ctx.plan_json(WF, &changed);
+    let actions: HashMap<String, String> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["stage"].as_str().unwrap().to_string(), p["action"].as_str().unwrap().to_string()))
+        .collect();
+    for stage in ["synthesize", "rollout", "filter"] {
+        assert_eq!(actions[stage], "cached", "{stage}: {plan}");
+    }
+    for stage in ["segment", "sft", "eval"] {
+        assert_eq!(actions[stage], "run", "{stage}: {plan}");
+    }
+}
