@@ -45,3 +45,57 @@ fn a_stage_gets_a_real_inference_server_for_its_body_and_it_is_stopped() {
     assert!(r.stderr.contains("server exited while starting"), "{}", r.stderr);
     assert!(no_server_left());
 }
+
+/// An agent stage whose model is served by its own job: the rollout's
+/// agent talks to the tiny real model the job started (its base_url is the
+/// server's, whatever the workflow says). The model cannot drive the agent,
+/// so its replies end the episodes as format errors; what matters is that
+/// they are its real replies, recorded, and that the server is gone after.
+#[test]
+fn a_rollout_talks_to_the_model_its_job_serves() {
+    let (python, model) = model();
+    let ctx = Ctx::new();
+    let tasks = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks");
+    let one = std::fs::read_to_string(format!("{tasks}/instances.jsonl")).unwrap().lines().next().unwrap().to_string();
+    ctx.write("one.jsonl", &(one + "\n"));
+    ctx.write(
+        "wf.toml",
+        &format!(
+            r#"[workflow]
+name = "served-rollout"
+
+[models.smol]
+base_url = "http://127.0.0.1:9/v1"
+model = "smol"
+max_tokens = 24
+context_window = 4096
+reply_reserve = 512
+temperature = 0.0
+
+[data.one]
+path = "one.jsonl"
+
+[stages.rollout]
+kind = "rollout"
+inputs = {{ instances = "data.one" }}
+model = "smol"
+repo = "{tasks}/repo"
+limits = {{ max_steps = 2, max_format_errors = 2 }}
+prompts = {{ system = "system.j2" }}
+serve = {{ engine = "llama.cpp", model = "{model}", args = ["--n_ctx", "4096"], python = "{python}", startup_timeout = "3m" }}
+"#
+        ),
+    );
+    // A short system prompt: the tiny server's context is small.
+    ctx.write("system.j2", "Reply with a function call.");
+    let r = ctx.run("wf.toml", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows = ctx.export_rows("wf.toml", "rollout", &[]);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert!(row["completion_tokens"].as_u64().unwrap() > 0, "{row}");
+    let replies: Vec<&serde_json::Value> =
+        row["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "assistant").collect();
+    assert!(!replies.is_empty() && replies.iter().all(|m| !m["content"].as_str().unwrap().is_empty()), "{row}");
+    assert!(no_server_left(), "the server was stopped");
+}

@@ -69,6 +69,8 @@ impl StageKind {
     pub fn serve(&self) -> Option<&command::Serve> {
         match self {
             StageKind::Command(c) => c.serve.as_ref(),
+            StageKind::Rollout(r) => r.serve.as_ref(),
+            StageKind::SwebenchEval(e) => e.agent.serve.as_ref(),
             _ => None,
         }
     }

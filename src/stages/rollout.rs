@@ -90,6 +90,8 @@ pub struct RolloutLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutSpec {
     pub model: RolloutModel,
+    /// A server the job starts for the model; its URL replaces base_url.
+    pub serve: Option<super::command::Serve>,
     pub attempts: u32,
     pub parallel: u32,
     pub workspace: Workspace,
@@ -132,6 +134,10 @@ impl StageImpl for RolloutSpec {
             ("instance_prompt".into(), prompt(&self.instance_prompt, prompts::INSTANCE)),
             ("exclude".into(), json!(self.exclude)),
             ("scaffold".into(), json!(SCAFFOLD)),
+            (
+                "serve".into(),
+                json!(self.serve.as_ref().map(|s| json!({"engine": s.engine, "model": s.model, "args": s.args}))),
+            ),
         ])
     }
 
@@ -287,6 +293,12 @@ pub struct Agent {
 impl Agent {
     pub fn new(spec: &RolloutSpec, job: &Job, shard: &ShardRun) -> Result<Agent, StageError> {
         let mut config = spec.model.config.clone();
+        if spec.serve.is_some() {
+            // The job script started the server and says where it listens.
+            config.base_url = std::env::var("SWESTAR_SERVE_URL").ok().filter(|u| !u.is_empty()).ok_or_else(|| {
+                StageError::Failed("the model is served by the stage's job, but SWESTAR_SERVE_URL is not set".into())
+            })?;
+        }
         if let Some(var) = &spec.model.api_key_env {
             config.api_key = Some(std::env::var(var).map_err(|_| {
                 StageError::Failed(format!("model `{}`: the API key variable {var} is not set", spec.model.name))

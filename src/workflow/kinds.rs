@@ -261,8 +261,10 @@ impl Cx<'_> {
             self.prompt(&["prompts", "system"], &r.prompts.system, crate::agent::prompts::SYSTEM, deps, ck);
         let instance_prompt =
             self.prompt(&["prompts", "instance"], &r.prompts.instance, crate::agent::prompts::INSTANCE, deps, ck);
+        let serve = r.serve.as_ref().map(|sv| self.serve(sv, ck));
         RolloutSpec {
             model,
+            serve,
             attempts: r.attempts.unwrap_or(1),
             parallel: r.parallel.unwrap_or(8),
             workspace,
@@ -562,6 +564,7 @@ impl Cx<'_> {
             limits: e.limits.clone(),
             prompts: e.prompts.clone(),
             exclude: e.exclude.clone(),
+            serve: e.serve.clone(),
         };
         let agent = self.agent("swebench_eval", &as_rollout, c, models, declared, deps, ck);
         let protocol = match (e.attempts_until_submit, e.samples) {
@@ -585,6 +588,27 @@ impl Cx<'_> {
                 parser: e.parser,
                 timeout_s: ck.duration(&["timeout"], &e.timeout, 1800),
             },
+        }
+    }
+
+    /// An inference server the stage's job starts (`[serve]`).
+    pub(super) fn serve(&self, sv: &wire::ServeSection, ck: &Check<'_>) -> crate::stages::command::Serve {
+        let startup_timeout_s = ck.duration(&["serve", "startup_timeout"], &sv.startup_timeout, 20 * 60);
+        // A model given as a path next to the workflow is handed over absolute.
+        let local = self.dir.join(&sv.model);
+        let model_path = if !std::path::Path::new(&sv.model).is_absolute() && local.exists() {
+            local.to_string_lossy().into_owned()
+        } else {
+            sv.model.clone()
+        };
+        crate::stages::command::Serve {
+            engine: sv.engine,
+            model: sv.model.clone(),
+            model_path,
+            args: sv.args.clone(),
+            port: sv.port,
+            startup_timeout_s,
+            python: sv.python.clone().unwrap_or_else(|| "python3".into()),
         }
     }
 }

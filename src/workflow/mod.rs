@@ -594,36 +594,8 @@ impl Cx<'_> {
             let kind = match &wire.kind {
                 KindWire::Command(cmd) => {
                     let format = cmd.format.unwrap_or(TableFormat::Parquet);
-                    let serve = cmd.serve.as_ref().map(|sv| {
-                        let startup = sv.startup_timeout.as_deref().unwrap_or("20m");
-                        let startup_timeout_s = match humantime::parse_duration(startup) {
-                            Ok(d) => d.as_secs().max(1),
-                            Err(_) => {
-                                err(
-                                    p(&["stages", &name, "serve", "startup_timeout"]),
-                                    format!("`{startup}` is not a duration"),
-                                    None,
-                                );
-                                0
-                            }
-                        };
-                        // A model given as a path next to the workflow is handed over absolute.
-                        let local = self.dir.join(&sv.model);
-                        let model_path = if !Path::new(&sv.model).is_absolute() && local.exists() {
-                            local.to_string_lossy().into_owned()
-                        } else {
-                            sv.model.clone()
-                        };
-                        crate::stages::command::Serve {
-                            engine: sv.engine,
-                            model: sv.model.clone(),
-                            model_path,
-                            args: sv.args.clone(),
-                            port: sv.port,
-                            startup_timeout_s,
-                            python: sv.python.clone().unwrap_or_else(|| "python3".into()),
-                        }
-                    });
+                    let ck = kinds::Check::new(&name, &err);
+                    let serve = cmd.serve.as_ref().map(|sv| self.serve(sv, &ck));
                     if let Err(m) =
                         crate::stages::command::check_template(&cmd.run, &c.inputs, &c.params, cmd.serve.is_some())
                     {

@@ -324,6 +324,10 @@ pub struct RolloutStage {
     /// Pathspecs left out of every patch (test files the task forbids).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// An inference server the job starts on its node for the model (the
+    /// model's `base_url` is then the server's).
+    #[serde(default)]
+    pub serve: Option<ServeSection>,
 }
 
 /// A `test_filter` stage: every trajectory's patch tested in a fresh
@@ -456,6 +460,10 @@ pub struct EvalStage {
     /// Time limit of one test run (default "30m").
     #[serde(default)]
     pub timeout: Option<String>,
+    /// An inference server the job starts on its node for the model
+    /// under evaluation (the model's `base_url` is then the server's).
+    #[serde(default)]
+    pub serve: Option<ServeSection>,
 }
 
 /// An `sft` stage: training samples → a torchtune full fine-tuning run.
