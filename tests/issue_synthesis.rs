@@ -45,12 +45,14 @@ max_retries = 0
 [data.raw]
 path = "instances.jsonl"
 
+[data.demos]
+path = "demos.jsonl"
+
 [stages.synthesize]
 kind = "issue_synthesis"
-inputs = {{ instances = "data.raw" }}
+inputs = {{ instances = "data.raw", demonstrations = "data.demos" }}
 model = "teacher"
 repo = "{TASKS}/repo"
-demonstrations = "demos.jsonl"
 parallel = 3
 "#
         ),
@@ -130,7 +132,7 @@ parallel = 3
     assert!(inst.contains("def test_currency_code_suffix("), "the test's source: {inst}");
     assert!(!inst.contains("stale"));
 
-    // Cached on a rerun; another demonstration file is another key.
+    // Cached on a rerun; other demonstrations are another key.
     let r = run(vec!["--set".into(), url.clone()]).await.unwrap();
     assert_eq!(r.status_of("synthesize"), "cached");
     ctx.write("demos.jsonl", "{\"problem_statement\": \"DEMO THREE\"}\n");
@@ -157,16 +159,19 @@ path = "i.jsonl"
 
 [stages.synth]
 kind = "issue_synthesis"
-inputs = {{ instances = "data.i" }}
+inputs = {{ instances = "data.i", demonstrations = "data.demos" }}
 model = "teacher"
 repo = "{TASKS}/repo"
-demonstrations = "missing.jsonl"
 prompts = {{ instance = "nope.j2" }}
 "#
         ),
     );
     let r = ctx.swestar(&["plan", "wf.toml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("stages.synth.demonstrations"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("stages.synth.inputs.demonstrations") && r.stderr.contains("no data source named `demos`"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("stages.synth.prompts.instance"), "{}", r.stderr);
 }

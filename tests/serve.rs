@@ -11,8 +11,12 @@ mod common;
 use common::serve::{model, no_server_left, serve_workflow};
 use common::Ctx;
 
+/// The tests look for leftover servers machine-wide: one at a time.
+static ONE_SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_stage_gets_a_real_inference_server_for_its_body_and_it_is_stopped() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let (python, model) = model();
     let ctx = Ctx::new();
     ctx.write("wf.toml", &serve_workflow("[workflow]\nname = \"serve\"\n", &python, &model, false));
@@ -48,11 +52,15 @@ fn a_stage_gets_a_real_inference_server_for_its_body_and_it_is_stopped() {
 
 /// An agent stage whose model is served by its own job: the rollout's
 /// agent talks to the tiny real model the job started (its base_url is the
-/// server's, whatever the workflow says). The model cannot drive the agent,
-/// so its replies end the episodes as format errors; what matters is that
-/// they are its real replies, recorded, and that the server is gone after.
+/// server's, whatever the workflow says). The model to serve is what an
+/// upstream stage produced (`serve.model = "stages.trained"`, the
+/// `checkpoint_path` of its table, as an sft stage leaves it). The model
+/// cannot drive the agent, so its replies end the episodes as format
+/// errors; what matters is that they are its real replies, recorded, and
+/// that the server is gone after.
 #[test]
 fn a_rollout_talks_to_the_model_its_job_serves() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let (python, model) = model();
     let ctx = Ctx::new();
     let tasks = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks");
@@ -75,14 +83,19 @@ temperature = 0.0
 [data.one]
 path = "one.jsonl"
 
+[stages.trained]
+kind = "command"
+format = "jsonl"
+run = "echo '{{\"checkpoint_path\": \"{model}\"}}' > {{{{ output }}}}"
+
 [stages.rollout]
 kind = "rollout"
-inputs = {{ instances = "data.one" }}
+inputs = {{ instances = "data.one", model = "stages.trained" }}
 model = "smol"
 repo = "{tasks}/repo"
 limits = {{ max_steps = 2, max_format_errors = 2 }}
 prompts = {{ system = "system.j2" }}
-serve = {{ engine = "llama.cpp", model = "{model}", args = ["--n_ctx", "4096"], python = "{python}", startup_timeout = "3m" }}
+serve = {{ engine = "llama.cpp", model = "stages.trained", args = ["--n_ctx", "4096"], python = "{python}", startup_timeout = "3m" }}
 "#
         ),
     );

@@ -74,6 +74,30 @@ pub fn shard_count(node: &Node) -> u32 {
     node.spec.resources.shards.unwrap_or(1).max(1)
 }
 
+/// The server a node's job starts, its model resolved: `model =
+/// "stages.X"` serves the checkpoint that stage X trained (the
+/// `checkpoint_path` of its table, an input of this stage).
+pub fn served_model(node: &Node, job: &Job) -> Result<Option<crate::stages::command::Serve>, String> {
+    let Some(serve) = node.spec.kind.serve() else { return Ok(None) };
+    let Some(stage) = serve.model.strip_prefix("stages.") else { return Ok(Some(serve.clone())) };
+    let input = node
+        .spec
+        .inputs
+        .iter()
+        .find(|(_, r)| **r == crate::workflow::Ref::Stage(stage.to_string()))
+        .map(|(name, _)| name)
+        .ok_or_else(|| format!("the served model is stages.{stage}, which is not one of the stage's inputs"))?;
+    let paths = job.inputs.get(input).map(|i| i.paths.clone()).unwrap_or_default();
+    let rows = crate::store::rows::read_all(&paths, TableFormat::Parquet).map_err(|e| e.to_string())?;
+    let path = rows
+        .iter()
+        .find_map(|r| r.get("checkpoint_path").and_then(serde_json::Value::as_str))
+        .ok_or_else(|| format!("stages.{stage} has no `checkpoint_path` to serve (was it trained?)"))?;
+    let mut resolved = serve.clone();
+    resolved.model_path = path.to_string();
+    Ok(Some(resolved))
+}
+
 /// The job file of a node: what `swestar exec` runs.
 pub fn build_job(node: &Node, upstream: &dyn Fn(usize) -> Option<Vec<PathBuf>>, store: &Store, key: &CacheKey) -> Job {
     let mut inputs = indexmap::IndexMap::new();
@@ -274,7 +298,7 @@ impl Runner<'_> {
                 rec.key = Some(key.to_string());
                 rec.reason = Some(join(&reasons));
                 rec.log = Some(log_dir.join(format!("{log_stem}.err")));
-                let prepared = (|| -> Result<(PathBuf, Vec<u32>), String> {
+                let prepared = (|| -> Result<(PathBuf, Vec<u32>, Option<crate::stages::command::Serve>), String> {
                     let done = store.begin(&key, count).map_err(|e| e.to_string())?;
                     let upstream = |u: usize| match &self.state[u] {
                         State::Done(m) => Some(store.part_paths(m)),
@@ -284,12 +308,13 @@ impl Runner<'_> {
                     if !backend.exec_enforces_time_limit() {
                         job.time_limit_s = None;
                     }
+                    let serve = served_model(node, &job)?;
                     let job_file = store.staging_dir(&key).join("job.json");
                     super::write_job(&job_file, &job).map_err(|e| e.to_string())?;
                     std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
-                    Ok((job_file, done))
+                    Ok((job_file, done, serve))
                 })();
-                let (job_file, done) = match prepared {
+                let (job_file, done, serve) = match prepared {
                     Ok(p) => p,
                     Err(error) => {
                         self.fail(i, error, String::new(), PathBuf::new());
@@ -330,8 +355,9 @@ impl Runner<'_> {
                     self.commit_node(i).await;
                     continue;
                 }
-                let launch =
+                let mut launch =
                     Launch::for_node(i, node, &key, job_file, pending.into_iter().collect(), log_dir, log_stem);
+                launch.serve = serve;
                 if let Err(error) = backend.launch(launch).await {
                     self.fail(i, error, String::new(), PathBuf::new());
                 }

@@ -16,7 +16,6 @@
 //! instance.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -43,15 +42,14 @@ pub struct IssueSynthesisSpec {
     pub system_prompt: PromptSource,
     pub demonstrations_prompt: PromptSource,
     pub instance_prompt: PromptSource,
-    /// A table (JSONL or Parquet) of example issues: its
-    /// `problem_statement` column.
-    pub demonstrations: Option<PathBuf>,
     pub max_demonstrations: usize,
     /// Failing tests whose source goes into the prompt.
     pub max_tests: usize,
     /// Test output longer than this (characters) keeps its head and tail.
     pub max_output_chars: usize,
     pub parallel: u32,
+    /// A server the job starts for the model; its URL replaces base_url.
+    pub serve: Option<super::command::Serve>,
 }
 
 /// The default test command: the failing tests by id, with short
@@ -84,10 +82,14 @@ impl StageImpl for IssueSynthesisSpec {
             ("system_prompt".into(), prompt(&self.system_prompt, prompts::SYNTHESIS_SYSTEM)),
             ("demonstrations_prompt".into(), prompt(&self.demonstrations_prompt, prompts::SYNTHESIS_DEMONSTRATIONS)),
             ("instance_prompt".into(), prompt(&self.instance_prompt, prompts::SYNTHESIS_INSTANCE)),
-            // The demonstrations file is a dependency (hashed by content).
+            // The demonstrations are an input (hashed by content).
             ("max_demonstrations".into(), json!(self.max_demonstrations)),
             ("max_tests".into(), json!(self.max_tests)),
             ("max_output_chars".into(), json!(self.max_output_chars)),
+            (
+                "serve".into(),
+                json!(self.serve.as_ref().map(|s| json!({"engine": s.engine, "model": s.model, "args": s.args}))),
+            ),
         ])
     }
 
@@ -104,7 +106,7 @@ impl StageImpl for IssueSynthesisSpec {
         );
         let start = lo as u64 + progress.done;
         if start < hi as u64 {
-            let prompts = Arc::new(self.load_prompts()?);
+            let prompts = Arc::new(self.load_prompts(job)?);
             let client = Arc::new(self.client()?);
             self.workspace.sweep("issue_synthesis");
             job::stop_in_process();
@@ -147,6 +149,11 @@ impl IssueSynthesisSpec {
     fn client(&self) -> Result<LlmClient, StageError> {
         let mut config = self.model.config.clone();
         config.temperature = Some(config.temperature.unwrap_or(0.0));
+        if self.serve.is_some() {
+            config.base_url = std::env::var("SWESTAR_SERVE_URL").ok().filter(|u| !u.is_empty()).ok_or_else(|| {
+                StageError::Failed("the model is served by the stage's job, but SWESTAR_SERVE_URL is not set".into())
+            })?;
+        }
         if let Some(var) = &self.model.api_key_env {
             config.api_key = Some(std::env::var(var).map_err(|_| {
                 StageError::Failed(format!("model `{}`: the API key variable {var} is not set", self.model.name))
@@ -155,7 +162,9 @@ impl IssueSynthesisSpec {
         LlmClient::new(config).map_err(|e| StageError::Failed(e.to_string()))
     }
 
-    fn load_prompts(&self) -> Result<Prompts, StageError> {
+    /// The prompt parts every instance shares; the demonstrations are the
+    /// `problem_statement` column of the optional `demonstrations` input.
+    fn load_prompts(&self, job: &Job) -> Result<Prompts, StageError> {
         let load = |p: &PromptSource, builtin: (&'static str, &'static str)| -> Result<(String, String), StageError> {
             match &p.path {
                 None => Ok((builtin.0.to_string(), builtin.1.to_string())),
@@ -165,23 +174,21 @@ impl IssueSynthesisSpec {
             }
         };
         let mut demos = Vec::new();
-        if let Some(path) = &self.demonstrations {
-            let format = if path.extension().is_some_and(|e| e == "parquet") {
-                crate::workflow::TableFormat::Parquet
-            } else {
-                crate::workflow::TableFormat::Jsonl
-            };
-            for row in rows::read_all(std::slice::from_ref(path), format)? {
-                if demos.len() == self.max_demonstrations {
-                    break;
-                }
-                match row.get("problem_statement").and_then(Value::as_str) {
-                    Some(ps) if !ps.trim().is_empty() => demos.push(shorten(ps, 2000)),
-                    _ => {
-                        return Err(StageError::Failed(format!(
-                            "{}: a demonstration row without a `problem_statement`",
-                            path.display()
-                        )))
+        if let Some(input) = job.inputs.get("demonstrations") {
+            for batch in
+                rows::Table::open(&input.paths, input.format)?.read_columns(0, u64::MAX, Some(&["problem_statement"]))
+            {
+                for row in batch? {
+                    if demos.len() == self.max_demonstrations {
+                        break;
+                    }
+                    match row.get("problem_statement").and_then(Value::as_str) {
+                        Some(ps) if !ps.trim().is_empty() => demos.push(shorten(ps, 2000)),
+                        _ => {
+                            return Err(StageError::Failed(
+                                "a `demonstrations` row without a `problem_statement`".into(),
+                            ))
+                        }
                     }
                 }
             }

@@ -71,6 +71,7 @@ impl StageKind {
             StageKind::Command(c) => c.serve.as_ref(),
             StageKind::Rollout(r) => r.serve.as_ref(),
             StageKind::SwebenchEval(e) => e.agent.serve.as_ref(),
+            StageKind::IssueSynthesis(i) => i.serve.as_ref(),
             _ => None,
         }
     }

@@ -261,7 +261,7 @@ impl Cx<'_> {
             self.prompt(&["prompts", "system"], &r.prompts.system, crate::agent::prompts::SYSTEM, deps, ck);
         let instance_prompt =
             self.prompt(&["prompts", "instance"], &r.prompts.instance, crate::agent::prompts::INSTANCE, deps, ck);
-        let serve = r.serve.as_ref().map(|sv| self.serve(sv, ck));
+        let serve = r.serve.as_ref().map(|sv| self.serve(sv, c, ck));
         RolloutSpec {
             model,
             serve,
@@ -372,20 +372,6 @@ impl Cx<'_> {
         let demonstrations_prompt =
             self.prompt(&["prompts", "demonstrations"], &p.demonstrations, SYNTHESIS_DEMONSTRATIONS, deps, ck);
         let instance_prompt = self.prompt(&["prompts", "instance"], &p.instance, SYNTHESIS_INSTANCE, deps, ck);
-        let demonstrations = is.demonstrations.as_ref().and_then(|rel| match relative_dep(&self.dir, rel) {
-            Ok(dep) => {
-                if !dep.path.is_file() {
-                    ck.fail(&["demonstrations"], format!("`{rel}` does not exist"), None);
-                }
-                let path = dep.path.clone();
-                deps.push(dep);
-                Some(path)
-            }
-            Err(m) => {
-                ck.fail(&["demonstrations"], m, None);
-                None
-            }
-        });
         crate::stages::issue_synthesis::IssueSynthesisSpec {
             model,
             workspace,
@@ -393,11 +379,11 @@ impl Cx<'_> {
             system_prompt,
             demonstrations_prompt,
             instance_prompt,
-            demonstrations,
             max_demonstrations: is.max_demonstrations.unwrap_or(3),
             max_tests: is.max_tests.unwrap_or(3),
             max_output_chars: is.max_output_chars.unwrap_or(8000),
             parallel: is.parallel.unwrap_or(8),
+            serve: is.serve.as_ref().map(|sv| self.serve(sv, c, ck)),
         }
     }
 
@@ -486,9 +472,19 @@ impl Cx<'_> {
             ),
             _ => {}
         }
+        // `{{ size }}` in checkpoint_dir: one setting for a sweep over sizes.
+        let checkpoint_dir = match minijinja::Environment::new()
+            .render_str(&t.checkpoint_dir, minijinja::context! { size => m.size.clone().unwrap_or_default() })
+        {
+            Ok(dir) => dir,
+            Err(e) => {
+                ck.fail(&["checkpoint_dir"], format!("template error: {e}"), None);
+                t.checkpoint_dir.clone()
+            }
+        };
         let (vocab, merges) = match &t.tokenizer {
             Some(tk) => (tk.vocab.clone(), tk.merges.clone()),
-            None => (format!("{}/vocab.json", t.checkpoint_dir), format!("{}/merges.txt", t.checkpoint_dir)),
+            None => (format!("{checkpoint_dir}/vocab.json"), format!("{checkpoint_dir}/merges.txt")),
         };
         let template = t.config_template.as_ref().and_then(|rel| match relative_dep(&self.dir, rel) {
             Ok(dep) => {
@@ -513,7 +509,7 @@ impl Cx<'_> {
             base_model,
             model_component: component,
             model_args,
-            checkpoint_dir: t.checkpoint_dir.clone(),
+            checkpoint_dir,
             checkpoint_files,
             checkpointer,
             model_type: t.model_type.clone().unwrap_or_else(|| "QWEN2".into()),
@@ -592,7 +588,22 @@ impl Cx<'_> {
     }
 
     /// An inference server the stage's job starts (`[serve]`).
-    pub(super) fn serve(&self, sv: &wire::ServeSection, ck: &Check<'_>) -> crate::stages::command::Serve {
+    pub(super) fn serve(
+        &self,
+        sv: &wire::ServeSection,
+        c: &wire::StageCommon,
+        ck: &Check<'_>,
+    ) -> crate::stages::command::Serve {
+        if let Some(stage) = sv.model.strip_prefix("stages.") {
+            let named = c.inputs.values().any(|r| r == &sv.model);
+            if !named {
+                ck.fail(
+                    &["serve", "model"],
+                    format!("to serve what stages.{stage} trained, name it as an input"),
+                    Some(&format!("add e.g. `model = \"stages.{stage}\"` to `inputs`")),
+                );
+            }
+        }
         let startup_timeout_s = ck.duration(&["serve", "startup_timeout"], &sv.startup_timeout, 20 * 60);
         // A model given as a path next to the workflow is handed over absolute.
         let local = self.dir.join(&sv.model);

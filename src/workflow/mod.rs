@@ -595,7 +595,7 @@ impl Cx<'_> {
                 KindWire::Command(cmd) => {
                     let format = cmd.format.unwrap_or(TableFormat::Parquet);
                     let ck = kinds::Check::new(&name, &err);
-                    let serve = cmd.serve.as_ref().map(|sv| self.serve(sv, &ck));
+                    let serve = cmd.serve.as_ref().map(|sv| self.serve(sv, c, &ck));
                     if let Err(m) =
                         crate::stages::command::check_template(&cmd.run, &c.inputs, &c.params, cmd.serve.is_some())
                     {

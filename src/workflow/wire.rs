@@ -387,9 +387,6 @@ pub struct IssueSynthesisStage {
     /// Time limit of the test run (default "10m").
     #[serde(default)]
     pub timeout: Option<String>,
-    /// Example issues: a JSONL or Parquet file with a `problem_statement` column.
-    #[serde(default)]
-    pub demonstrations: Option<String>,
     /// How many demonstrations the prompt shows (default 3).
     #[serde(default)]
     pub max_demonstrations: Option<usize>,
@@ -403,6 +400,9 @@ pub struct IssueSynthesisStage {
     /// Prompt templates instead of templates/prompts/issue_synthesis/.
     #[serde(default)]
     pub prompts: SynthesisPrompts,
+    /// An inference server the job starts on its node for the model.
+    #[serde(default)]
+    pub serve: Option<ServeSection>,
     /// Instances at once in each shard's process (default 8).
     #[serde(default)]
     pub parallel: Option<u32>,
@@ -473,7 +473,8 @@ pub struct SftStage {
     /// The student: `{ size = "32B" }` (Qwen2.5 / Qwen2.5-Coder builders),
     /// or `{ component = "torchtune.models.…", args = { … } }`.
     pub model: SftModelSection,
-    /// The base checkpoint's directory (relative to the workflow or absolute).
+    /// The base checkpoint's directory (relative to the workflow or
+    /// absolute); may use `{{ size }}`, e.g. "/models/Qwen2.5-Coder-{{ size }}-Instruct".
     pub checkpoint_dir: String,
     /// A file name, a list, or `{ filename_format, max_filenames }`
     /// (default: the Hub's safetensors shards for the size).
@@ -655,7 +656,8 @@ pub struct PromptsSection {
 #[serde(deny_unknown_fields)]
 pub struct ServeSection {
     pub engine: Engine,
-    /// Model path or hub id, as the engine takes it.
+    /// Model path or hub id, as the engine takes it; or `stages.NAME`, an
+    /// sft stage among the inputs, to serve the checkpoint it trained.
     pub model: String,
     /// Extra engine arguments (they enter the cache key: they can change outputs).
     #[serde(default)]
