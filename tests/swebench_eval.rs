@@ -148,6 +148,26 @@ async fn attempts_until_submit_and_samples_are_graded_like_swebench() {
     assert_eq!(report["schema_version"], 2);
     assert!(report["resolved_ids"][0].as_str().unwrap().ends_with("currency_code_case"));
 
+    // The summary as a table.
+    let summary = ctx.path("summary.parquet");
+    let r = ctx.swestar(&[
+        "export",
+        "wf.toml",
+        "eval",
+        "--as",
+        "summary",
+        "--to",
+        summary.to_str().unwrap(),
+        "--set",
+        &url,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_, batches) = swestar::store::table::read_parquet(&[summary.as_path()], None).unwrap();
+    let srow = &swestar::store::table::batches_to_json_rows(&batches).unwrap()[0];
+    assert_eq!(srow["protocol"], "attempts_until_submit = 3");
+    assert_eq!(srow["instances"], 3);
+    assert!((srow["pass@1"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9, "{srow}");
+
     // Pass@k: 2 independent samples each.
     ctx.write("wf.toml", &workflow("samples = 2"));
     let r = run(&ctx, url.clone()).await.unwrap();

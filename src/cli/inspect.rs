@@ -42,8 +42,9 @@ pub struct ExportArgs {
     #[arg(long)]
     to: PathBuf,
     /// What to write: the artifact's table (default), or for a
-    /// swebench_eval stage the SWE-bench `predictions` (JSONL) or the
-    /// harness's run `report` (JSON).
+    /// swebench_eval stage the SWE-bench `predictions` (JSONL), the
+    /// harness's run `report` (JSON), or the `summary` table (one row:
+    /// protocol, resolved rate, Pass@k; .jsonl or .parquet).
     #[arg(long = "as", value_enum, default_value = "table")]
     as_: ExportAs,
     #[arg(long)]
@@ -227,6 +228,7 @@ pub enum ExportAs {
     Table,
     Predictions,
     Report,
+    Summary,
 }
 
 pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, Exit> {
@@ -258,6 +260,9 @@ fn export_swebench(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCo
             "error: stage `{}` is a {} stage; predictions and reports come from swebench_eval stages",
             manifest.stage, manifest.kind
         )));
+    }
+    if args.as_ == ExportAs::Summary {
+        return export_summary(&manifest, &args.to);
     }
     let parts = store.part_paths(&manifest);
     let table = crate::store::rows::Table::open(&parts, crate::workflow::TableFormat::Parquet)
@@ -327,6 +332,41 @@ fn export_swebench(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCo
     std::fs::write(&tmp, text).map_err(|e| Exit::failed(format!("error: {}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, &args.to).map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
     eprintln!("wrote the {:?} of {} to {}", args.as_, manifest.stage, args.to.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The evaluation's summary (its manifest's statistics) as a one-row table:
+/// protocol, instances, attempts, resolved and submitted rates, and one
+/// `pass@k` column per k.
+fn export_summary(manifest: &crate::store::manifest::Manifest, to: &Path) -> Result<ExitCode, Exit> {
+    let ext = to.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "jsonl" && ext != "parquet" {
+        return Err(Exit::invalid(format!("error: --to {}: write a .jsonl or .parquet file", to.display())));
+    }
+    let mut row = serde_json::Map::new();
+    row.insert("stage".into(), serde_json::json!(manifest.stage));
+    for (k, v) in &manifest.stats {
+        match (k.as_str(), v) {
+            ("pass_at_k", serde_json::Value::Object(p)) => row.extend(p.clone()),
+            _ => {
+                row.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let line = serde_json::Value::Object(row).to_string() + "\n";
+    let tmp = to.with_extension(format!("{ext}.partial"));
+    let fail = |e: String| Exit::failed(format!("error: {e}"));
+    if ext == "jsonl" {
+        std::fs::write(&tmp, line).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+    } else {
+        let src = to.with_extension("summary.jsonl.partial");
+        std::fs::write(&src, line).map_err(|e| fail(format!("{}: {e}", src.display())))?;
+        let converted = table::jsonl_to_parquet(&src, &tmp);
+        let _ = std::fs::remove_file(&src);
+        converted.map_err(|e| fail(e.to_string()))?;
+    }
+    std::fs::rename(&tmp, to).map_err(|e| fail(format!("{}: {e}", to.display())))?;
+    eprintln!("wrote the summary of {} to {}", manifest.stage, to.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -118,18 +118,20 @@ impl StageImpl for EvalSpec {
 
     fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
         let table = rows::Table::open(shards, crate::workflow::TableFormat::Parquet)?;
-        // instance → (attempts, resolved attempts, counted attempt resolved, submitted)
         let mut per: HashMap<String, InstanceOutcome> = HashMap::new();
-        let columns = ["instance_id", "resolved", "counted", "submitted"];
+        let columns = ["instance_id", "attempt", "resolved", "counted", "submitted"];
         for batch in table.read_columns(0, table.rows(), Some(&columns)) {
             for r in batch? {
                 let e = per.entry(r["instance_id"].as_str().unwrap_or_default().to_string()).or_default();
                 let resolved = r["resolved"].as_bool().unwrap_or(false);
-                e.0 += 1;
-                e.1 += u64::from(resolved);
+                e.attempts += 1;
+                e.resolved_attempts += u64::from(resolved);
+                if r["attempt"].as_u64() == Some(0) {
+                    e.first_resolved = resolved;
+                }
                 if r["counted"].as_bool().unwrap_or(false) {
-                    e.2 = resolved;
-                    e.3 = r["submitted"].as_bool().unwrap_or(false);
+                    e.counted_resolved = resolved;
+                    e.counted_submitted = r["submitted"].as_bool().unwrap_or(false);
                 }
             }
         }
@@ -137,41 +139,52 @@ impl StageImpl for EvalSpec {
     }
 }
 
-/// One instance's attempts, resolved attempts, and whether the counted
-/// attempt resolved it and submitted.
-pub type InstanceOutcome = (u64, u64, bool, bool);
+/// How one instance went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InstanceOutcome {
+    pub attempts: u64,
+    pub resolved_attempts: u64,
+    /// The first attempt resolved it (a single-attempt Pass@1).
+    pub first_resolved: bool,
+    /// The attempt that counts under the protocol resolved it / submitted.
+    pub counted_resolved: bool,
+    pub counted_submitted: bool,
+}
 
-/// The run's figures from its instances' outcomes.
+/// The run's figures from its instances' outcomes: the resolved rate under
+/// the protocol, Pass@1 of a single attempt, and under `samples = n` the
+/// unbiased Pass@k for every k ≤ n.
 pub fn summary(protocol: Protocol, per: impl Iterator<Item = InstanceOutcome>) -> BTreeMap<String, Value> {
-    let per: Vec<_> = per.collect();
-    let n_inst = per.len() as f64;
-    let mut out = BTreeMap::new();
-    out.insert("instances".into(), json!(per.len()));
-    out.insert("attempts".into(), json!(per.iter().map(|p| p.0).sum::<u64>()));
+    let per: Vec<InstanceOutcome> = per.collect();
     let mean = |f: &dyn Fn(&InstanceOutcome) -> f64| {
         if per.is_empty() {
             0.0
         } else {
-            per.iter().map(f).sum::<f64>() / n_inst
+            per.iter().map(f).sum::<f64>() / per.len() as f64
         }
     };
+    let mut out = BTreeMap::new();
+    out.insert("instances".into(), json!(per.len()));
+    out.insert("attempts".into(), json!(per.iter().map(|p| p.attempts).sum::<u64>()));
     match protocol {
         Protocol::UntilSubmit(max) => {
             out.insert("protocol".into(), json!(format!("attempts_until_submit = {max}")));
-            out.insert("resolved".into(), json!(per.iter().filter(|p| p.2).count()));
-            out.insert("resolved_rate".into(), json!(mean(&|p| f64::from(u8::from(p.2)))));
-            out.insert("submitted_rate".into(), json!(mean(&|p| f64::from(u8::from(p.3)))));
+            out.insert("resolved".into(), json!(per.iter().filter(|p| p.counted_resolved).count()));
+            out.insert("resolved_rate".into(), json!(mean(&|p| f64::from(u8::from(p.counted_resolved)))));
+            out.insert("submitted_rate".into(), json!(mean(&|p| f64::from(u8::from(p.counted_submitted)))));
+            out.insert("pass_at_k".into(), json!({"pass@1": mean(&|p| f64::from(u8::from(p.first_resolved)))}));
         }
         Protocol::Samples(n) => {
             out.insert("protocol".into(), json!(format!("samples = {n}")));
             let mut pass = BTreeMap::new();
             for k in 1..=n as u64 {
                 // Instances with fewer samples than k do not count for it.
-                let usable: Vec<_> = per.iter().filter(|p| p.0 >= k).collect();
+                let usable: Vec<&InstanceOutcome> = per.iter().filter(|p| p.attempts >= k).collect();
                 if usable.is_empty() {
                     continue;
                 }
-                let v = usable.iter().map(|p| pass_at_k(p.0, p.1, k)).sum::<f64>() / usable.len() as f64;
+                let v = usable.iter().map(|p| pass_at_k(p.attempts, p.resolved_attempts, k)).sum::<f64>()
+                    / usable.len() as f64;
                 pass.insert(format!("pass@{k}"), json!(v));
             }
             out.insert("resolved_rate".into(), pass.get("pass@1").cloned().unwrap_or(json!(0.0)));
@@ -232,17 +245,26 @@ mod tests {
 
     #[test]
     fn summaries_under_both_protocols() {
-        // Until submit: 3 instances, the counted attempt resolved in 2.
+        let o = |attempts, resolved_attempts, first_resolved, counted_resolved, counted_submitted| InstanceOutcome {
+            attempts,
+            resolved_attempts,
+            first_resolved,
+            counted_resolved,
+            counted_submitted,
+        };
+        // Until submit: 3 instances, the counted attempt resolved in 2, the
+        // first attempt in 1.
         let s = summary(
             Protocol::UntilSubmit(3),
-            [(1, 1, true, true), (3, 0, false, false), (2, 1, true, true)].into_iter(),
+            [o(1, 1, true, true, true), o(3, 0, false, false, false), o(2, 1, false, true, true)].into_iter(),
         );
         assert_eq!(s["resolved"], 2);
+        assert!((s["pass_at_k"]["pass@1"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12, "first attempts only");
         assert!((s["resolved_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert!((s["submitted_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
         // Samples: n = 4; c = 1 and c = 4: pass@1 = (0.25 + 1) / 2,
         // pass@2 = (1 - C(3,2)/C(4,2) + 1) / 2 = (0.5 + 1) / 2.
-        let s = summary(Protocol::Samples(4), [(4, 1, false, false), (4, 4, false, false)].into_iter());
+        let s = summary(Protocol::Samples(4), [o(4, 1, false, false, false), o(4, 4, true, true, true)].into_iter());
         let p = &s["pass_at_k"];
         assert!((p["pass@1"].as_f64().unwrap() - 0.625).abs() < 1e-12);
         assert!((p["pass@2"].as_f64().unwrap() - 0.75).abs() < 1e-12);
