@@ -23,7 +23,7 @@ model = "student-7b"
 max_retries = 0
 
 [data.verified]
-path = "instances.jsonl"
+path = "instances.json"
 
 [stages.eval]
 kind = "swebench_eval"
@@ -50,8 +50,19 @@ fn manifest_stats(ctx: &Ctx, protocol: &str) -> Value {
 async fn attempts_until_submit_and_samples_are_graded_like_swebench() {
     let ctx = Ctx::new();
     let names = ["currency_code_case", "sub_skips_currency_check", "month_key_padding"];
-    let rows: String = names.iter().map(|n| task_instance(n).to_string() + "\n").collect();
-    ctx.write("instances.jsonl", &rows);
+    // As SWE-bench Verified ships: one JSON array, the test lists as
+    // JSON-encoded strings.
+    let rows: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            let mut i = task_instance(n);
+            for k in ["FAIL_TO_PASS", "PASS_TO_PASS"] {
+                i[k] = Value::String(i[k].to_string());
+            }
+            i
+        })
+        .collect();
+    ctx.write("instances.json", &serde_json::to_string_pretty(&rows).unwrap());
     // Keyed by the problem statements' titles (the default prompt does
     // not name instances).
     let scripts = HashMap::from([

@@ -198,6 +198,13 @@ fn hand_over(
 ) -> Result<PathBuf, StageError> {
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     match (have, want) {
+        (TableFormat::Jsonl, TableFormat::Jsonl) if table::is_json_array(&paths[0])? => {
+            // A JSON array of rows is handed over as JSON Lines.
+            let dst = tmp.join(format!("input-{name}.jsonl"));
+            std::fs::write(&dst, table::json_array_to_lines(&paths[0])?)
+                .map_err(|source| StageError::Io { path: dst.clone(), source })?;
+            Ok(dst)
+        }
         (a, b) if a == b && paths.len() == 1 => Ok(paths[0].clone()),
         (TableFormat::Parquet, TableFormat::Parquet) => {
             let dst = tmp.join(format!("input-{name}.parquet"));

@@ -30,6 +30,9 @@ pub fn count_rows(paths: &[PathBuf], format: TableFormat) -> Result<u64, TableEr
     for p in paths {
         n += match format {
             TableFormat::Parquet => table::parquet_info(p)?.0,
+            TableFormat::Jsonl if table::is_json_array(p)? => {
+                table::json_array_to_lines(p)?.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64
+            }
             TableFormat::Jsonl => {
                 let mut r = BufReader::new(File::open(p).map_err(io(p))?);
                 let mut line = Vec::new();
@@ -196,7 +199,12 @@ fn parquet_part(part: Part) -> Result<Batches, TableError> {
 
 fn jsonl_part(part: Part) -> Result<Batches, TableError> {
     let path = part.path.clone();
-    let mut reader = BufReader::new(File::open(&path).map_err(io(&path))?);
+    let mut reader: Box<dyn BufRead> = if table::is_json_array(&path)? {
+        // A JSON array of rows (small: an instances file), as lines.
+        Box::new(std::io::Cursor::new(table::json_array_to_lines(&path)?))
+    } else {
+        Box::new(BufReader::new(File::open(&path).map_err(io(&path))?))
+    };
     let (mut seen, mut left, mut line_no) = (0u64, part.take, 0usize);
     let mut line = String::new();
     Ok(Box::new(std::iter::from_fn(move || {
@@ -371,6 +379,18 @@ mod tests {
         assert_eq!(table.rows(), 3000);
         let narrow: Vec<Value> = table.read_columns(0, 2, Some(&["i"])).flat_map(|b| b.unwrap()).collect();
         assert_eq!(narrow, [json!({"i": 0}), json!({"i": 1})]);
+    }
+
+    #[test]
+    fn a_json_array_of_rows_reads_like_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.json");
+        std::fs::write(&p, "\n [ {\"i\": 0}, {\"i\": 1},\n {\"i\": 2} ]\n").unwrap();
+        let paths = vec![p];
+        assert_eq!(count_rows(&paths, TableFormat::Jsonl).unwrap(), 3);
+        let got: Vec<Value> =
+            RowReader::open(&paths, TableFormat::Jsonl, 1, 3).unwrap().flat_map(|b| b.unwrap()).collect();
+        assert_eq!(got, [json!({"i": 1}), json!({"i": 2})]);
     }
 
     #[test]

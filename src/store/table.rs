@@ -75,8 +75,48 @@ pub fn read_parquet(paths: &[&Path], limit: Option<usize>) -> Result<(SchemaRef,
     Ok((schema.unwrap_or_else(|| Arc::new(Schema::empty())), batches))
 }
 
-/// Converts JSON Lines to Parquet, inferring the schema from all lines.
+/// True when a JSON file holds one array of rows (as SWE-bench's JSON
+/// exports do) rather than JSON Lines.
+pub fn is_json_array(path: &Path) -> Result<bool, TableError> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(io(path))?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = f.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if let Some(b) = buf[..n].iter().find(|b| !b.is_ascii_whitespace()) {
+            return Ok(*b == b'[');
+        }
+    }
+}
+
+/// The rows of a JSON array file, as JSON Lines text.
+pub fn json_array_to_lines(path: &Path) -> Result<Vec<u8>, TableError> {
+    let text = std::fs::read(path).map_err(io(path))?;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&text).map_err(|e| {
+        io(path)(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not a JSON array of rows: {e}")))
+    })?;
+    let mut out = Vec::with_capacity(text.len());
+    for r in rows {
+        serde_json::to_writer(&mut out, &r).expect("plain data");
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// Converts JSON Lines (or a JSON array of rows) to Parquet, inferring the
+/// schema from all rows.
 pub fn jsonl_to_parquet(src: &Path, dst: &Path) -> Result<u64, TableError> {
+    if is_json_array(src)? {
+        let lines = json_array_to_lines(src)?;
+        let tmp = dst.with_extension("lines.jsonl");
+        std::fs::write(&tmp, lines).map_err(io(&tmp))?;
+        let n = jsonl_to_parquet(&tmp, dst);
+        let _ = std::fs::remove_file(&tmp);
+        return n;
+    }
     let mut reader = BufReader::new(File::open(src).map_err(io(src))?);
     let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None).map_err(ar(src))?;
     reader.rewind().map_err(io(src))?;

@@ -729,7 +729,8 @@ fn format_of(path: &str) -> Option<TableFormat> {
     let lower = path.to_ascii_lowercase();
     if lower.ends_with(".parquet") {
         Some(TableFormat::Parquet)
-    } else if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+    } else if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") || lower.ends_with(".json") {
+        // `.json`: JSON Lines or one array of rows (SWE-bench's exports).
         Some(TableFormat::Jsonl)
     } else {
         None
