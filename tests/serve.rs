@@ -111,4 +111,8 @@ serve = {{ engine = "llama.cpp", model = "stages.trained", args = ["--n_ctx", "4
         row["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "assistant").collect();
     assert!(!replies.is_empty() && replies.iter().all(|m| !m["content"].as_str().unwrap().is_empty()), "{row}");
     assert!(no_server_left(), "the server was stopped");
+    // `render` shows the model resolved, as the run started it.
+    let r = ctx.swestar(&["render", "wf.toml", "rollout"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&format!("--model {model}")), "{}", r.stdout);
 }

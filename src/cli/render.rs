@@ -54,7 +54,7 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
             return Err(Exit::invalid(format!("error: --shard I/{n}: stage `{}` has {count} shards", node.stage)));
         }
     }
-    let launch = Launch::for_node(
+    let mut launch = Launch::for_node(
         0,
         node,
         &key,
@@ -63,6 +63,22 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
         root.join("logs"),
         String::new(),
     );
+    // A served model that an upstream stage trained: its checkpoint, as the
+    // run will resolve it (the upstream artifact exists, or the key would
+    // not be known).
+    if let Some(store) = &store {
+        let upstream = |u: usize| match &plan.nodes[u].decision {
+            Decision::Cached { key, .. } => match store.lookup(key) {
+                crate::store::Lookup::Present(m) => Some(store.part_paths(&m)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let job = crate::exec::run::build_job(node, &upstream, store, &key);
+        if let Ok(Some(serve)) = crate::exec::run::served_model(node, &job) {
+            launch.serve = Some(serve);
+        }
+    }
     let exe = std::env::current_exe().map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?;
     let slurm = &loaded.variants[0].slurm;
     let exe = slurm.swestar.as_ref().map(PathBuf::from).unwrap_or(exe);
