@@ -60,36 +60,20 @@ impl StageImpl for IssueSynthesisSpec {
     const VERSION: u32 = 1;
 
     fn definition(&self) -> BTreeMap<String, Value> {
-        let m = &self.model;
-        let prompt = |p: &PromptSource, builtin: (&str, &str)| match &p.path {
-            Some(_) => json!({"file": p.name}),
-            None => json!({"builtin": blake3::hash(builtin.1.as_bytes()).to_hex().to_string()}),
-        };
+        let mut model = self.model.sampling_key();
+        model["temperature"] = json!(self.model.config.temperature.unwrap_or(0.0));
         BTreeMap::from([
-            (
-                "model".into(),
-                json!({
-                    "model": m.config.model,
-                    "temperature": m.config.temperature.unwrap_or(0.0),
-                    "top_p": m.config.top_p,
-                    "max_tokens": m.config.max_tokens,
-                    "seed": m.config.seed,
-                    "stop": m.config.stop,
-                }),
-            ),
+            ("model".into(), model),
             ("sandbox".into(), self.workspace.definition()),
             ("tests".into(), self.tests.definition()),
-            ("system_prompt".into(), prompt(&self.system_prompt, prompts::SYNTHESIS_SYSTEM)),
-            ("demonstrations_prompt".into(), prompt(&self.demonstrations_prompt, prompts::SYNTHESIS_DEMONSTRATIONS)),
-            ("instance_prompt".into(), prompt(&self.instance_prompt, prompts::SYNTHESIS_INSTANCE)),
+            ("system_prompt".into(), self.system_prompt.key(prompts::SYNTHESIS_SYSTEM)),
+            ("demonstrations_prompt".into(), self.demonstrations_prompt.key(prompts::SYNTHESIS_DEMONSTRATIONS)),
+            ("instance_prompt".into(), self.instance_prompt.key(prompts::SYNTHESIS_INSTANCE)),
             // The demonstrations are an input (hashed by content).
             ("max_demonstrations".into(), json!(self.max_demonstrations)),
             ("max_tests".into(), json!(self.max_tests)),
             ("max_output_chars".into(), json!(self.max_output_chars)),
-            (
-                "serve".into(),
-                json!(self.serve.as_ref().map(|s| json!({"engine": s.engine, "model": s.model, "args": s.args}))),
-            ),
+            ("serve".into(), super::rollout::serve_key(&self.serve)),
         ])
     }
 
@@ -147,18 +131,8 @@ struct Prompts {
 
 impl IssueSynthesisSpec {
     fn client(&self) -> Result<LlmClient, StageError> {
-        let mut config = self.model.config.clone();
+        let mut config = self.model.runtime_config(self.serve.is_some())?;
         config.temperature = Some(config.temperature.unwrap_or(0.0));
-        if self.serve.is_some() {
-            config.base_url = std::env::var("SWESTAR_SERVE_URL").ok().filter(|u| !u.is_empty()).ok_or_else(|| {
-                StageError::Failed("the model is served by the stage's job, but SWESTAR_SERVE_URL is not set".into())
-            })?;
-        }
-        if let Some(var) = &self.model.api_key_env {
-            config.api_key = Some(std::env::var(var).map_err(|_| {
-                StageError::Failed(format!("model `{}`: the API key variable {var} is not set", self.model.name))
-            })?);
-        }
         LlmClient::new(config).map_err(|e| StageError::Failed(e.to_string()))
     }
 
@@ -166,12 +140,7 @@ impl IssueSynthesisSpec {
     /// `problem_statement` column of the optional `demonstrations` input.
     fn load_prompts(&self, job: &Job) -> Result<Prompts, StageError> {
         let load = |p: &PromptSource, builtin: (&'static str, &'static str)| -> Result<(String, String), StageError> {
-            match &p.path {
-                None => Ok((builtin.0.to_string(), builtin.1.to_string())),
-                Some(path) => std::fs::read_to_string(path)
-                    .map(|t| (p.name.clone(), t))
-                    .map_err(|source| StageError::Io { path: path.clone(), source }),
-            }
+            Ok((p.name.clone(), p.load(builtin)?))
         };
         let mut demos = Vec::new();
         if let Some(input) = job.inputs.get("demonstrations") {

@@ -69,8 +69,56 @@ pub struct PromptSource {
     pub path: Option<PathBuf>,
 }
 
+impl RolloutModel {
+    /// The client's settings at run time: the job's own server when the
+    /// stage serves the model, the API key from its variable.
+    pub fn runtime_config(&self, served: bool) -> Result<ModelConfig, StageError> {
+        let mut config = self.config.clone();
+        if served {
+            // The job script started the server and says where it listens.
+            config.base_url = std::env::var("SWESTAR_SERVE_URL").ok().filter(|u| !u.is_empty()).ok_or_else(|| {
+                StageError::Failed("the model is served by the stage's job, but SWESTAR_SERVE_URL is not set".into())
+            })?;
+        }
+        if let Some(var) = &self.api_key_env {
+            config.api_key = Some(std::env::var(var).map_err(|_| {
+                StageError::Failed(format!("model `{}`: the API key variable {var} is not set", self.name))
+            })?);
+        }
+        Ok(config)
+    }
+
+    /// What of the model enters a cache key: the served name and sampling
+    /// (not where it is reached, nor how patiently).
+    pub fn sampling_key(&self) -> Value {
+        let c = &self.config;
+        json!({
+            "model": c.model,
+            "temperature": c.temperature,
+            "top_p": c.top_p,
+            "max_tokens": c.max_tokens,
+            "seed": c.seed,
+            "stop": c.stop,
+        })
+    }
+}
+
+/// What of a served model enters a cache key: engine, model, arguments.
+pub fn serve_key(serve: &Option<super::command::Serve>) -> Value {
+    json!(serve.as_ref().map(|s| json!({"engine": s.engine, "model": s.model, "args": s.args})))
+}
+
 impl PromptSource {
-    fn load(&self, builtin: (&'static str, &'static str)) -> Result<String, StageError> {
+    /// What enters a cache key: a file by name (its content is a
+    /// dependency), a built-in template by its hash.
+    pub fn key(&self, builtin: (&str, &str)) -> Value {
+        match &self.path {
+            Some(_) => json!({"file": self.name}),
+            None => json!({"builtin": blake3::hash(builtin.1.as_bytes()).to_hex().to_string()}),
+        }
+    }
+
+    pub fn load(&self, builtin: (&'static str, &'static str)) -> Result<String, StageError> {
         match &self.path {
             None => Ok(builtin.1.to_string()),
             Some(p) => std::fs::read_to_string(p).map_err(|source| StageError::Io { path: p.clone(), source }),
@@ -106,38 +154,26 @@ impl StageImpl for RolloutSpec {
 
     fn definition(&self) -> BTreeMap<String, Value> {
         let m = &self.model;
-        let prompt = |p: &PromptSource, builtin: (&str, &str)| match &p.path {
-            // A file's content enters the key as a dependency.
-            Some(_) => json!({"file": p.name}),
-            None => json!({"builtin": blake3::hash(builtin.1.as_bytes()).to_hex().to_string()}),
-        };
+        let mut model = m.sampling_key();
+        let extra = json!({
+            "context_window": m.budget.window,
+            "reply_reserve": m.budget.reserve,
+            "masking": m.policy,
+            "tokenizer": m.tokenizer_hash,
+        });
+        if let (Some(o), Value::Object(e)) = (model.as_object_mut(), extra) {
+            o.extend(e);
+        }
         BTreeMap::from([
-            (
-                "model".into(),
-                json!({
-                    "model": m.config.model,
-                    "temperature": m.config.temperature,
-                    "top_p": m.config.top_p,
-                    "max_tokens": m.config.max_tokens,
-                    "seed": m.config.seed,
-                    "stop": m.config.stop,
-                    "context_window": m.budget.window,
-                    "reply_reserve": m.budget.reserve,
-                    "masking": m.policy,
-                    "tokenizer": m.tokenizer_hash,
-                }),
-            ),
+            ("model".into(), model),
             ("attempts".into(), json!(self.attempts)),
             ("sandbox".into(), self.workspace.definition()),
             ("limits".into(), serde_json::to_value(&self.limits).expect("plain data")),
-            ("system_prompt".into(), prompt(&self.system_prompt, prompts::SYSTEM)),
-            ("instance_prompt".into(), prompt(&self.instance_prompt, prompts::INSTANCE)),
+            ("system_prompt".into(), self.system_prompt.key(prompts::SYSTEM)),
+            ("instance_prompt".into(), self.instance_prompt.key(prompts::INSTANCE)),
             ("exclude".into(), json!(self.exclude)),
             ("scaffold".into(), json!(SCAFFOLD)),
-            (
-                "serve".into(),
-                json!(self.serve.as_ref().map(|s| json!({"engine": s.engine, "model": s.model, "args": s.args}))),
-            ),
+            ("serve".into(), serve_key(&self.serve)),
         ])
     }
 
@@ -292,18 +328,7 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(spec: &RolloutSpec, job: &Job, shard: &ShardRun) -> Result<Agent, StageError> {
-        let mut config = spec.model.config.clone();
-        if spec.serve.is_some() {
-            // The job script started the server and says where it listens.
-            config.base_url = std::env::var("SWESTAR_SERVE_URL").ok().filter(|u| !u.is_empty()).ok_or_else(|| {
-                StageError::Failed("the model is served by the stage's job, but SWESTAR_SERVE_URL is not set".into())
-            })?;
-        }
-        if let Some(var) = &spec.model.api_key_env {
-            config.api_key = Some(std::env::var(var).map_err(|_| {
-                StageError::Failed(format!("model `{}`: the API key variable {var} is not set", spec.model.name))
-            })?);
-        }
+        let config = spec.model.runtime_config(spec.serve.is_some())?;
         Ok(Agent {
             client: LlmClient::new(config).map_err(|e| StageError::Failed(e.to_string()))?,
             counter: Arc::new(match &spec.model.tokenizer {
