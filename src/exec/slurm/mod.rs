@@ -8,12 +8,14 @@
 
 pub mod poll;
 pub mod render;
+pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use poll::{array_spec, parse_sacct, parse_squeue, JobState, States};
+use verdict::{Seen, Verdict, Watch};
 
 use super::{tail, Backend, Launch, ShardEvent};
 use crate::workflow::{Accounting, SlurmSection};
@@ -30,13 +32,7 @@ struct Shard {
     job: u64,
     array: bool,
     retries: u32,
-    /// Seen queued or running at least once (squeue mode: vanishing then
-    /// means the job ended).
-    seen: bool,
-    misses: u32,
-    ended_at: Option<Instant>,
-    /// Submitted by an earlier orchestrator of this store and taken over.
-    adopted: bool,
+    watch: Watch,
 }
 
 #[derive(Debug)]
@@ -234,7 +230,7 @@ impl SlurmBackend {
         t.job_ids.push(job);
         for &s in shards {
             let retries = t.shards.get(&s).map(|x| x.retries).unwrap_or(0);
-            t.shards.insert(s, Shard { job, array, retries, seen: false, misses: 0, ended_at: None, adopted: false });
+            t.shards.insert(s, Shard { job, array, retries, watch: Watch::default() });
         }
         let mut subs = read_submissions(&t.stage_dir);
         subs.push(Submission { job, name: self.run_id.clone(), shards: shards.to_vec(), array });
@@ -293,13 +289,6 @@ impl SlurmBackend {
     }
 }
 
-enum Verdict {
-    Wait,
-    Done,
-    Failed(String),
-    Retry(Option<JobState>, Option<String>),
-}
-
 impl Backend for SlurmBackend {
     async fn launch(&mut self, launch: Launch) -> Result<(), String> {
         let script = Self::script(&launch, &self.defaults, &self.exe)?;
@@ -320,10 +309,7 @@ impl Backend for SlurmBackend {
                     job: sub.job,
                     array: sub.array,
                     retries: 0,
-                    seen: false,
-                    misses: 0,
-                    ended_at: None,
-                    adopted: true,
+                    watch: Watch { adopted: true, ..Watch::default() },
                 };
                 adopted.insert(shard, sh);
                 self.names.insert(sub.name.clone());
@@ -382,76 +368,17 @@ impl Backend for SlurmBackend {
                 let mut finished = Vec::new();
                 for (&idx, sh) in t.shards.iter_mut() {
                     let task = states.get(&(sh.job, sh.array.then_some(idx)));
-                    let state = task.map(|x| x.state.clone());
-                    if state.as_ref().is_some_and(JobState::is_active) {
-                        sh.seen = true;
-                    }
                     let exit = std::fs::read_to_string(render::exit_file(&t.stage_dir, idx))
                         .ok()
                         .and_then(|s| s.trim().parse::<i32>().ok());
-                    let verdict = match (exit, &state) {
-                        (Some(0), _) if crate::stages::shard_file(&t.stage_dir, idx).is_file() => Verdict::Done,
-                        (Some(0), _) => Verdict::Failed("the job exited 0 but its shard file is missing".into()),
-                        (Some(_), Some(s)) if s.is_retryable() => {
-                            Verdict::Retry(state.clone(), task.and_then(|x| x.node.clone()))
-                        }
-                        // Stopped by a signal while the scheduler has not said why yet
-                        // (accounting lags): its final state decides retry or failure.
-                        (Some(130 | 137 | 143), st)
-                            if st.as_ref().is_none_or(JobState::is_active)
-                                && now.duration_since(*sh.ended_at.get_or_insert(now)) < Duration::from_secs(30) =>
-                        {
-                            if self.mode == Mode::Squeue && st.is_none() {
-                                // squeue cannot say why a job left the queue: a signal is taken as lost.
-                                Verdict::Retry(None, None)
-                            } else {
-                                Verdict::Wait
-                            }
-                        }
-                        (Some(code), _) => Verdict::Failed(format!("stage failed (exit status {code})")),
-                        (None, Some(s)) if s.is_active() => Verdict::Wait,
-                        (None, Some(s)) if s.is_retryable() => {
-                            Verdict::Retry(state.clone(), task.and_then(|x| x.node.clone()))
-                        }
-                        (None, Some(s)) => {
-                            // Give a shared file system a moment to show the exit file.
-                            let since = *sh.ended_at.get_or_insert(now);
-                            if now.duration_since(since) > Duration::from_secs(15) {
-                                Verdict::Failed(format!(
-                                    "job {} ended {} without writing its exit-code file",
-                                    sh.job,
-                                    s.name()
-                                ))
-                            } else {
-                                Verdict::Wait
-                            }
-                        }
-                        (None, None) if sh.adopted && !sh.seen => {
-                            // An adopted job the scheduler does not list: lost, once
-                            // squeue misses it twice, or accounting (which lags behind
-                            // submissions) has not listed it for two minutes.
-                            sh.misses += 1;
-                            let since = *sh.ended_at.get_or_insert(now);
-                            let lost = match self.mode {
-                                Mode::Squeue => sh.misses >= 2,
-                                Mode::Sacct => now.duration_since(since) > Duration::from_secs(120),
-                            };
-                            if lost {
-                                Verdict::Retry(None, None)
-                            } else {
-                                Verdict::Wait
-                            }
-                        }
-                        (None, None) => match self.mode {
-                            // Accounting lags behind submission: not yet listed.
-                            Mode::Sacct => Verdict::Wait,
-                            Mode::Squeue if sh.seen || sh.misses >= 2 => Verdict::Retry(None, None),
-                            Mode::Squeue => {
-                                sh.misses += 1;
-                                Verdict::Wait
-                            }
-                        },
+                    let seen = Seen {
+                        exit,
+                        shard_file: exit == Some(0) && crate::stages::shard_file(&t.stage_dir, idx).is_file(),
+                        state: task.map(|x| &x.state),
+                        mode: self.mode,
+                        job: sh.job,
                     };
+                    let verdict = verdict::decide(seen, &mut sh.watch, now);
                     match verdict {
                         Verdict::Wait => {}
                         Verdict::Done => {
@@ -468,7 +395,8 @@ impl Backend for SlurmBackend {
                             };
                             events.push(ShardEvent::Failed { node, shard: idx, error, log_tail, log });
                         }
-                        Verdict::Retry(state, failed_node) => {
+                        Verdict::Retry(state) => {
+                            let failed_node = task.and_then(|x| x.node.clone());
                             let what = state
                                 .as_ref()
                                 .map(|s| s.name().to_string())
