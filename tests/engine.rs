@@ -338,7 +338,7 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
     }
     assert_eq!(manifest["rows"], 1);
     assert_eq!(manifest["schema"][0]["name"], "total");
-    let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::python();
     let script = "import sys, pyarrow.parquet as pq\nf = pq.ParquetFile(sys.argv[1])\nassert f.metadata.row_group(0).column(0).compression == 'ZSTD', f.metadata.row_group(0).column(0).compression\nt = f.read()\nprint(t.num_rows, t.column('total')[0].as_py())\n";
     let out = std::process::Command::new(&python)
         .arg("-c")

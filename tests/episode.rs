@@ -4,6 +4,8 @@
 //! submitted patch makes the instance's FAIL_TO_PASS tests pass under real
 //! pytest in a fresh copy of the buggy repository.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,10 +28,7 @@ fn instance(name: &str) -> serde_json::Value {
 
 fn env() -> Vec<(String, String)> {
     // pytest lives in the test venv (see .ci/run).
-    let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let bin = Path::new(&python).parent().map(Path::to_path_buf).unwrap_or_default();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    vec![("PATH".into(), path), ("HOME".into(), std::env::var("HOME").unwrap_or("/root".into()))]
+    vec![("PATH".into(), common::path_with_pytest()), ("HOME".into(), std::env::var("HOME").unwrap_or("/root".into()))]
 }
 
 /// An episode with default limits, estimated token counts and a 32k window.
@@ -149,7 +148,7 @@ async fn a_scripted_teacher_fixes_a_real_bug_end_to_end() {
     // Graded the way test_filter will: a fresh buggy copy, the patch, pytest.
     let fresh = Sandbox::local(&source, &task).unwrap();
     git(&fresh.repo, &["apply", "-"], Some(&t.patch)).unwrap();
-    let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::python();
     let f2p: Vec<String> =
         inst["FAIL_TO_PASS"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     let out = std::process::Command::new(&python)

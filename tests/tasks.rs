@@ -3,9 +3,11 @@
 //! checked-in instances.jsonl (every FAIL_TO_PASS test really fails with
 //! its bug and passes without it).
 
+mod common;
+
 #[test]
 fn the_example_instances_are_current_and_real() {
-    let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = common::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks/build_instances.py");
     let out = std::process::Command::new(&python).arg(script).arg("--check").output().expect("python");
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -485,6 +485,10 @@ impl Sandbox {
                         .map(String::from)
                         .to_vec();
                 p.extend([repo.clone(), repo.clone()]);
+                for dir in hidden_by_private_tmp(env) {
+                    let dir = dir.to_string_lossy().into_owned();
+                    p.extend(["--ro-bind".to_string(), dir.clone(), dir]);
+                }
                 p.extend(
                     ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--die-with-parent", "--chdir"]
                         .map(String::from),
@@ -547,6 +551,30 @@ impl Drop for Sandbox {
     }
 }
 
+/// The directories on the shell's PATH that bubblewrap's private `/tmp`
+/// would hide (a job-local virtual environment, a tool unpacked to
+/// `$TMPDIR`), each as the root that must stay visible: a Python virtual
+/// environment whole (its `bin/` links into `lib/`), else the directory.
+fn hidden_by_private_tmp(env: &[(String, String)]) -> Vec<PathBuf> {
+    let Some((_, path)) = env.iter().find(|(k, _)| k == "PATH") else { return Vec::new() };
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for dir in std::env::split_paths(path) {
+        let Ok(dir) = dir.canonicalize() else { continue };
+        if !dir.starts_with("/tmp") || dir == Path::new("/tmp") {
+            continue;
+        }
+        let root = match dir.parent() {
+            Some(venv) if dir.ends_with("bin") && venv.join("pyvenv.cfg").is_file() => venv.to_path_buf(),
+            _ => dir,
+        };
+        if !roots.iter().any(|r| root.starts_with(r)) {
+            roots.retain(|r| !r.starts_with(&root));
+            roots.push(root);
+        }
+    }
+    roots
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +610,37 @@ mod tests {
             ["podman", "exec", "-it", "-w", "/testbed", "-e", "A=1 2", "swestar-x-1"]
         );
         assert_eq!(c.stop_command().join(" "), "podman rm -f -t 0 swestar-x-1");
+    }
+
+    #[test]
+    fn bubblewrap_keeps_the_paths_tools_under_tmp_visible() {
+        let tmp = tempfile::Builder::new().prefix("swestar-path").tempdir_in("/tmp").unwrap();
+        let venv = tmp.path().join("venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        let tools = tmp.path().join("tools");
+        std::fs::create_dir_all(tools.join("sub")).unwrap();
+        let path = std::env::join_paths([
+            venv.join("bin"),
+            PathBuf::from("/usr/bin"),
+            tools.clone(),
+            tools.join("sub"),
+            tmp.path().join("missing"),
+        ])
+        .unwrap();
+        let env = [("PATH".to_string(), path.to_string_lossy().into_owned())];
+        assert_eq!(hidden_by_private_tmp(&env), [venv.clone(), tools.clone()], "venvs whole, nested dirs once");
+        let s = Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+            host_repo: Some("/work/r".into()),
+            repo: "/work/r".into(),
+            isolation: Isolation::Bubblewrap,
+            container: None,
+        };
+        let shell = s.shell_program(&env).join(" ");
+        let venv = venv.display();
+        assert!(shell.contains(&format!("--tmpfs /tmp --bind /work/r /work/r --ro-bind {venv} {venv} ")), "{shell}");
+        assert!(hidden_by_private_tmp(&[("PATH".into(), "/usr/bin:/tmp".into())]).is_empty());
     }
 
     // Apptainer cannot be installed on the build machines: these commands

