@@ -5,11 +5,11 @@
 //! per stage kind. [`cli`] is the only place that prints.
 
 pub mod agent;
-pub mod cache;
+pub use swestar_store as store;
+pub use swestar_store::cache;
 pub mod cli;
 pub mod dag;
 pub mod exec;
 pub mod stages;
-pub mod store;
 pub mod swebench;
 pub mod workflow;

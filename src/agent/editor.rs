@@ -393,7 +393,7 @@ impl SessionFiles<'_> {
 }
 
 fn q(path: &Path) -> String {
-    crate::stages::command::shell_quote(&path.to_string_lossy())
+    swestar_vocab::shell::shell_quote(&path.to_string_lossy())
 }
 
 impl Files for SessionFiles<'_> {

@@ -161,18 +161,7 @@ impl JobError {
     }
 }
 
-/// Parses `I/N`.
-pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
-    let (i, n) = s.split_once('/').ok_or_else(|| format!("--shard {s}: expected I/N"))?;
-    let (i, n): (u32, u32) = (
-        i.trim().parse().map_err(|_| format!("--shard {s}: `{i}` is not a number"))?,
-        n.trim().parse().map_err(|_| format!("--shard {s}: `{n}` is not a number"))?,
-    );
-    if n == 0 || i >= n {
-        return Err(format!("--shard {s}: need 0 <= I < N"));
-    }
-    Ok((i, n))
-}
+pub use crate::store::shard::parse_shard;
 
 /// Runs one shard of a job. On success the shard's Parquet file is moved
 /// into place (`staging/<key>/shard-00007.parquet`) atomically, so a shard

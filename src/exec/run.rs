@@ -428,7 +428,7 @@ impl Runner<'_> {
         let kind = node.spec.kind.clone();
         let committed = tokio::task::spawn_blocking(move || {
             let staging = s.staging_dir(&meta.key);
-            let shards: Vec<PathBuf> = (0..count).map(|i| crate::stages::shard_file(&staging, i)).collect();
+            let shards: Vec<PathBuf> = (0..count).map(|i| crate::store::shard::shard_file(&staging, i)).collect();
             meta.stats = kind.stats(&shards).map_err(|e| format!("summarising the output: {e}"))?;
             s.commit(meta, count).map_err(|e| e.to_string())
         })

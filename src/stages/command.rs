@@ -59,14 +59,7 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// Quotes a value for bash (`{{ inputs.x | quote }}`), for paths or
-/// parameters that may hold spaces or shell syntax.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use swestar_vocab::shell::shell_quote;
 
 /// Checks a `run` template when the workflow is loaded: it must parse, and
 /// every `inputs.X` / `params.X` it uses must exist.
@@ -298,20 +291,6 @@ mod tests {
         assert_ne!(other.definition(), base);
         let args = spec(Serve { args: vec![], ..serve });
         assert_ne!(args.definition(), base);
-    }
-
-    #[test]
-    fn quote_makes_any_value_one_shell_word() {
-        assert_eq!(shell_quote("/a/b.parquet"), "/a/b.parquet");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!("printf %s {}", shell_quote("x'; echo $HOME \"y")))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "x'; echo $HOME \"y");
     }
 
     #[test]

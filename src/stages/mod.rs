@@ -158,10 +158,7 @@ impl Job {
     }
 }
 
-/// `staging/<key>/shard-00007.parquet`.
-pub fn shard_file(stage_dir: &std::path::Path, index: u32) -> PathBuf {
-    stage_dir.join(format!("shard-{index:05}.parquet"))
-}
+pub use crate::store::shard::shard_file;
 
 /// One shard of a stage, as a stage kind runs it.
 #[derive(Debug, Clone)]

@@ -179,7 +179,7 @@ impl StageImpl for RolloutSpec {
 
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         let rows = read_instances(job)?;
-        let (lo, hi) = shard_range(rows.len(), shard.index, shard.count);
+        let (lo, hi) = crate::store::shard::shard_range(rows.len(), shard.index, shard.count);
         let log_path = job.stage_dir.join(format!("rollout-{:05}.jsonl", shard.index));
         let done = read_log(&log_path)?;
         let mut todo = Vec::new();
@@ -396,13 +396,6 @@ fn instance_id(row: &Value, i: usize) -> Result<String, StageError> {
         .ok_or_else(|| StageError::Failed(format!("instances row {i} has no `instance_id` string")))
 }
 
-/// Rows `lo..hi` of shard `index` of `count`: contiguous, sizes differing by
-/// at most one.
-pub fn shard_range(rows: usize, index: u32, count: u32) -> (usize, usize) {
-    let (i, n) = (index as usize, count.max(1) as usize);
-    (rows * i / n, rows * (i + 1) / n)
-}
-
 /// The shard's progress log, opened for appending.
 struct Log {
     file: std::fs::File,
@@ -543,14 +536,6 @@ fn write_output(log_path: &Path, rows: &[Value], output: &Path) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_split_rows_into_contiguous_ranges() {
-        let ranges: Vec<_> = (0..3).map(|i| shard_range(10, i, 3)).collect();
-        assert_eq!(ranges, [(0, 3), (3, 6), (6, 10)]);
-        assert_eq!(shard_range(2, 2, 4), (1, 1));
-        assert_eq!(shard_range(7, 0, 1), (0, 7));
-    }
 
     #[test]
     fn a_torn_last_row_is_cut_and_whole_rows_kept() {

@@ -28,11 +28,11 @@ use arrow::datatypes::{DataType, Field, Fields, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::rollout::shard_range;
 use super::{Job, ShardRun, StageError, StageImpl};
 use crate::agent::condense::PLACEHOLDER;
 use crate::agent::tokens::TokenCounter;
 use crate::store::rows::{self, RowWriter};
+use crate::store::shard::shard_range;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentSpec {

@@ -24,9 +24,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::command::shell_quote;
 use super::{Job, ShardRun, StageError, StageImpl};
 use crate::store::rows::{self, RowWriter};
+use swestar_vocab::shell::shell_quote;
 
 /// How the trainer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]

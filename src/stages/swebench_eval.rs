@@ -78,7 +78,7 @@ impl StageImpl for EvalSpec {
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
         let table = rows::Table::open(&input.paths, input.format)?;
-        let (lo, hi) = super::rollout::shard_range(table.rows() as usize, shard.index, shard.count);
+        let (lo, hi) = crate::store::shard::shard_range(table.rows() as usize, shard.index, shard.count);
         let log_path = job.stage_dir.join(format!("swebench_eval-{:05}.jsonl", shard.index));
         let mut progress = Progress::open(&log_path)?;
         eprintln!(

@@ -21,12 +21,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::ordered::{self, Progress};
-use super::rollout::shard_range;
 use super::testrun::{test_patch, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
 use super::{Job, ShardRun, StageError, StageImpl};
 use crate::exec::job;
 use crate::store::rows;
+use crate::store::shard::shard_range;
 use crate::workflow::TableFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]

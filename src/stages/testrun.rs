@@ -215,7 +215,8 @@ async fn run_in(
 pub fn swebench_test_cmd(inst: &Value, tests: &[String]) -> String {
     let field = |k: &str| inst.get(k).and_then(Value::as_str).unwrap_or("");
     let repo = field("repo");
-    let quote = |items: Vec<String>| items.iter().map(|f| super::command::shell_quote(f)).collect::<Vec<_>>().join(" ");
+    let quote =
+        |items: Vec<String>| items.iter().map(|f| swestar_vocab::shell::shell_quote(f)).collect::<Vec<_>>().join(" ");
     match swb::specs::test_cmd(repo, field("version")) {
         Some(cmd) => {
             let mut lines: Vec<String> = swb::specs::pre_test(repo).iter().map(|l| l.to_string()).collect();
@@ -245,7 +246,8 @@ pub async fn run_test_cmd(
     tests: &[String],
     env: &[(String, String)],
 ) -> Result<TestLog, String> {
-    let quote = |items: Vec<String>| items.iter().map(|f| super::command::shell_quote(f)).collect::<Vec<_>>().join(" ");
+    let quote =
+        |items: Vec<String>| items.iter().map(|f| swestar_vocab::shell::shell_quote(f)).collect::<Vec<_>>().join(" ");
     let mut fields = inst.clone();
     if let Some(o) = fields.as_object_mut() {
         o.insert("test_files".into(), Value::String(quote(swb::test_files(tests))));

@@ -191,12 +191,7 @@ pub struct DataSection {
     pub format: Option<TableFormat>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TableFormat {
-    Parquet,
-    Jsonl,
-}
+pub use crate::store::TableFormat;
 
 /// Settings that decide where and how fast a stage runs, never what it
 /// produces: they are left out of the cache key.

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use crate::store::runs::JobsSummary;
 use poll::{array_spec, parse_sacct, parse_squeue, JobState, States};
 use verdict::{Seen, Verdict, Watch};
 
@@ -44,20 +45,6 @@ struct Tracked {
     excluded: BTreeSet<String>,
     job_ids: Vec<u64>,
     retried: u32,
-}
-
-/// A stage's jobs, for run records and `swestar status`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct JobsSummary {
-    pub job_ids: Vec<u64>,
-    pub queued: u32,
-    pub running: u32,
-    pub done: u32,
-    pub failed: u32,
-    pub retried: u32,
-    /// Shards whose jobs an earlier, killed orchestrator had submitted.
-    #[serde(default)]
-    pub adopted: u32,
 }
 
 /// What to do with the run's jobs on Ctrl-C.
@@ -373,7 +360,7 @@ impl Backend for SlurmBackend {
                         .and_then(|s| s.trim().parse::<i32>().ok());
                     let seen = Seen {
                         exit,
-                        shard_file: exit == Some(0) && crate::stages::shard_file(&t.stage_dir, idx).is_file(),
+                        shard_file: exit == Some(0) && crate::store::shard::shard_file(&t.stage_dir, idx).is_file(),
                         state: task.map(|x| &x.state),
                         mode: self.mode,
                         job: sh.job,

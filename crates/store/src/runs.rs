@@ -41,7 +41,21 @@ pub struct StageRecord {
     pub log: Option<PathBuf>,
     /// SLURM: the stage's jobs and its shards' states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jobs: Option<crate::exec::slurm::JobsSummary>,
+    pub jobs: Option<JobsSummary>,
+}
+
+/// A stage's jobs on a cluster (SLURM), for run records and `swestar status`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobsSummary {
+    pub job_ids: Vec<u64>,
+    pub queued: u32,
+    pub running: u32,
+    pub done: u32,
+    pub failed: u32,
+    pub retried: u32,
+    /// Shards whose jobs an earlier, killed orchestrator had submitted.
+    #[serde(default)]
+    pub adopted: u32,
 }
 
 /// A run id: sortable by start time, unique enough across hosts.

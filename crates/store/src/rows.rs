@@ -18,7 +18,7 @@ use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
 use super::table::{self, ar, io, pq, TableError};
-use crate::workflow::TableFormat;
+use crate::format::TableFormat;
 
 /// Rows per batch handed out; a batch of 70 KB trajectories is ~18 MB.
 const BATCH_ROWS: usize = 256;

@@ -11,12 +11,20 @@
 //! ```
 //! An artifact either exists whole or not at all: it is written under
 //! staging, fsynced, and renamed into `objects/`.
+//!
+//! This crate is the bottom of swestar's layers with `swestar-vocab`: the
+//! words every layer above shares about data (table format, row I/O,
+//! shards and staging, run and job records, cache keys) live here and
+//! import nothing above them.
 
+pub mod cache;
+pub mod format;
 pub mod gc;
 pub mod lock;
 pub mod manifest;
 pub mod rows;
 pub mod runs;
+pub mod shard;
 pub mod statcache;
 pub mod table;
 
@@ -27,6 +35,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheKey;
+pub use format::TableFormat;
 pub use lock::StoreLock;
 pub use manifest::Manifest;
 
@@ -81,7 +90,7 @@ pub struct CommitMeta {
     pub run: String,
     pub duration_s: f64,
     /// What the stage kind reports about its output (see
-    /// [`crate::stages::StageImpl::stats`]).
+    /// the stage kind's `stats`).
     pub stats: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
@@ -243,7 +252,7 @@ impl Store {
         }
         std::fs::create_dir_all(&out).map_err(|e| StoreError::io(&out, e))?;
         for i in 0..shards {
-            let shard = crate::stages::shard_file(&staging, i);
+            let shard = shard::shard_file(&staging, i);
             if !shard.is_file() {
                 return Err(StoreError::NoOutput { expected: shard });
             }
