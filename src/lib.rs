@@ -4,12 +4,12 @@
 //! [`cache`] keys naming every artifact and [`stages`] holding one file
 //! per stage kind. [`cli`] is the only place that prints.
 
-pub mod agent;
+pub use swestar_agent as agent;
 pub use swestar_store as store;
 pub use swestar_store::cache;
 pub mod cli;
 pub mod dag;
 pub mod exec;
 pub mod stages;
-pub mod swebench;
+pub use swestar_swebench as swebench;
 pub mod workflow;

@@ -49,7 +49,7 @@ pub struct AgentArgs {
     context_window: usize,
     #[arg(long, default_value_t = 50)]
     max_steps: u32,
-    #[arg(long, value_enum, default_value = "local")]
+    #[arg(long, default_value = "local", value_parser = isolation_parser())]
     sandbox: Isolation,
     /// The container image (default: the instance's `image_name`).
     #[arg(long)]
@@ -170,4 +170,11 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Exit> {
         std::fs::write(out, json).map_err(|e| failed(format!("{}: {e}", out.display())))?;
     }
     Ok(if t.exit_reason == ExitReason::Submitted { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `--sandbox`: one of the workflow's sandbox names.
+fn isolation_parser() -> impl clap::builder::TypedValueParser<Value = Isolation> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Isolation::ALL.map(Isolation::name))
+        .map(|s| Isolation::from_name(&s).expect("one of the listed names"))
 }

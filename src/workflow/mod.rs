@@ -700,8 +700,8 @@ impl Cx<'_> {
     }
 }
 
-fn isolation_name(i: crate::agent::sandbox::Isolation) -> String {
-    serde_json::to_value(i).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+fn isolation_name(i: crate::agent::sandbox::Isolation) -> &'static str {
+    i.name()
 }
 
 const KINDS: &[&str] = &["command", "issue_synthesis", "rollout", "test_filter", "segment", "sft", "swebench_eval"];

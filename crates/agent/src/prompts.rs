@@ -5,22 +5,24 @@
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-pub const SYSTEM: (&str, &str) = ("templates/prompts/system.j2", include_str!("../../templates/prompts/system.j2"));
+pub const SYSTEM: (&str, &str) = ("templates/prompts/system.j2", include_str!("../../../templates/prompts/system.j2"));
 pub const INSTANCE: (&str, &str) =
-    ("templates/prompts/instance.j2", include_str!("../../templates/prompts/instance.j2"));
+    ("templates/prompts/instance.j2", include_str!("../../../templates/prompts/instance.j2"));
 
 /// The templates of issue synthesis: a system message, the demonstration
 /// issues (`demonstrations`: a list of problem statements), and the
 /// instance (its fields plus `test_output` and `test_sources`).
-pub const SYNTHESIS_SYSTEM: (&str, &str) =
-    ("templates/prompts/issue_synthesis/system.j2", include_str!("../../templates/prompts/issue_synthesis/system.j2"));
+pub const SYNTHESIS_SYSTEM: (&str, &str) = (
+    "templates/prompts/issue_synthesis/system.j2",
+    include_str!("../../../templates/prompts/issue_synthesis/system.j2"),
+);
 pub const SYNTHESIS_DEMONSTRATIONS: (&str, &str) = (
     "templates/prompts/issue_synthesis/demonstrations.j2",
-    include_str!("../../templates/prompts/issue_synthesis/demonstrations.j2"),
+    include_str!("../../../templates/prompts/issue_synthesis/demonstrations.j2"),
 );
 pub const SYNTHESIS_INSTANCE: (&str, &str) = (
     "templates/prompts/issue_synthesis/instance.j2",
-    include_str!("../../templates/prompts/issue_synthesis/instance.j2"),
+    include_str!("../../../templates/prompts/issue_synthesis/instance.j2"),
 );
 
 /// What the templates see.

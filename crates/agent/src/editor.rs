@@ -375,7 +375,7 @@ impl Files for LocalFiles {
 /// with `base64`, writes through a here-document of base64 lines (the
 /// terminal limits input lines to 4 KiB), listings with `find`.
 pub struct SessionFiles<'a> {
-    pub session: &'a mut crate::agent::session::BashSession,
+    pub session: &'a mut crate::session::BashSession,
 }
 
 const FILES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);

@@ -128,7 +128,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 const BYPRODUCTS: &[&str] = &["**/__pycache__/**", "**/*.pyc", "**/.pytest_cache/**"];
 
 /// How an episode's shells are confined (as a workflow names it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Isolation {
     #[default]
@@ -136,6 +136,24 @@ pub enum Isolation {
     Bubblewrap,
     Podman,
     Apptainer,
+}
+
+impl Isolation {
+    pub const ALL: [Isolation; 4] = [Isolation::Local, Isolation::Bubblewrap, Isolation::Podman, Isolation::Apptainer];
+
+    /// The name a workflow (and `swestar agent --sandbox`) uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Local => "local",
+            Isolation::Bubblewrap => "bubblewrap",
+            Isolation::Podman => "podman",
+            Isolation::Apptainer => "apptainer",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Isolation> {
+        Isolation::ALL.into_iter().find(|i| i.name() == name)
+    }
 }
 
 /// Container settings of the `podman` and `apptainer` sandboxes.
@@ -581,6 +599,15 @@ mod tests {
 
     fn container(engine: Isolation, program: &str) -> Container {
         Container { engine, spec: ContainerSpec::new(program), name: "swestar-x-1".into() }
+    }
+
+    #[test]
+    fn isolation_names_are_the_workflow_names() {
+        for i in Isolation::ALL {
+            assert_eq!(serde_json::to_value(i).unwrap(), i.name());
+            assert_eq!(Isolation::from_name(i.name()), Some(i));
+        }
+        assert_eq!(Isolation::from_name("docker"), None);
     }
 
     #[test]
