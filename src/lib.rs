@@ -2,7 +2,9 @@
 //! pipelines. Data flows one way: TOML → [`workflow`] (validated model) →
 //! [`dag`] (plan) → [`exec`] (execution) → [`store`] (artifacts), with
 //! [`cache`] keys naming every artifact and [`stages`] holding one file
-//! per stage kind. [`cli`] is the only place that prints.
+//! per stage kind. [`cli`] is the only place that prints. The lower layers
+//! are crates of their own (see ARCHITECTURE.md); they are re-exported
+//! here under their module names.
 
 pub use swestar_agent as agent;
 pub use swestar_store as store;

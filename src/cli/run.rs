@@ -133,8 +133,10 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
             let on_interrupt = match args.on_interrupt.as_deref() {
                 Some("cancel") => OnInterrupt::Cancel,
                 Some("keep") => OnInterrupt::Keep,
-                Some(_) => OnInterrupt::Ask,
-                None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => OnInterrupt::Ask,
+                Some(_) => OnInterrupt::Ask(Box::new(ask_cancel)),
+                None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+                    OnInterrupt::Ask(Box::new(ask_cancel))
+                }
                 None => OnInterrupt::Cancel,
             };
             match SlurmBackend::new(&run_id, &loaded.variants[0].slurm, opts.exe.clone(), on_interrupt).await {
@@ -184,4 +186,20 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         Outcome::Failed => Ok(ExitCode::from(1)),
         Outcome::Interrupted => Ok(ExitCode::from(130)),
     }
+}
+
+/// Ctrl-C during a SLURM run, on a terminal: cancel the run's jobs (the
+/// default), or leave them for the next run to adopt.
+fn ask_cancel(jobs: usize) -> bool {
+    use std::io::Write;
+    eprint!("  cancel the run's {jobs} queued or running shard jobs (scancel)? [Y/n] ");
+    // An unflushed or unreadable terminal means nobody can answer: cancel.
+    if std::io::stderr().flush().is_err() {
+        return true;
+    }
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return true;
+    }
+    !answer.trim().to_ascii_lowercase().starts_with('n')
 }

@@ -195,7 +195,11 @@ impl Runner<'_> {
     fn interrupt<B: Backend>(&mut self, backend: &mut B) -> Vec<ShardEvent> {
         self.stop = Some(Outcome::Interrupted);
         let _ = self.tx.send(Event::Stopping);
-        backend.interrupt()
+        let events = backend.interrupt();
+        for (node, text) in backend.take_notes() {
+            let _ = self.tx.send(Event::Note { node, label: self.plan.nodes[node].label(), text });
+        }
+        events
     }
 
     /// Marks what never ran as skipped and says how the run ended.

@@ -48,10 +48,11 @@ struct Tracked {
 }
 
 /// What to do with the run's jobs on Ctrl-C.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInterrupt {
-    /// Ask on the terminal.
-    Ask,
+    /// Ask whoever drives the run (the CLI asks on its terminal), given
+    /// how many shard jobs are queued or running: true cancels them. The
+    /// engine itself never reads stdin.
+    Ask(Box<dyn FnMut(usize) -> bool + Send>),
     /// `scancel` them.
     Cancel,
     /// Leave them running; the next `swestar run` adopts them.
@@ -477,17 +478,10 @@ impl Backend for SlurmBackend {
 
     fn interrupt(&mut self) -> Vec<ShardEvent> {
         let jobs: usize = self.tracked.values().map(|t| t.shards.len()).sum();
-        let cancel = match self.on_interrupt {
+        let cancel = match &mut self.on_interrupt {
             OnInterrupt::Cancel => true,
             OnInterrupt::Keep => false,
-            OnInterrupt::Ask => {
-                use std::io::Write;
-                eprint!("  cancel the run's {jobs} queued or running shard jobs (scancel)? [Y/n] ");
-                let _ = std::io::stderr().flush();
-                let mut answer = String::new();
-                let _ = std::io::stdin().read_line(&mut answer);
-                !answer.trim().to_ascii_lowercase().starts_with('n')
-            }
+            OnInterrupt::Ask(decide) => decide(jobs),
         };
         if cancel {
             let names = self.names.iter().cloned().collect::<Vec<_>>().join(",");
@@ -500,7 +494,10 @@ impl Backend for SlurmBackend {
                 let _ = std::fs::remove_file(t.stage_dir.join("jobs.json"));
             }
         } else {
-            eprintln!("  left {jobs} shard jobs running: the next `swestar run` adopts them");
+            for (&node, t) in &self.tracked {
+                let n = t.shards.len();
+                self.notes.push((node, format!("left {n} shard jobs running: the next `swestar run` adopts them")));
+            }
         }
         let events: Vec<ShardEvent> = self
             .tracked
