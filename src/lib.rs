@@ -12,6 +12,6 @@ pub use swestar_store::cache;
 pub mod cli;
 pub mod dag;
 pub mod exec;
-pub mod stages;
+pub use swestar_kinds as stages;
 pub use swestar_swebench as swebench;
 pub mod workflow;

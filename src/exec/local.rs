@@ -47,7 +47,7 @@ impl LocalBackend {
     fn fill(&mut self) {
         while self.running.len() < self.jobs {
             let pos = self.queue.iter().position(|(l, _)| {
-                let limit = l.resources.max_parallel.unwrap_or(u32::MAX);
+                let limit = l.resources.max_parallel.map_or(u32::MAX, |n| n.get());
                 self.per_node.get(&l.node).copied().unwrap_or(0) < limit
             });
             let Some(pos) = pos else { break };

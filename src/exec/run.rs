@@ -71,7 +71,7 @@ fn join(reasons: &[Reason]) -> String {
 
 /// Shards a node is split into.
 pub fn shard_count(node: &Node) -> u32 {
-    node.spec.resources.shards.unwrap_or(1).max(1)
+    node.spec.resources.shards.get()
 }
 
 /// The server a node's job starts, its model resolved: `model =
@@ -110,8 +110,7 @@ pub fn build_job(node: &Node, upstream: &dyn Fn(usize) -> Option<Vec<PathBuf>>, 
             }
         }
     }
-    let time_limit_s =
-        node.spec.resources.time.as_deref().and_then(|t| humantime::parse_duration(t).ok()).map(|d| d.as_secs().max(1));
+    let time_limit_s = node.spec.resources.time.map(|d| d.secs());
     Job {
         stage: node.stage.clone(),
         key: key.to_string(),

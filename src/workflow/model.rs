@@ -31,17 +31,7 @@ pub struct Workflow {
     pub variant: Variant,
 }
 
-/// A validated `[models.NAME]`.
-#[derive(Debug, Clone)]
-pub struct Model {
-    pub name: String,
-    /// The client settings (the API key is read when a stage runs).
-    pub config: crate::agent::llm::ModelConfig,
-    pub api_key_env: Option<String>,
-    pub tokenizer: Option<PathBuf>,
-    pub budget: crate::agent::condense::Budget,
-    pub policy: crate::agent::condense::Policy,
-}
+pub use crate::stages::api::{Dep, Model};
 
 /// The sweep settings that make this variant; empty name when no sweep.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -73,15 +63,6 @@ impl std::fmt::Display for Ref {
             Ref::Stage(n) => write!(f, "stages.{n}"),
         }
     }
-}
-
-/// A file a stage reads by path (scripts, templates).
-#[derive(Debug, Clone)]
-pub struct Dep {
-    /// Relative to the workflow directory, with `/` separators: this is
-    /// what enters the cache key, never the absolute path.
-    pub rel: String,
-    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -122,32 +103,5 @@ impl Stage {
     }
 }
 
-/// The closed set of stage kinds; each variant's behaviour lives in its own
-/// file under `stages/`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StageKind {
-    Command(CommandSpec),
-    Rollout(Box<crate::stages::rollout::RolloutSpec>),
-    TestFilter(Box<crate::stages::test_filter::TestFilterSpec>),
-    Segment(crate::stages::segment::SegmentSpec),
-    IssueSynthesis(Box<crate::stages::issue_synthesis::IssueSynthesisSpec>),
-    Sft(Box<crate::stages::sft::SftSpec>),
-    SwebenchEval(Box<crate::stages::swebench_eval::EvalSpec>),
-}
-
 pub use crate::stages::command::CommandSpec;
-
-impl StageKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            StageKind::Command(_) => "command",
-            StageKind::Rollout(_) => "rollout",
-            StageKind::TestFilter(_) => "test_filter",
-            StageKind::Segment(_) => "segment",
-            StageKind::IssueSynthesis(_) => "issue_synthesis",
-            StageKind::Sft(_) => "sft",
-            StageKind::SwebenchEval(_) => "swebench_eval",
-        }
-    }
-}
+pub use crate::stages::StageKind;

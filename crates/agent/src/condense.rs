@@ -49,9 +49,12 @@ pub enum Policy {
     },
 }
 
+/// Where `block` masks down to, as a fraction of the window.
+pub const DEFAULT_LOW_WATER: f64 = 0.7;
+
 impl Default for Policy {
     fn default() -> Policy {
-        Policy::Block { low_water: 0.7 }
+        Policy::Block { low_water: DEFAULT_LOW_WATER }
     }
 }
 
@@ -63,6 +66,13 @@ pub struct Budget {
 }
 
 /// The placeholder an observation is replaced with.
+/// A context window when none is given, in tokens: Qwen2.5-Coder's
+/// native one, the students' and the teachers' of the reference run.
+pub const DEFAULT_WINDOW: usize = 32768;
+
+/// Tokens kept free for the model's reply when none is given.
+pub const DEFAULT_REPLY_RESERVE: usize = 2048;
+
 pub const PLACEHOLDER: &str = "<MASKED>Old tool output omitted to fit the context window.</MASKED>";
 
 /// The prompt's size in tokens.

@@ -3,5 +3,12 @@
 //! swestar crate, so anything may use it and it can reach back to nothing.
 //!
 //! - [`shell`]: quoting values into one bash word.
+//! - [`duration`]: time spans as workflows write them, parsed once.
+//! - [`serve`]: inference server engines and the command that starts one.
+//! - [`supervise`]: running a stage's processes so that they die with it,
+//!   and the cancellation handle a stage watches.
 
+pub mod duration;
+pub mod serve;
 pub mod shell;
+pub mod supervise;

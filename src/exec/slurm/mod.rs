@@ -119,7 +119,7 @@ impl SlurmBackend {
         exe: PathBuf,
         on_interrupt: OnInterrupt,
     ) -> Result<SlurmBackend, String> {
-        let mode = match defaults.accounting.unwrap_or_default() {
+        let mode = match defaults.accounting {
             Accounting::Sacct => Mode::Sacct,
             Accounting::Squeue => Mode::Squeue,
             Accounting::Auto => {
@@ -135,11 +135,8 @@ impl SlurmBackend {
                 }
             }
         };
-        let dur = |v: &Option<String>, d: u64| {
-            v.as_deref().and_then(|s| humantime::parse_duration(s).ok()).unwrap_or(Duration::from_secs(d))
-        };
-        let poll_initial = dur(&defaults.poll_initial, 5);
-        let poll_max = dur(&defaults.poll_max, 60).max(poll_initial);
+        let poll_initial = defaults.poll_initial.std();
+        let poll_max = defaults.poll_max.std().max(poll_initial);
         let exe = defaults.swestar.as_ref().map(PathBuf::from).unwrap_or(exe);
         Ok(SlurmBackend {
             run_id: run_id.to_string(),
@@ -150,7 +147,7 @@ impl SlurmBackend {
             poll_initial,
             poll_max,
             interval: poll_initial,
-            max_retries: defaults.max_retries.unwrap_or(2),
+            max_retries: defaults.max_retries,
             tracked: BTreeMap::new(),
             summaries: BTreeMap::new(),
             outstanding: 0,
@@ -195,7 +192,7 @@ impl SlurmBackend {
         ];
         let array = l.count > 1;
         if array {
-            let parallel = l.resources.max_parallel.or(self.defaults.max_parallel);
+            let parallel = l.resources.max_parallel.map(|n| n.get()).or(self.defaults.max_parallel);
             args.push(format!("--array={}", array_spec(shards, parallel)));
             args.push(format!("--output={}", l.log_dir.join(format!("{}.%a.out", l.log_stem)).display()));
             args.push(format!("--error={}", l.log_dir.join(format!("{}.%a.err", l.log_stem)).display()));

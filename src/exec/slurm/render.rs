@@ -11,9 +11,9 @@ use std::time::Duration;
 use minijinja::{Environment, UndefinedBehavior};
 
 use crate::cache::CacheKey;
-use crate::stages::command::{shell_quote, Serve};
-use crate::workflow::wire::Engine;
 use crate::workflow::{Resources, SlurmSection};
+use swestar_vocab::serve::{Engine, Serve};
+use swestar_vocab::shell::shell_quote;
 
 /// The built-in templates: generic, and with an inference server.
 pub const GENERIC: (&str, &str) =
@@ -50,29 +50,6 @@ pub struct ScriptInput<'a> {
     pub allocation_launch: Option<&'a str>,
 }
 
-/// The command that starts a server (listening on `$port`) and the path
-/// that answers once it is ready.
-pub fn launch_command(serve: &Serve) -> (String, &'static str) {
-    let py = shell_quote(&serve.python);
-    let model = shell_quote(&serve.model_path);
-    let args: String = serve.args.iter().map(|a| format!(" {}", shell_quote(a))).collect();
-    match serve.engine {
-        Engine::Sglang => (
-            format!("{py} -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port \"$port\"{args}"),
-            "/health",
-        ),
-        Engine::Vllm => (
-            format!(
-                "{py} -m vllm.entrypoints.openai.api_server --model {model} --host 127.0.0.1 --port \"$port\"{args}"
-            ),
-            "/health",
-        ),
-        Engine::LlamaCpp => {
-            (format!("{py} -m llama_cpp.server --model {model} --host 127.0.0.1 --port \"$port\"{args}"), "/v1/models")
-        }
-    }
-}
-
 /// `#SBATCH` options from the executor's defaults and the stage's overrides.
 pub fn sbatch_options(resources: &Resources, defaults: &SlurmSection) -> Vec<String> {
     let mut out = Vec::new();
@@ -84,8 +61,7 @@ pub fn sbatch_options(resources: &Resources, defaults: &SlurmSection) -> Vec<Str
     opt("account", resources.account.clone().or_else(|| defaults.account.clone()));
     opt("partition", resources.partition.clone().or_else(|| defaults.partition.clone()));
     opt("qos", resources.qos.clone().or_else(|| defaults.qos.clone()));
-    let time = resources.time.as_deref().or(defaults.time.as_deref());
-    opt("time", time.and_then(|t| humantime::parse_duration(t).ok()).map(slurm_time));
+    opt("time", resources.time.or(defaults.time).map(|t| slurm_time(t.std())));
     opt("nodes", resources.nodes.or(defaults.nodes).map(|n| n.to_string()));
     opt("gpus-per-node", resources.gpus.or(defaults.gpus_per_node).map(|n| n.to_string()));
     opt("cpus-per-task", resources.cpus.or(defaults.cpus_per_task).map(|n| n.to_string()));
@@ -153,7 +129,7 @@ pub fn render(input: &ScriptInput<'_>) -> Result<String, RenderError> {
         "exit_file": exit_file,
         "task": task,
         "serve": input.serve.map(|sv| {
-            let (launch, health) = launch_command(sv);
+            let (launch, health) = Serve::launch_command(sv);
             let engine = match sv.engine {
                 Engine::Sglang => "sglang",
                 Engine::Vllm => "vllm",
@@ -213,7 +189,7 @@ mod tests {
         let defaults = SlurmSection {
             account: Some("proj".into()),
             partition: Some("gpu".into()),
-            time: Some("4h".into()),
+            time: Some(Duration::from_secs(4 * 3600).into()),
             gpus_per_node: Some(4),
             sbatch: vec!["--exclusive".into()],
             setup: vec!["module load cuda".into()],
@@ -221,7 +197,7 @@ mod tests {
         };
         let resources = Resources {
             partition: Some("debug".into()),
-            time: Some("90m".into()),
+            time: Some(Duration::from_secs(90 * 60).into()),
             cpus: Some(16),
             mem: Some("64G".into()),
             sbatch: vec!["--constraint=a100".into()],
@@ -300,7 +276,7 @@ cd /work/exp
         assert!(text.contains("port=30000"), "{text}");
         assert!(text.contains("-m sglang.launch_server --model-path /work/exp/models/smol.gguf"), "{text}");
         assert!(text.contains(":$port/health\""), "{text}");
-        let (launch, health) = launch_command(&Serve { engine: Engine::Vllm, ..serve });
+        let (launch, health) = Serve::launch_command(&Serve { engine: Engine::Vllm, ..serve });
         assert!(launch.contains("-m vllm.entrypoints.openai.api_server --model"), "{launch}");
         assert_eq!(health, "/health");
     }

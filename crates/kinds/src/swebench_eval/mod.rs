@@ -17,6 +17,9 @@
 //! [`super::ordered`]); an episode that loses the model fails the shard at
 //! that instance and a rerun resumes there.
 
+mod settings;
+pub use settings::EvalStage;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -29,10 +32,10 @@ use serde_json::{json, Value};
 use super::ordered::{self, Progress};
 use super::rollout::{Agent, RolloutSpec};
 use super::testrun::{test_patch, TestSettings};
-use super::{Job, ShardRun, StageError, StageImpl};
-use crate::exec::job;
+use crate::api::{Job, Kind, Settings, ShardRun, StageError};
 use crate::store::rows::{self, RowWriter};
 use crate::swebench::specs::pass_at_k;
+use swestar_vocab::serve::Serve;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,8 +67,18 @@ pub fn schema() -> Schema {
     Schema::new(fields)
 }
 
-impl StageImpl for EvalSpec {
+impl Kind for EvalSpec {
     const VERSION: u32 = 1;
+    const NAME: &'static str = "swebench_eval";
+    type Wire = settings::EvalStage;
+
+    fn validate(wire: settings::EvalStage, s: &mut Settings<'_>) -> EvalSpec {
+        settings::validate(wire, s)
+    }
+
+    fn serve(&self) -> Option<&Serve> {
+        self.agent.serve.as_ref()
+    }
 
     fn definition(&self) -> BTreeMap<String, Value> {
         let mut d = self.agent.definition();
@@ -88,7 +101,7 @@ impl StageImpl for EvalSpec {
         let start = lo as u64 + progress.done;
         if start < hi as u64 {
             self.agent.workspace.sweep("swebench_eval");
-            job::stop_in_process();
+            shard.cancel.handle_in_process();
             let runtime = super::runtime(shard)?;
             let agent = Arc::new(Agent::new(&self.agent, job, shard)?);
             let spec = Arc::new(self.clone());
@@ -97,7 +110,7 @@ impl StageImpl for EvalSpec {
                 async move { spec.instance(&agent, row).await }
             };
             let reader = table.read(start, hi as u64);
-            runtime.block_on(ordered::run(reader, self.agent.parallel as usize, &mut progress, work))?;
+            runtime.block_on(ordered::run(reader, self.agent.parallel as usize, &mut progress, shard.cancel, work))?;
         }
         // Each log line holds an instance's attempts.
         let io = |source| StageError::Io { path: log_path.clone(), source };
@@ -117,7 +130,7 @@ impl StageImpl for EvalSpec {
     }
 
     fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
-        let table = rows::Table::open(shards, crate::workflow::TableFormat::Parquet)?;
+        let table = rows::Table::open(shards, crate::store::TableFormat::Parquet)?;
         let mut per: HashMap<String, InstanceOutcome> = HashMap::new();
         let columns = ["instance_id", "attempt", "resolved", "counted", "submitted"];
         for batch in table.read_columns(0, table.rows(), Some(&columns)) {

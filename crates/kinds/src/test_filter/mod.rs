@@ -13,6 +13,9 @@
 //! are graded (see [`super::ordered`]), so a killed shard resumes where
 //! it stopped.
 
+mod settings;
+pub use settings::TestFilterStage;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -23,11 +26,10 @@ use serde_json::{json, Value};
 use super::ordered::{self, Progress};
 use super::testrun::{test_patch, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
-use super::{Job, ShardRun, StageError, StageImpl};
-use crate::exec::job;
+use crate::api::{Job, Kind, Settings, ShardRun, StageError};
 use crate::store::rows;
 use crate::store::shard::shard_range;
-use crate::workflow::TableFormat;
+use crate::store::TableFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -106,8 +108,14 @@ pub fn instances_by_id(job: &Job) -> Result<HashMap<String, Value>, StageError> 
     Ok(out)
 }
 
-impl StageImpl for TestFilterSpec {
+impl Kind for TestFilterSpec {
     const VERSION: u32 = 1;
+    const NAME: &'static str = "test_filter";
+    type Wire = settings::TestFilterStage;
+
+    fn validate(wire: settings::TestFilterStage, s: &mut Settings<'_>) -> TestFilterSpec {
+        settings::validate(wire, s)
+    }
 
     fn definition(&self) -> BTreeMap<String, Value> {
         BTreeMap::from([
@@ -134,7 +142,7 @@ impl StageImpl for TestFilterSpec {
         let start = lo as u64 + progress.done;
         if start < hi as u64 {
             self.workspace.sweep("test_filter");
-            job::stop_in_process();
+            shard.cancel.handle_in_process();
             let reader = table.read(start, hi as u64);
             let runtime = super::runtime(shard)?;
             let spec = Arc::new(self.clone());
@@ -146,7 +154,7 @@ impl StageImpl for TestFilterSpec {
                     (spec.clone(), sources.clone(), env.clone(), workdir.clone(), instances.clone());
                 async move { spec.grade(row, &instances, &workdir, &sources, &env).await }
             };
-            runtime.block_on(ordered::run(reader, self.parallel as usize, &mut progress, work))?;
+            runtime.block_on(ordered::run(reader, self.parallel as usize, &mut progress, shard.cancel, work))?;
         }
         let kept = progress.write_merged(table.read(lo as u64, hi as u64), &shard.output, schema)?;
         eprintln!("test_filter: shard {}: kept {kept} of {} trajectories", shard.index, progress.done);

@@ -15,6 +15,9 @@
 //! has one row: base model, data rows and tokens, steps, the loss of every
 //! step, the final loss and where the files are.
 
+mod settings;
+pub use settings::SftStage;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,7 +27,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Job, ShardRun, StageError, StageImpl};
+use crate::api::{Job, Kind, Settings, ShardRun, StageError};
 use crate::store::rows::{self, RowWriter};
 use swestar_vocab::shell::shell_quote;
 
@@ -81,9 +84,11 @@ pub struct SftSpec {
     pub template: Option<PathBuf>,
 }
 
-pub const TEMPLATE: (&str, &str) =
-    ("templates/torchtune/full_finetune.yaml.j2", include_str!("../../templates/torchtune/full_finetune.yaml.j2"));
-const DATASET_MODULE: &str = include_str!("../../templates/torchtune/swestar_sft.py");
+pub const TEMPLATE: (&str, &str) = (
+    "templates/torchtune/full_finetune.yaml.j2",
+    include_str!("../../../../templates/torchtune/full_finetune.yaml.j2"),
+);
+const DATASET_MODULE: &str = include_str!("../../../../templates/torchtune/swestar_sft.py");
 
 /// The built-in model builder of a Qwen2.5 size (Qwen2.5-Coder shares the
 /// architecture).
@@ -128,8 +133,21 @@ pub fn schema() -> Schema {
     ])
 }
 
-impl StageImpl for SftSpec {
+impl Kind for SftSpec {
     const VERSION: u32 = 1;
+    const NAME: &'static str = "sft";
+    type Wire = settings::SftStage;
+
+    fn validate(wire: settings::SftStage, s: &mut Settings<'_>) -> SftSpec {
+        settings::validate(wire, s)
+    }
+
+    fn allocation_launch(&self, stage_dir: &std::path::Path) -> Option<String> {
+        match self.launch {
+            Launch::Slurm => self.launch_script(&stage_dir.join(crate::store::FILES_DIR)),
+            _ => None,
+        }
+    }
 
     fn definition(&self) -> BTreeMap<String, Value> {
         let mut v = serde_json::to_value(self).expect("plain data");
@@ -258,7 +276,7 @@ impl SftSpec {
     fn write_dataset(
         &self,
         paths: &[PathBuf],
-        format: crate::workflow::TableFormat,
+        format: crate::store::TableFormat,
         dataset: &Path,
     ) -> Result<Summary, StageError> {
         let io = |source| StageError::Io { path: dataset.to_path_buf(), source };

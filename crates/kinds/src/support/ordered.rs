@@ -20,9 +20,9 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use serde_json::Value;
 
-use super::StageError;
-use crate::exec::job;
 use crate::store::rows::{RowReader, RowWriter};
+use crate::StageError;
+use swestar_vocab::supervise::Cancel;
 
 /// The progress log of one shard.
 pub struct Progress {
@@ -128,6 +128,7 @@ pub async fn run<F, Fut>(
     mut reader: RowReader,
     parallel: usize,
     progress: &mut Progress,
+    cancel: Cancel,
     mut work: F,
 ) -> Result<(), StageError>
 where
@@ -166,7 +167,7 @@ where
         let outcome = loop {
             match tokio::time::timeout(Duration::from_millis(200), &mut *front).await {
                 Ok(joined) => break joined,
-                Err(_) if job::terminating() => {
+                Err(_) if cancel.requested() => {
                     for (_, h) in queue.drain(..) {
                         h.abort();
                     }
@@ -196,7 +197,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::TableFormat;
+    use crate::store::TableFormat;
     use serde_json::json;
 
     fn input(dir: &Path, n: u64) -> Vec<PathBuf> {
@@ -229,7 +230,7 @@ mod tests {
         };
         let mut p = Progress::open(&log).unwrap();
         let reader = RowReader::open(&paths, TableFormat::Jsonl, 0, 40).unwrap();
-        let err = rt.block_on(run(reader, 4, &mut p, work(true))).unwrap_err().to_string();
+        let err = rt.block_on(run(reader, 4, &mut p, Cancel::process(), work(true))).unwrap_err().to_string();
         assert!(err.contains("row 25") && err.contains("sandbox gone"), "{err}");
         assert_eq!((p.done, p.kept), (25, 13));
         drop(p);
@@ -238,7 +239,7 @@ mod tests {
         let mut p = Progress::open(&log).unwrap();
         assert_eq!(p.done, 25);
         let reader = RowReader::open(&paths, TableFormat::Jsonl, p.done, 40).unwrap();
-        rt.block_on(run(reader, 4, &mut p, work(false))).unwrap();
+        rt.block_on(run(reader, 4, &mut p, Cancel::process(), work(false))).unwrap();
         assert_eq!((p.done, p.kept), (40, 20));
         let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
             arrow::datatypes::Field::new("i", arrow::datatypes::DataType::UInt64, false),

@@ -20,6 +20,9 @@
 //! prompt templates (by content), limits, sandbox and image. Not the
 //! endpoint's URL, key or timeouts, and not `parallel`.
 
+pub mod settings;
+pub use settings::RolloutStage;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -32,99 +35,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::workspace::{shell_env, Sources, Workspace};
-use super::{Job, ShardRun, StageError, StageImpl};
-use crate::agent::condense::{Budget, Policy};
 use crate::agent::episode::{self, EpisodeSpec, ExitReason, Limits, Trajectory};
-use crate::agent::llm::{LlmClient, ModelConfig};
+use crate::agent::llm::LlmClient;
 use crate::agent::prompts::{self, PromptContext};
 use crate::agent::sandbox::Sandbox;
 use crate::agent::tokens::TokenCounter;
-use crate::exec::job;
+use crate::api::{serve_key, Job, Kind, PromptSource, Settings, ShardRun, StageError, StageModel};
 use crate::store::table;
+use swestar_vocab::serve::Serve;
 
 /// Names the scaffold in every trajectory row; bumped with `VERSION`.
 pub const SCAFFOLD: &str = concat!("swestar-agent/", env!("CARGO_PKG_VERSION"), "+r1");
-
-/// A model endpoint as a rollout uses it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RolloutModel {
-    /// The `[models.NAME]` it comes from (for messages only).
-    pub name: String,
-    pub config: ModelConfig,
-    pub api_key_env: Option<String>,
-    pub tokenizer: Option<PathBuf>,
-    /// Content hash of a tokenizer outside the workflow's directory (one
-    /// inside it is a dependency of the stage instead).
-    pub tokenizer_hash: Option<String>,
-    pub budget: Budget,
-    pub policy: Policy,
-}
-
-/// A prompt template: the built-in one, or a file next to the workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PromptSource {
-    /// As the workflow names it, or the built-in template's name.
-    pub name: String,
-    /// `None`: built in.
-    pub path: Option<PathBuf>,
-}
-
-impl RolloutModel {
-    /// The client's settings at run time: the job's own server when the
-    /// stage serves the model, the API key from its variable.
-    pub fn runtime_config(&self, served: bool) -> Result<ModelConfig, StageError> {
-        let mut config = self.config.clone();
-        if served {
-            // The job script started the server and says where it listens.
-            config.base_url = std::env::var("SWESTAR_SERVE_URL").ok().filter(|u| !u.is_empty()).ok_or_else(|| {
-                StageError::Failed("the model is served by the stage's job, but SWESTAR_SERVE_URL is not set".into())
-            })?;
-        }
-        if let Some(var) = &self.api_key_env {
-            config.api_key = Some(std::env::var(var).map_err(|_| {
-                StageError::Failed(format!("model `{}`: the API key variable {var} is not set", self.name))
-            })?);
-        }
-        Ok(config)
-    }
-
-    /// What of the model enters a cache key: the served name and sampling
-    /// (not where it is reached, nor how patiently).
-    pub fn sampling_key(&self) -> Value {
-        let c = &self.config;
-        json!({
-            "model": c.model,
-            "temperature": c.temperature,
-            "top_p": c.top_p,
-            "max_tokens": c.max_tokens,
-            "seed": c.seed,
-            "stop": c.stop,
-        })
-    }
-}
-
-/// What of a served model enters a cache key: engine, model, arguments.
-pub fn serve_key(serve: &Option<super::command::Serve>) -> Value {
-    json!(serve.as_ref().map(|s| json!({"engine": s.engine, "model": s.model, "args": s.args})))
-}
-
-impl PromptSource {
-    /// What enters a cache key: a file by name (its content is a
-    /// dependency), a built-in template by its hash.
-    pub fn key(&self, builtin: (&str, &str)) -> Value {
-        match &self.path {
-            Some(_) => json!({"file": self.name}),
-            None => json!({"builtin": blake3::hash(builtin.1.as_bytes()).to_hex().to_string()}),
-        }
-    }
-
-    pub fn load(&self, builtin: (&'static str, &'static str)) -> Result<String, StageError> {
-        match &self.path {
-            None => Ok(builtin.1.to_string()),
-            Some(p) => std::fs::read_to_string(p).map_err(|source| StageError::Io { path: p.clone(), source }),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutLimits {
@@ -137,9 +58,9 @@ pub struct RolloutLimits {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutSpec {
-    pub model: RolloutModel,
+    pub model: StageModel,
     /// A server the job starts for the model; its URL replaces base_url.
-    pub serve: Option<super::command::Serve>,
+    pub serve: Option<Serve>,
     pub attempts: u32,
     pub parallel: u32,
     pub workspace: Workspace,
@@ -149,8 +70,18 @@ pub struct RolloutSpec {
     pub exclude: Vec<String>,
 }
 
-impl StageImpl for RolloutSpec {
+impl Kind for RolloutSpec {
     const VERSION: u32 = 1;
+    const NAME: &'static str = "rollout";
+    type Wire = settings::RolloutStage;
+
+    fn validate(wire: settings::RolloutStage, s: &mut Settings<'_>) -> RolloutSpec {
+        settings::validate(wire, s)
+    }
+
+    fn serve(&self) -> Option<&Serve> {
+        self.serve.as_ref()
+    }
 
     fn definition(&self) -> BTreeMap<String, Value> {
         let m = &self.model;
@@ -202,7 +133,7 @@ impl StageImpl for RolloutSpec {
         );
         if !todo.is_empty() {
             self.workspace.sweep("rollout");
-            job::stop_in_process();
+            shard.cancel.handle_in_process();
             let runtime = super::runtime(shard)?;
             let failures = runtime.block_on(self.run_episodes(job, shard, &rows, todo, &log_path))?;
             if !failures.is_empty() {
@@ -261,7 +192,7 @@ impl RolloutSpec {
                 Ok(Some(Err(e))) => failures.push(("?".into(), 0, format!("episode task: {e}"))),
                 Err(_) => {}
             }
-            if job::terminating() {
+            if shard.cancel.requested() {
                 // Dropping the episodes closes their shells and removes
                 // their containers; what finished is in the log.
                 tasks.shutdown().await;

@@ -6,6 +6,9 @@
 //! A sharded stage (`resources.shards = N`) runs the command once per shard
 //! with `{{ shard.index }}` and `{{ shard.count }}`; each writes its part.
 
+mod settings;
+pub use settings::CommandStage;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,10 +19,10 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Job, ShardRun, StageError, StageImpl};
-use crate::exec::job::{run_supervised, Ended};
+use crate::api::{Job, Kind, Settings, ShardRun, StageError};
 use crate::store::table;
-use crate::workflow::TableFormat;
+use crate::store::TableFormat;
+use swestar_vocab::supervise::{run_supervised, Ended};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandSpec {
@@ -29,19 +32,7 @@ pub struct CommandSpec {
     pub serve: Option<Serve>,
 }
 
-/// The inference server a job starts for the command (see `exec::slurm::render`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Serve {
-    pub engine: crate::workflow::wire::Engine,
-    /// As the workflow names it (this enters the key)...
-    pub model: String,
-    /// ...and as the engine is given it (relative paths made absolute).
-    pub model_path: String,
-    pub args: Vec<String>,
-    pub port: Option<u16>,
-    pub startup_timeout_s: u64,
-    pub python: String,
-}
+pub use swestar_vocab::serve::Serve;
 
 /// Environment variables every command gets besides the declared ones:
 /// what a shell needs to find programs and behave, nothing experiment-
@@ -128,8 +119,18 @@ pub fn render(
         .map_err(|e| StageError::Template(template_error("cannot render the command: ", &e)))
 }
 
-impl StageImpl for CommandSpec {
+impl Kind for CommandSpec {
     const VERSION: u32 = 1;
+    const NAME: &'static str = "command";
+    type Wire = settings::CommandStage;
+
+    fn validate(wire: settings::CommandStage, s: &mut Settings<'_>) -> CommandSpec {
+        settings::validate(wire, s)
+    }
+
+    fn serve(&self) -> Option<&Serve> {
+        self.serve.as_ref()
+    }
 
     fn definition(&self) -> BTreeMap<String, Value> {
         let format = match self.format {
@@ -275,7 +276,7 @@ mod tests {
     #[test]
     fn a_server_s_model_and_args_enter_the_key_its_port_and_timeout_do_not() {
         let serve = Serve {
-            engine: crate::workflow::wire::Engine::Vllm,
+            engine: swestar_vocab::serve::Engine::Vllm,
             model: "Qwen/Qwen2.5-Coder-32B-Instruct".into(),
             model_path: "Qwen/Qwen2.5-Coder-32B-Instruct".into(),
             args: vec!["--tensor-parallel-size".into(), "4".into()],
@@ -300,7 +301,13 @@ mod tests {
             format: TableFormat::Parquet,
             serve: None,
         };
-        let shard = ShardRun { index: 0, count: 1, output: "/o.parquet".into(), tmp: "/t".into() };
+        let shard = ShardRun {
+            index: 0,
+            count: 1,
+            output: "/o.parquet".into(),
+            tmp: "/t".into(),
+            cancel: swestar_vocab::supervise::Cancel::process(),
+        };
         let out = render(
             &spec,
             "s",

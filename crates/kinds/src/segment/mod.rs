@@ -20,6 +20,9 @@
 //! `max_per_instance`, and of those the lowest-ranked `max_trajectories`
 //! stay, so a smaller subset is always inside a larger one.
 
+mod settings;
+pub use settings::SegmentStage;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,9 +31,9 @@ use arrow::datatypes::{DataType, Field, Fields, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Job, ShardRun, StageError, StageImpl};
 use crate::agent::condense::PLACEHOLDER;
 use crate::agent::tokens::TokenCounter;
+use crate::api::{Job, Kind, Settings, ShardRun, StageError};
 use crate::store::rows::{self, RowWriter};
 use crate::store::shard::shard_range;
 
@@ -202,8 +205,14 @@ pub fn schema() -> Schema {
     ])
 }
 
-impl StageImpl for SegmentSpec {
+impl Kind for SegmentSpec {
     const VERSION: u32 = 1;
+    const NAME: &'static str = "segment";
+    type Wire = settings::SegmentStage;
+
+    fn validate(wire: settings::SegmentStage, s: &mut Settings<'_>) -> SegmentSpec {
+        settings::validate(wire, s)
+    }
 
     fn definition(&self) -> BTreeMap<String, Value> {
         BTreeMap::from([
@@ -327,7 +336,7 @@ impl SegmentSpec {
     /// Token statistics of all samples: per-sample tokens and trainable
     /// tokens (min/median/max/mean), totals, sample and trajectory counts.
     fn token_stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
-        let table = rows::Table::open(shards, crate::workflow::TableFormat::Parquet)?;
+        let table = rows::Table::open(shards, crate::store::TableFormat::Parquet)?;
         let (mut tokens, mut trainable, mut trajectories) = (Vec::new(), Vec::new(), 0u64);
         for batch in table.read_columns(0, table.rows(), Some(&["segment", "tokens", "trainable_tokens"])) {
             for row in batch? {

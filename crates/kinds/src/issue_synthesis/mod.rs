@@ -15,6 +15,9 @@
 //! [`super::ordered`]); a lost model endpoint fails the shard at that
 //! instance.
 
+mod settings;
+pub use settings::IssueSynthesisStage;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -23,20 +26,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::ordered::{self, Progress};
-use super::rollout::{PromptSource, RolloutModel};
 use super::testrun::{last_lines, run_test_cmd, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
-use super::{Job, ShardRun, StageError, StageImpl};
 use crate::agent::llm::{LlmClient, Message};
 use crate::agent::prompts;
 use crate::agent::sandbox::Sandbox;
-use crate::exec::job;
+use crate::api::{Job, Kind, Settings, ShardRun, StageError};
+use crate::api::{PromptSource, StageModel};
 use crate::store::rows;
 use crate::swebench::{self as swb, grading, parsers};
+use swestar_vocab::serve::Serve;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IssueSynthesisSpec {
-    pub model: RolloutModel,
+    pub model: StageModel,
     pub workspace: Workspace,
     pub tests: TestSettings,
     pub system_prompt: PromptSource,
@@ -49,15 +52,25 @@ pub struct IssueSynthesisSpec {
     pub max_output_chars: usize,
     pub parallel: u32,
     /// A server the job starts for the model; its URL replaces base_url.
-    pub serve: Option<super::command::Serve>,
+    pub serve: Option<Serve>,
 }
 
 /// The default test command: the failing tests by id, with short
 /// tracebacks (what a user would see).
 pub const DEFAULT_TEST_CMD: &str = "python3 -m pytest -rA --tb=short -p no:cacheprovider {{ tests }}";
 
-impl StageImpl for IssueSynthesisSpec {
+impl Kind for IssueSynthesisSpec {
     const VERSION: u32 = 1;
+    const NAME: &'static str = "issue_synthesis";
+    type Wire = settings::IssueSynthesisStage;
+
+    fn validate(wire: settings::IssueSynthesisStage, s: &mut Settings<'_>) -> IssueSynthesisSpec {
+        settings::validate(wire, s)
+    }
+
+    fn serve(&self) -> Option<&Serve> {
+        self.serve.as_ref()
+    }
 
     fn definition(&self) -> BTreeMap<String, Value> {
         let mut model = self.model.sampling_key();
@@ -73,7 +86,7 @@ impl StageImpl for IssueSynthesisSpec {
             ("max_demonstrations".into(), json!(self.max_demonstrations)),
             ("max_tests".into(), json!(self.max_tests)),
             ("max_output_chars".into(), json!(self.max_output_chars)),
-            ("serve".into(), super::rollout::serve_key(&self.serve)),
+            ("serve".into(), crate::api::serve_key(&self.serve)),
         ])
     }
 
@@ -93,7 +106,7 @@ impl StageImpl for IssueSynthesisSpec {
             let prompts = Arc::new(self.load_prompts(job)?);
             let client = Arc::new(self.client()?);
             self.workspace.sweep("issue_synthesis");
-            job::stop_in_process();
+            shard.cancel.handle_in_process();
             let runtime = super::runtime(shard)?;
             let spec = Arc::new(self.clone());
             let sources = Arc::new(Sources::new(shard.tmp.join("sources")));
@@ -108,6 +121,7 @@ impl StageImpl for IssueSynthesisSpec {
                 table.read(start, hi as u64),
                 self.parallel as usize,
                 &mut progress,
+                shard.cancel,
                 work,
             ))?;
         }

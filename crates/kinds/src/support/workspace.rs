@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::Job;
 use crate::agent::sandbox::{repo_from_tree, sweep_stale, Isolation, Sandbox, SandboxSpec, TaskState};
+use crate::Job;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workspace {
@@ -126,7 +126,7 @@ pub fn render_field(what: &str, template: &str, row: &Value) -> Result<String, S
 /// The environment of shells in sandboxes: what a shell needs to find
 /// programs (as for command stages), plus the stage's declared variables.
 pub fn shell_env(job: &Job) -> Vec<(String, String)> {
-    super::command::BASE_ENV
+    crate::command::BASE_ENV
         .iter()
         .filter(|k| !matches!(**k, "TERM" | "SHELL"))
         .map(|k| k.to_string())
