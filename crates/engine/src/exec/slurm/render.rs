@@ -17,8 +17,9 @@ use swestar_vocab::shell::shell_quote;
 
 /// The built-in templates: generic, and with an inference server.
 pub const GENERIC: (&str, &str) =
-    ("templates/slurm/generic.sh.j2", include_str!("../../../templates/slurm/generic.sh.j2"));
-pub const SERVE: (&str, &str) = ("templates/slurm/serve.sh.j2", include_str!("../../../templates/slurm/serve.sh.j2"));
+    ("templates/slurm/generic.sh.j2", include_str!("../../../../../templates/slurm/generic.sh.j2"));
+pub const SERVE: (&str, &str) =
+    ("templates/slurm/serve.sh.j2", include_str!("../../../../../templates/slurm/serve.sh.j2"));
 
 #[derive(Debug, thiserror::Error)]
 #[error("{template}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
