@@ -1,21 +1,24 @@
 //! `swestar agent`: one episode on one instance with every turn printed as
-//! it happens, for debugging prompts and tools against a model server.
+//! it happens, for debugging prompts and tools against a model server. It
+//! is a rollout stage's episode (the same agent, environment, limits and
+//! reserves), with a printer on top.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::Exit;
-use crate::agent::condense::{Budget, Policy};
-use crate::agent::episode::{run_observed, EpisodeSpec, ExitReason, Limits, Turn};
-use crate::agent::llm::{LlmClient, ModelConfig};
-use crate::agent::prompts::{self, PromptContext};
-use crate::agent::sandbox::{repo_from_tree, ContainerSpec, Isolation, Sandbox, SandboxSpec, TaskState};
-use crate::agent::tokens::TokenCounter;
+use crate::agent::condense::{Budget, Policy, DEFAULT_REPLY_RESERVE};
+use crate::agent::episode::{ExitReason, Limits, Turn};
+use crate::agent::llm::ModelConfig;
+use crate::agent::prompts;
+use crate::agent::sandbox::{ContainerSpec, Isolation, SandboxSpec};
+use crate::stages::api::wire::default_image;
+use crate::stages::api::{PromptSource, StageModel};
+use crate::stages::rollout::{Agent, RolloutLimits, RolloutSpec};
+use crate::stages::workspace::{shell_env_with, Workspace};
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -45,10 +48,12 @@ pub struct AgentArgs {
     /// The model's tokenizer.json (default: estimate tokens from length).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    #[arg(long, default_value_t = 32768)]
+    /// The model's context window in tokens.
+    #[arg(long, default_value_t = crate::agent::condense::DEFAULT_WINDOW)]
     context_window: usize,
-    #[arg(long, default_value_t = 50)]
-    max_steps: u32,
+    /// Model calls before the episode ends (default: a rollout's, 100).
+    #[arg(long)]
+    max_steps: Option<u32>,
     #[arg(long, default_value = "local", value_parser = isolation_parser())]
     sandbox: Isolation,
     /// The container image (default: the instance's `image_name`).
@@ -80,83 +85,77 @@ fn print_turn(t: &Turn) {
     let _ = out.flush();
 }
 
-pub fn agent(args: AgentArgs) -> Result<ExitCode, Exit> {
-    let inst = find_instance(&args.tasks, &args.instance)?;
-    let field = |k: &str| inst[k].as_str().unwrap_or_default().to_string();
-    let task = TaskState {
-        instance_id: field("instance_id"),
-        base_commit: field("base_commit"),
-        bug_patch: field("patch"),
-        image: args.image.clone().unwrap_or_else(|| field("image_name")),
-    };
-    let failed = |e: String| Exit::failed(format!("error: {e}"));
-    let scratch = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
-    let source = match &args.repo {
-        Some(repo) if repo.join(".git").exists() => Some(repo.clone()),
-        Some(repo) => {
-            let dest = scratch.path().join("source");
-            let head = repo_from_tree(repo, &dest).map_err(|e| failed(e.to_string()))?;
-            if head != task.base_commit {
-                return Err(failed(format!(
-                    "{} commits as {head}, but the instance's base commit is {}",
-                    repo.display(),
-                    task.base_commit
-                )));
-            }
-            Some(dest)
-        }
-        None => None,
+/// The rollout spec of the command line: a rollout stage's agent with
+/// its defaults (limits, reply reserve, masking, prompts, environment),
+/// overridden where a flag says so.
+fn rollout_spec(args: &AgentArgs) -> Result<RolloutSpec, Exit> {
+    let mut config = ModelConfig::new(&args.model, &args.model_name);
+    config.temperature = args.temperature;
+    config.max_tokens = args.max_tokens;
+    let (window, reserve) = (args.context_window, DEFAULT_REPLY_RESERVE);
+    if reserve >= window {
+        return Err(Exit::invalid(format!(
+            "error: --context-window {window} leaves no room: {reserve} tokens are kept for the reply"
+        )));
+    }
+    let model = StageModel {
+        name: args.model_name.clone(),
+        config,
+        api_key_env: args.api_key_env.clone(),
+        tokenizer: args.tokenizer.clone(),
+        tokenizer_hash: None,
+        budget: Budget { window, reserve },
+        policy: Policy::default(),
     };
     let container = match args.sandbox {
         Isolation::Podman | Isolation::Apptainer => {
-            let default = if args.sandbox == Isolation::Podman { "podman" } else { "apptainer" };
+            let default = args.sandbox.name();
             Some(ContainerSpec::new(args.container_program.as_deref().unwrap_or(default)))
         }
         _ => None,
     };
-    let spec = SandboxSpec { isolation: args.sandbox, container };
-    let sandbox = Sandbox::prepare(&spec, source.as_deref(), &task).map_err(|e| failed(e.to_string()))?;
-    let repo = sandbox.repo.to_string_lossy().into_owned();
-    let ctx = PromptContext {
-        repo: &repo,
-        repo_name: inst["repo"].as_str().unwrap_or(""),
-        instance_id: &task.instance_id,
-        problem_statement: inst["problem_statement"].as_str().unwrap_or(""),
-        instance: &inst,
-        params: &serde_json::Value::Null,
+    let workspace = Workspace {
+        sandbox: SandboxSpec { isolation: args.sandbox, container },
+        image: args.image.clone().unwrap_or_else(default_image),
+        repo: args.repo.as_ref().map(|r| r.to_string_lossy().into_owned()),
     };
-    let system = prompts::render(prompts::SYSTEM, &ctx).map_err(failed)?;
-    let instance_prompt = prompts::render(prompts::INSTANCE, &ctx).map_err(failed)?;
-    let counter = match &args.tokenizer {
-        Some(p) => TokenCounter::from_file(p).map_err(failed)?,
-        None => TokenCounter::Estimate,
+    let d = Limits::default();
+    let limits = RolloutLimits {
+        max_steps: args.max_steps.unwrap_or(d.max_steps),
+        wall_s: d.wall.as_secs(),
+        max_total_tokens: d.max_total_tokens,
+        max_format_errors: d.max_format_errors,
+        command_timeout_s: d.command_timeout.as_secs(),
     };
-    let mut config = ModelConfig::new(&args.model, &args.model_name);
-    config.api_key = args.api_key_env.as_ref().and_then(|v| std::env::var(v).ok());
-    config.temperature = args.temperature;
-    config.max_tokens = args.max_tokens;
-    let client = LlmClient::new(config).map_err(|e| failed(e.to_string()))?;
-    let env: Vec<(String, String)> = ["PATH", "HOME", "USER", "LANG", "LC_ALL"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
-    let spec = EpisodeSpec {
-        instance_id: &task.instance_id,
-        system,
-        task: instance_prompt,
-        limits: Limits { max_steps: args.max_steps, command_timeout: Duration::from_secs(120), ..Limits::default() },
-        budget: Budget { window: args.context_window, reserve: 2048.min(args.context_window / 4) },
-        policy: Policy::default(),
-        env,
+    let builtin = |p: (&str, &str)| PromptSource { name: p.0.to_string(), path: None };
+    Ok(RolloutSpec {
+        model,
+        serve: None,
+        attempts: 1,
+        parallel: 1,
+        workspace,
+        limits,
+        system_prompt: builtin(prompts::SYSTEM),
+        instance_prompt: builtin(prompts::INSTANCE),
         exclude: Vec::new(),
-        counter: Arc::new(counter),
-    };
+    })
+}
+
+pub fn agent(args: AgentArgs) -> Result<ExitCode, Exit> {
+    let inst = find_instance(&args.tasks, &args.instance)?;
+    let failed = |e: String| Exit::failed(format!("error: {e}"));
+    let spec = rollout_spec(&args)?;
+    let scratch = tempfile::tempdir().map_err(|e| failed(e.to_string()))?;
+    let workdir = std::env::current_dir().map_err(|e| failed(e.to_string()))?;
+    let env = shell_env_with(&[]);
+    let agent = Agent::with(&spec, workdir, serde_json::Value::Null, env, scratch.path().join("sources"))
+        .map_err(|e| failed(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    let t = runtime.block_on(run_observed(&client, &sandbox, spec, &print_turn));
+    let t = runtime.block_on(agent.episode_observed(&inst, &print_turn)).map_err(failed)?;
     println!(
         "═══ {:?} after {} steps, {} prompt + {} completion tokens, {} masked, {:.1}s ═══",
         t.exit_reason, t.steps, t.prompt_tokens, t.completion_tokens, t.masked, t.wall_s

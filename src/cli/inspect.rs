@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{build_plan, bytes, load, store_dir, Exit};
 use crate::dag::{Decision, Node, Plan};
+use crate::store::runs::{RunStatus, StageStatus};
 use crate::store::{gc, table, Manifest, Store, StoreLock};
 
 #[derive(Debug, Args)]
@@ -80,8 +81,8 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
     }
     .ok_or_else(|| Exit::failed("error: no run recorded in this store"))?;
     let mut run = run.clone();
-    if run.status == "running" && !alive(run.pid) {
-        run.status = "killed (the orchestrator died before finishing)".into();
+    if run.status == RunStatus::Running && !alive(run.pid) {
+        run.status = RunStatus::Killed;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&run).expect("plain data"));
@@ -119,7 +120,7 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
                 j.queued, j.running, j.done, j.failed, j.retried
             );
         }
-        if s.status == "failed" {
+        if s.status == StageStatus::Failed {
             if let Some(log) = &s.log {
                 println!("              log: {}", log.display());
             }

@@ -9,9 +9,7 @@ use clap::Args;
 use super::inspect::find_node;
 use super::{build_plan, load, store_dir, Exit};
 use crate::dag::Decision;
-use crate::exec::run::shard_count;
-use crate::exec::slurm::SlurmBackend;
-use crate::exec::Launch;
+use crate::exec::run::{prepare, shard_count};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -47,42 +45,34 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
         Some(s) => s.root.clone(),
         None => std::path::absolute(&dir).map_err(|e| Exit::failed(format!("error: {}: {e}", dir.display())))?,
     };
-    let staging = Store { root: root.clone() }.staging_dir(&key);
     let count = shard_count(node);
     if let Some((_, n)) = args.shard {
         if n != count {
             return Err(Exit::invalid(format!("error: --shard I/{n}: stage `{}` has {count} shards", node.stage)));
         }
     }
-    let mut launch = Launch::for_node(
-        0,
-        node,
-        &key,
-        staging.join("job.json"),
-        (0..count).collect(),
-        root.join("logs"),
-        String::new(),
-    );
-    // A served model that an upstream stage trained: its checkpoint, as the
-    // run will resolve it (the upstream artifact exists, or the key would
-    // not be known).
-    if let Some(store) = &store {
-        let upstream = |u: usize| match &plan.nodes[u].decision {
-            Decision::Cached { key, .. } => match store.lookup(key) {
-                crate::store::Lookup::Present(m) => Some(store.part_paths(&m)),
-                _ => None,
-            },
+    // Upstream artifacts as the run will find them: the key is known, so
+    // every upstream stage is in the store.
+    let shown = store.clone().unwrap_or(Store { root: root.clone() });
+    let upstream = |u: usize| match (&plan.nodes[u].decision, &store) {
+        (Decision::Cached { key, .. }, Some(store)) => match store.lookup(key) {
+            crate::store::Lookup::Present(m) => Some(store.part_paths(&m)),
             _ => None,
-        };
-        let job = crate::exec::run::build_job(node, &upstream, store, &key);
-        if let Ok(Some(serve)) = crate::exec::run::served_model(node, &job) {
-            launch.serve = Some(serve);
-        }
+        },
+        _ => None,
+    };
+    let index = plan.nodes.iter().position(|n| std::ptr::eq(n, node)).unwrap_or(0);
+    let mut prepared =
+        prepare(index, node, &key, &shown, &upstream, (0..count).collect(), root.join("logs"), String::new());
+    // A model an upstream stage trained is shown by its checkpoint when
+    // that is in the store; otherwise as the workflow names it.
+    if store.is_some() && prepared.resolve_serve(node).is_err() {
+        prepared.launch.serve = node.spec.kind.serve().cloned();
     }
     let exe = std::env::current_exe().map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?;
     let slurm = &loaded.variants[0].slurm;
     let exe = slurm.swestar.as_ref().map(PathBuf::from).unwrap_or(exe);
-    let mut script = SlurmBackend::script(&launch, slurm, &exe).map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let mut script = prepared.launch.script(slurm, &exe).map_err(|e| Exit::invalid(format!("error: {e}")))?;
     if let Some((i, _)) = args.shard {
         script = script.replace("${SLURM_ARRAY_TASK_ID:-0}", &format!("${{SLURM_ARRAY_TASK_ID:-{i}}}"));
     }

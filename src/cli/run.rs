@@ -90,7 +90,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         pid: std::process::id(),
         started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         finished: None,
-        status: "running".into(),
+        status: crate::store::runs::RunStatus::Running,
         executor: String::new(),
         polls: None,
         stages: core::initial_records(&plan),
@@ -153,7 +153,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         (outcome, reporter)
     });
     let outcome = outcome.map_err(|e| Exit::failed(format!("error: {e}")))?;
-    record.status = outcome.as_str().into();
+    record.status = outcome.into();
     record.finished = Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     let _ = store.write_run(&record);
 
@@ -175,7 +175,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         if r.interrupted > 0 {
             parts.push(format!("{} interrupted", r.interrupted));
         }
-        format!("run {}: {} ({secs:.1}s)", outcome.as_str(), parts.join(", "))
+        format!("run {}: {} ({secs:.1}s)", crate::store::runs::RunStatus::from(outcome), parts.join(", "))
     };
     eprintln!("{line}");
     if args.json {

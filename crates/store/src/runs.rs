@@ -17,8 +17,7 @@ pub struct RunRecord {
     pub pid: u32,
     pub started: String,
     pub finished: Option<String>,
-    /// running | succeeded | failed | interrupted
-    pub status: String,
+    pub status: RunStatus,
     /// local | slurm
     #[serde(default)]
     pub executor: String,
@@ -32,8 +31,7 @@ pub struct RunRecord {
 pub struct StageRecord {
     pub stage: String,
     pub variants: Vec<String>,
-    /// cached | committed | failed | skipped | interrupted | pending | not_selected
-    pub status: String,
+    pub status: StageStatus,
     pub key: Option<String>,
     pub reason: Option<String>,
     pub duration_s: Option<f64>,
@@ -42,6 +40,71 @@ pub struct StageRecord {
     /// SLURM: the stage's jobs and its shards' states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobsSummary>,
+}
+
+/// How a run stands. `Killed` is never written: it is what `running`
+/// means once the recorded orchestrator is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+    Killed,
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Killed => "killed (the orchestrator died before finishing)",
+        })
+    }
+}
+
+/// Where a stage of a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Outside the stages the run was asked for.
+    NotSelected,
+    /// To run, not started yet.
+    Pending,
+    /// Its artifact was already in the store.
+    Cached,
+    Running,
+    /// Ran and its artifact is in the store.
+    Committed,
+    Failed,
+    /// Not run because an upstream stage failed.
+    Skipped,
+    Interrupted,
+}
+
+impl StageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::NotSelected => "not_selected",
+            StageStatus::Pending => "pending",
+            StageStatus::Cached => "cached",
+            StageStatus::Running => "running",
+            StageStatus::Committed => "committed",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+            StageStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad` so that width flags line statuses up in tables.
+        f.pad(self.as_str())
+    }
 }
 
 /// A stage's jobs on a cluster (SLURM), for run records and `swestar status`.

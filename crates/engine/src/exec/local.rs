@@ -64,8 +64,7 @@ impl Backend for LocalBackend {
         if launch.serve.is_some() {
             // The same job script as on SLURM starts, watches and stops the
             // inference server around the stage body; bash runs it here.
-            let defaults = crate::workflow::SlurmSection::default();
-            let script = super::slurm::SlurmBackend::script(&launch, &defaults, &self.exe)?;
+            let script = launch.script(&crate::workflow::SlurmSection::default(), &self.exe)?;
             let path = launch.job_file.with_file_name("job.local.sh");
             crate::store::write_atomic(&path, script.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
             launch.script = Some(path);

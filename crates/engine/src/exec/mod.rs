@@ -7,6 +7,7 @@
 pub mod job;
 pub mod local;
 pub mod run;
+pub mod script;
 pub mod slurm;
 
 use std::future::Future;
@@ -95,12 +96,13 @@ pub enum Outcome {
     Interrupted,
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::Interrupted => "interrupted",
+impl From<Outcome> for crate::store::runs::RunStatus {
+    fn from(o: Outcome) -> crate::store::runs::RunStatus {
+        use crate::store::runs::RunStatus;
+        match o {
+            Outcome::Succeeded => RunStatus::Succeeded,
+            Outcome::Failed => RunStatus::Failed,
+            Outcome::Interrupted => RunStatus::Interrupted,
         }
     }
 }
@@ -160,6 +162,27 @@ impl Launch {
             log_dir,
             log_stem,
         }
+    }
+
+    /// The job script of this launch: what `sbatch` receives, and what
+    /// the local backend runs with bash when the stage serves a model.
+    pub fn script(&self, defaults: &crate::workflow::SlurmSection, exe: &Path) -> Result<String, String> {
+        let stage_dir = self.job_file.parent().unwrap_or(Path::new("."));
+        script::render(&script::ScriptInput {
+            stage: &self.stage,
+            key: &self.key,
+            shards: self.count,
+            workdir: &self.workdir,
+            stage_dir,
+            job_file: &self.job_file,
+            exe,
+            resources: &self.resources,
+            defaults,
+            template: self.template.as_deref(),
+            serve: self.serve.as_ref(),
+            allocation_launch: self.allocation_launch.as_deref(),
+        })
+        .map_err(|e| format!("template error: {e}"))
     }
 
     pub fn log(&self, shard: u32, ext: &str) -> PathBuf {

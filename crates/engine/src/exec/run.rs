@@ -15,7 +15,7 @@ use super::{Backend, Event, Launch, Outcome, RunOptions, ShardEvent};
 use crate::cache::CacheKey;
 use crate::dag::{Decision, Node, Plan, Reason};
 use crate::stages::{Job, JobInput};
-use crate::store::runs::{RunRecord, StageRecord};
+use crate::store::runs::{RunRecord, StageRecord, StageStatus};
 use crate::store::{CommitMeta, Lookup, Manifest, Refs, Store};
 use crate::workflow::TableFormat;
 
@@ -44,16 +44,16 @@ pub fn initial_records(plan: &Plan) -> Vec<StageRecord> {
         .iter()
         .map(|n| {
             let (status, key, reason) = match (&n.decision, n.selected) {
-                (_, false) => ("not_selected", n.key().map(|k| k.to_string()), None),
-                (Decision::Cached { key, .. }, _) => ("cached", Some(key.to_string()), None),
+                (_, false) => (StageStatus::NotSelected, n.key().map(|k| k.to_string()), None),
+                (Decision::Cached { key, .. }, _) => (StageStatus::Cached, Some(key.to_string()), None),
                 (Decision::Run { key, reasons }, _) => {
-                    ("pending", key.as_ref().map(|k| k.to_string()), Some(join(reasons)))
+                    (StageStatus::Pending, key.as_ref().map(|k| k.to_string()), Some(join(reasons)))
                 }
             };
             StageRecord {
                 stage: n.stage.clone(),
                 variants: n.variants.clone(),
-                status: status.to_string(),
+                status,
                 key,
                 reason,
                 duration_s: None,
@@ -96,6 +96,43 @@ pub fn served_model(node: &Node, job: &Job) -> Result<Option<crate::stages::comm
     let mut resolved = serve.clone();
     resolved.model_path = path.to_string();
     Ok(Some(resolved))
+}
+
+/// A node's job and its launch, prepared the one way both a run and
+/// `swestar render` use.
+pub struct Prepared {
+    pub job: Job,
+    pub launch: Launch,
+}
+
+/// Prepares a node's job (its inputs from `upstream`'s artifacts) and the
+/// launch of `shards` of it.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    index: usize,
+    node: &Node,
+    key: &CacheKey,
+    store: &Store,
+    upstream: &dyn Fn(usize) -> Option<Vec<PathBuf>>,
+    shards: Vec<u32>,
+    log_dir: PathBuf,
+    log_stem: String,
+) -> Prepared {
+    let job = build_job(node, upstream, store, key);
+    let job_file = store.staging_dir(key).join("job.json");
+    let launch = Launch::for_node(index, node, key, job_file, shards, log_dir, log_stem);
+    Prepared { job, launch }
+}
+
+impl Prepared {
+    /// Points the launch's server at the checkpoint an upstream stage
+    /// trained, when the stage serves one (see [`served_model`]).
+    pub fn resolve_serve(&mut self, node: &Node) -> Result<(), String> {
+        if let Some(serve) = served_model(node, &self.job)? {
+            self.launch.serve = Some(serve);
+        }
+        Ok(())
+    }
 }
 
 /// The job file of a node: what `swestar exec` runs.
@@ -209,7 +246,7 @@ impl Runner<'_> {
                     Some(Outcome::Interrupted) => "the run was interrupted".to_string(),
                     _ => "the run stopped after a failure (use --keep-going to go on)".to_string(),
                 };
-                self.record.stages[i].status = "skipped".into();
+                self.record.stages[i].status = StageStatus::Skipped;
                 self.record.stages[i].reason = Some(because.clone());
                 let _ = self.tx.send(Event::Skipped { node: i, label: self.plan.nodes[i].label(), because });
                 self.state[i] = State::Skipped;
@@ -242,7 +279,7 @@ impl Runner<'_> {
                     .find(|e| matches!(self.state[e.node], State::Failed | State::Skipped | State::Interrupted))
                 {
                     let because = format!("upstream {} did not finish", bad.stage);
-                    self.record.stages[i].status = "skipped".into();
+                    self.record.stages[i].status = StageStatus::Skipped;
                     self.record.stages[i].reason = Some(because.clone());
                     let _ = self.tx.send(Event::Skipped { node: i, label: node.label(), because });
                     self.state[i] = State::Skipped;
@@ -273,7 +310,7 @@ impl Runner<'_> {
                         set_refs(self.refs, node, &key);
                         let _ = store.write_refs(&plan.workflow, self.refs);
                         let rec = &mut self.record.stages[i];
-                        rec.status = "cached".into();
+                        rec.status = StageStatus::Cached;
                         rec.key = Some(key.to_string());
                         rec.reason = Some("upstream output unchanged (early cutoff)".into());
                         self.state[i] = State::Done(m);
@@ -301,23 +338,23 @@ impl Runner<'_> {
                 rec.key = Some(key.to_string());
                 rec.reason = Some(join(&reasons));
                 rec.log = Some(log_dir.join(format!("{log_stem}.err")));
-                let prepared = (|| -> Result<(PathBuf, Vec<u32>, Option<crate::stages::command::Serve>), String> {
+                let prepared = (|| -> Result<(Prepared, Vec<u32>), String> {
                     let done = store.begin(&key, count).map_err(|e| e.to_string())?;
                     let upstream = |u: usize| match &self.state[u] {
                         State::Done(m) => Some(store.part_paths(m)),
                         _ => None,
                     };
-                    let mut job = build_job(node, &upstream, store, &key);
+                    let pending = (0..count).filter(|s| !done.contains(s)).collect();
+                    let mut p = prepare(i, node, &key, store, &upstream, pending, log_dir.clone(), log_stem);
                     if !backend.exec_enforces_time_limit() {
-                        job.time_limit_s = None;
+                        p.job.time_limit_s = None;
                     }
-                    let serve = served_model(node, &job)?;
-                    let job_file = store.staging_dir(&key).join("job.json");
-                    super::write_job(&job_file, &job).map_err(|e| e.to_string())?;
+                    p.resolve_serve(node)?;
+                    super::write_job(&p.launch.job_file, &p.job).map_err(|e| e.to_string())?;
                     std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
-                    Ok((job_file, done, serve))
+                    Ok((p, done))
                 })();
-                let (job_file, done, serve) = match prepared {
+                let (prepared, done) = match prepared {
                     Ok(p) => p,
                     Err(error) => {
                         self.fail(i, error, String::new(), PathBuf::new());
@@ -333,7 +370,7 @@ impl Runner<'_> {
                     shards: count,
                     resumed: done.len() as u32,
                 });
-                self.record.stages[i].status = "running".into();
+                self.record.stages[i].status = StageStatus::Running;
                 let meta = CommitMeta {
                     key: key.clone(),
                     stage: node.stage.clone(),
@@ -358,10 +395,7 @@ impl Runner<'_> {
                     self.commit_node(i).await;
                     continue;
                 }
-                let mut launch =
-                    Launch::for_node(i, node, &key, job_file, pending.into_iter().collect(), log_dir, log_stem);
-                launch.serve = serve;
-                if let Err(error) = backend.launch(launch).await {
+                if let Err(error) = backend.launch(prepared.launch).await {
                     self.fail(i, error, String::new(), PathBuf::new());
                 }
             }
@@ -412,7 +446,7 @@ impl Runner<'_> {
             self.fail(i, error, tail, log);
         } else if *interrupted {
             self.state[i] = State::Interrupted;
-            self.record.stages[i].status = "interrupted".into();
+            self.record.stages[i].status = StageStatus::Interrupted;
             let _ = self.tx.send(Event::Interrupted { node: i, label: plan.nodes[i].label() });
         } else {
             self.commit_node(i).await;
@@ -449,7 +483,7 @@ impl Runner<'_> {
                 set_refs(self.refs, node, &key);
                 let _ = store.write_refs(&plan.workflow, self.refs);
                 let rec = &mut self.record.stages[i];
-                rec.status = "committed".into();
+                rec.status = StageStatus::Committed;
                 rec.duration_s = Some(manifest.duration_s);
                 rec.rows = Some(manifest.rows);
                 self.state[i] = State::Done(Box::new(manifest));
@@ -473,7 +507,7 @@ impl Runner<'_> {
         }
         self.state[i] = State::Failed;
         let rec = &mut self.record.stages[i];
-        rec.status = "failed".into();
+        rec.status = StageStatus::Failed;
         rec.reason = Some(error.clone());
         let _ = self.tx.send(Event::Failed { node: i, label, error, log_tail, log });
     }

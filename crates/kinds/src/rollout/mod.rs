@@ -259,6 +259,20 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(spec: &RolloutSpec, job: &Job, shard: &ShardRun) -> Result<Agent, StageError> {
+        let params = serde_json::to_value(&job.params).expect("plain data");
+        Agent::with(spec, job.workdir.clone(), params, shell_env(job), shard.tmp.join("sources"))
+    }
+
+    /// The agent of a rollout spec outside a stage (`swestar agent`):
+    /// relative repositories resolve against `workdir`, shells get `env`,
+    /// plain source trees are committed under `scratch`.
+    pub fn with(
+        spec: &RolloutSpec,
+        workdir: PathBuf,
+        params: Value,
+        env: Vec<(String, String)>,
+        scratch: PathBuf,
+    ) -> Result<Agent, StageError> {
         let config = spec.model.runtime_config(spec.serve.is_some())?;
         Ok(Agent {
             client: LlmClient::new(config).map_err(|e| StageError::Failed(e.to_string()))?,
@@ -268,10 +282,10 @@ impl Agent {
             }),
             system_t: spec.system_prompt.load(prompts::SYSTEM)?,
             instance_t: spec.instance_prompt.load(prompts::INSTANCE)?,
-            params: serde_json::to_value(&job.params).expect("plain data"),
-            env: shell_env(job),
-            sources: Sources::new(shard.tmp.join("sources")),
-            workdir: job.workdir.clone(),
+            params,
+            env,
+            sources: Sources::new(scratch),
+            workdir,
             spec: spec.clone(),
         })
     }
@@ -279,6 +293,21 @@ impl Agent {
     /// One episode on an instance row in a fresh sandbox. `Err`: the
     /// episode could not run or lost the model (not data: not recorded).
     pub async fn episode(&self, row: &Value) -> Result<Trajectory, String> {
+        let t = self.episode_observed(row, &|_| {}).await?;
+        if t.exit_reason == ExitReason::LlmError {
+            return Err(t.error.unwrap_or_default());
+        }
+        Ok(t)
+    }
+
+    /// One episode, each message shown to `observe` as it is added. `Err`:
+    /// the episode could not run; one that lost the model is returned as
+    /// it ended.
+    pub async fn episode_observed(
+        &self,
+        row: &Value,
+        observe: &(dyn Fn(&episode::Turn) + Sync),
+    ) -> Result<Trajectory, String> {
         let spec = &self.spec;
         let id = row["instance_id"].as_str().unwrap_or_default().to_string();
         let (system, task_prompt) =
@@ -295,12 +324,9 @@ impl Agent {
             exclude: spec.exclude.clone(),
             counter: self.counter.clone(),
         };
-        let t = episode::run(&self.client, &sandbox, ep).await;
+        let t = episode::run_observed(&self.client, &sandbox, ep, observe).await;
         // Removing a container takes a moment; not on the event loop.
         let _ = tokio::task::spawn_blocking(move || drop(sandbox)).await;
-        if t.exit_reason == ExitReason::LlmError {
-            return Err(t.error.unwrap_or_default());
-        }
         Ok(t)
     }
 }

@@ -126,11 +126,16 @@ pub fn render_field(what: &str, template: &str, row: &Value) -> Result<String, S
 /// The environment of shells in sandboxes: what a shell needs to find
 /// programs (as for command stages), plus the stage's declared variables.
 pub fn shell_env(job: &Job) -> Vec<(String, String)> {
+    shell_env_with(&job.env)
+}
+
+/// The shells' environment with `declared` variables besides the base ones.
+pub fn shell_env_with(declared: &[String]) -> Vec<(String, String)> {
     crate::command::BASE_ENV
         .iter()
         .filter(|k| !matches!(**k, "TERM" | "SHELL"))
         .map(|k| k.to_string())
-        .chain(job.env.iter().cloned())
+        .chain(declared.iter().cloned())
         .filter_map(|k| std::env::var(&k).ok().map(|v| (k, v)))
         .collect()
 }

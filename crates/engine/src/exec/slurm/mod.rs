@@ -7,7 +7,6 @@
 //! array tasks, up to `max_retries`, away from nodes that failed.
 
 pub mod poll;
-pub mod render;
 pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,30 +158,11 @@ impl SlurmBackend {
     }
 
     /// The job script of a launch, as `swestar render` prints it.
-    pub fn script(launch: &Launch, defaults: &SlurmSection, exe: &Path) -> Result<String, String> {
-        let stage_dir = launch.job_file.parent().unwrap_or(Path::new("."));
-        render::render(&render::ScriptInput {
-            stage: &launch.stage,
-            key: &launch.key,
-            shards: launch.count,
-            workdir: &launch.workdir,
-            stage_dir,
-            job_file: &launch.job_file,
-            exe,
-            resources: &launch.resources,
-            defaults,
-            template: launch.template.as_deref(),
-            serve: launch.serve.as_ref(),
-            allocation_launch: launch.allocation_launch.as_deref(),
-        })
-        .map_err(|e| format!("template error: {e}"))
-    }
-
     async fn submit(&mut self, node: usize, shards: &[u32]) -> Result<u64, String> {
         let t = self.tracked.get(&node).expect("tracked node");
         let l = &t.launch;
         for &s in shards {
-            let _ = std::fs::remove_file(render::exit_file(&t.stage_dir, s));
+            let _ = std::fs::remove_file(super::script::exit_file(&t.stage_dir, s));
         }
         let mut args = vec![
             "--parsable".to_string(),
@@ -276,7 +256,7 @@ impl SlurmBackend {
 
 impl Backend for SlurmBackend {
     async fn launch(&mut self, launch: Launch) -> Result<(), String> {
-        let script = Self::script(&launch, &self.defaults, &self.exe)?;
+        let script = launch.script(&self.defaults, &self.exe)?;
         let stage_dir = launch.job_file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let path = stage_dir.join("job.sbatch");
         crate::store::write_atomic(&path, script.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -353,7 +333,7 @@ impl Backend for SlurmBackend {
                 let mut finished = Vec::new();
                 for (&idx, sh) in t.shards.iter_mut() {
                     let task = states.get(&(sh.job, sh.array.then_some(idx)));
-                    let exit = std::fs::read_to_string(render::exit_file(&t.stage_dir, idx))
+                    let exit = std::fs::read_to_string(super::script::exit_file(&t.stage_dir, idx))
                         .ok()
                         .and_then(|s| s.trim().parse::<i32>().ok());
                     let seen = Seen {

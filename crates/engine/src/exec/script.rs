@@ -1,6 +1,7 @@
-//! Job scripts: a stage's SLURM resources (executor defaults overridden by
-//! the stage) and the minijinja template that turns them into the script
-//! `sbatch` receives. Built-in templates ship inside the binary; a stage
+//! Job scripts, one builder for both backends: a stage's SLURM resources
+//! (executor defaults overridden by the stage) and the minijinja template
+//! that turns them into the script `sbatch` receives, and that the local
+//! backend runs with bash for a stage that starts an inference server. Built-in templates ship inside the binary; a stage
 //! may name its own. Options that change per submission (job name, array
 //! spec, log paths, excluded nodes) go on sbatch's command line instead,
 //! so that `swestar render` prints exactly what is submitted.
@@ -17,9 +18,9 @@ use swestar_vocab::shell::shell_quote;
 
 /// The built-in templates: generic, and with an inference server.
 pub const GENERIC: (&str, &str) =
-    ("templates/slurm/generic.sh.j2", include_str!("../../../../../templates/slurm/generic.sh.j2"));
+    ("templates/slurm/generic.sh.j2", include_str!("../../../../templates/slurm/generic.sh.j2"));
 pub const SERVE: (&str, &str) =
-    ("templates/slurm/serve.sh.j2", include_str!("../../../../../templates/slurm/serve.sh.j2"));
+    ("templates/slurm/serve.sh.j2", include_str!("../../../../templates/slurm/serve.sh.j2"));
 
 #[derive(Debug, thiserror::Error)]
 #[error("{template}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
