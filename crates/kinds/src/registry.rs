@@ -2,22 +2,24 @@
 //! enum, the wire enum, the list of names, the dispatch and the schema.
 
 macro_rules! register {
-    ($($variant:ident => $spec:ty),* $(,)?) => {
+    ($($module:ident :: $spec:ident as $variant:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
         /// The closed set of stage kinds, with each stage's validated spec.
         /// Serialized (in job files) with its `kind` name as the tag.
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(tag = "kind", rename_all = "snake_case")]
         pub enum StageKind {
-            $($variant(Box<$spec>),)*
+            $($variant(Box<$module::$spec>),)*
         }
 
         /// A stage table's own keys, read by the kind that `kind` names.
         pub enum KindWire {
-            $($variant(Box<<$spec as $crate::api::Kind>::Wire>),)*
+            $($variant(Box<<$module::$spec as $crate::api::Kind>::Wire>),)*
         }
 
         /// Every kind's name, in registration order.
-        pub const KINDS: &[&str] = &[$(<$spec as $crate::api::Kind>::NAME,)*];
+        pub const KINDS: &[&str] = &[$(<$module::$spec as $crate::api::Kind>::NAME,)*];
 
         impl KindWire {
             /// Reads the own keys of a stage of kind `kind`; `None` for an
@@ -27,8 +29,8 @@ macro_rules! register {
                 source: &mut S,
             ) -> Option<Result<KindWire, S::Error>> {
                 $(
-                    if kind == <$spec as $crate::api::Kind>::NAME {
-                        let wire = <<$spec as $crate::api::Kind>::Wire as $crate::api::FromStage>::from_stage(source);
+                    if kind == <$module::$spec as $crate::api::Kind>::NAME {
+                        let wire = <<$module::$spec as $crate::api::Kind>::Wire as $crate::api::FromStage>::from_stage(source);
                         return Some(wire.map(|w| KindWire::$variant(Box::new(w))));
                     }
                 )*
@@ -38,7 +40,7 @@ macro_rules! register {
             pub fn validate(self, settings: &mut $crate::api::Settings<'_>) -> StageKind {
                 match self {
                     $(KindWire::$variant(w) => {
-                        StageKind::$variant(Box::new(<$spec as $crate::api::Kind>::validate(*w, settings)))
+                        StageKind::$variant(Box::new(<$module::$spec as $crate::api::Kind>::validate(*w, settings)))
                     })*
                 }
             }
@@ -46,11 +48,11 @@ macro_rules! register {
 
         impl StageKind {
             pub fn name(&self) -> &'static str {
-                match self { $(StageKind::$variant(_) => <$spec as $crate::api::Kind>::NAME,)* }
+                match self { $(StageKind::$variant(_) => <$module::$spec as $crate::api::Kind>::NAME,)* }
             }
 
             pub fn impl_version(&self) -> u32 {
-                match self { $(StageKind::$variant(_) => <$spec as $crate::api::Kind>::VERSION,)* }
+                match self { $(StageKind::$variant(_) => <$module::$spec as $crate::api::Kind>::VERSION,)* }
             }
 
             pub fn definition(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
@@ -86,7 +88,7 @@ macro_rules! register {
         #[serde(tag = "kind", rename_all = "snake_case")]
         #[allow(dead_code, clippy::large_enum_variant)]
         pub enum StageSchema {
-            $($variant($crate::api::StageTable<<$spec as $crate::api::Kind>::Wire>),)*
+            $($variant($crate::api::StageTable<<$module::$spec as $crate::api::Kind>::Wire>),)*
         }
 
         #[cfg(test)]
@@ -98,7 +100,7 @@ macro_rules! register {
             fn tags_are_the_kinds_names() {
                 $(
                     let tag = serde_json::to_value(StageKindTag::$variant).unwrap();
-                    assert_eq!(tag, serde_json::json!(<$spec as $crate::api::Kind>::NAME));
+                    assert_eq!(tag, serde_json::json!(<$module::$spec as $crate::api::Kind>::NAME));
                 )*
             }
 

@@ -12,7 +12,7 @@
 //! `problem_statement` filled, `synthesis_prompt_hash` (blake3 of the
 //! rendered messages) and `synthesis_model`. Instances are processed
 //! concurrently and recorded in order, so a killed shard resumes (see
-//! [`super::ordered`]); a lost model endpoint fails the shard at that
+//! [`crate::support::rowwise`]); a lost model endpoint fails the shard at that
 //! instance.
 
 mod settings;
@@ -25,7 +25,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::ordered::{self, Progress};
+use super::rowwise::{self, LogOrder, RowWork};
 use super::testrun::{last_lines, run_test_cmd, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
 use crate::agent::llm::{LlmClient, Message};
@@ -91,48 +91,58 @@ impl Kind for IssueSynthesisSpec {
     }
 
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
-        let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
-        let table = rows::Table::open(&input.paths, input.format)?;
-        let (lo, hi) = crate::store::shard::shard_range(table.rows() as usize, shard.index, shard.count);
-        let schema = output_schema(&super::test_filter::input_schema(&input.paths, input.format)?);
-        let log_path = job.stage_dir.join(format!("issue_synthesis-{:05}.jsonl", shard.index));
-        let mut progress = Progress::open(&log_path)?;
-        eprintln!(
-            "issue_synthesis: shard {}/{}: instances {lo}..{hi}, {} already done, {} at once",
-            shard.index, shard.count, progress.done, self.parallel
-        );
-        let start = lo as u64 + progress.done;
-        if start < hi as u64 {
-            let prompts = Arc::new(self.load_prompts(job)?);
-            let client = Arc::new(self.client()?);
-            self.workspace.sweep("issue_synthesis");
-            shard.cancel.handle_in_process();
-            let runtime = super::runtime(shard)?;
-            let spec = Arc::new(self.clone());
-            let sources = Arc::new(Sources::new(shard.tmp.join("sources")));
-            let env = Arc::new(shell_env(job));
-            let workdir = Arc::new(job.workdir.clone());
-            let work = |_index: u64, row: Value| {
-                let (spec, sources, env, workdir, prompts, client) =
-                    (spec.clone(), sources.clone(), env.clone(), workdir.clone(), prompts.clone(), client.clone());
-                async move { spec.synthesize(row, &client, &prompts, &workdir, &sources, &env).await }
-            };
-            runtime.block_on(ordered::run(
-                table.read(start, hi as u64),
-                self.parallel as usize,
-                &mut progress,
-                shard.cancel,
-                work,
-            ))?;
-        }
-        let kept = progress.write_merged(table.read(lo as u64, hi as u64), &shard.output, schema)?;
-        eprintln!(
-            "issue_synthesis: shard {}: {kept} of {} instances have a problem statement, {} dropped",
-            shard.index,
-            progress.done,
-            progress.done - kept
-        );
-        Ok(())
+        rowwise::drive(self, job, shard)
+    }
+}
+
+/// What every instance's synthesis in a shard shares.
+pub struct Synthesis {
+    spec: IssueSynthesisSpec,
+    client: LlmClient,
+    prompts: Prompts,
+    sources: Sources,
+    env: Vec<(String, String)>,
+    workdir: std::path::PathBuf,
+}
+
+impl RowWork for IssueSynthesisSpec {
+    const NAME: &'static str = "issue_synthesis";
+    const INPUT: &'static str = "instances";
+    const NOUN: &'static str = "instances";
+    const UNIT: &'static str = "instance";
+    const ORDER: LogOrder = LogOrder::Ordered;
+    type Shared = Synthesis;
+
+    fn parallel(&self) -> u32 {
+        self.parallel
+    }
+
+    fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    fn schema(&self, job: &Job) -> Result<SchemaRef, StageError> {
+        let input = job.inputs.get(Self::INPUT).ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
+        Ok(output_schema(&super::test_filter::input_schema(&input.paths, input.format)?))
+    }
+
+    fn shared(&self, job: &Job, shard: &ShardRun) -> Result<Synthesis, StageError> {
+        Ok(Synthesis {
+            spec: self.clone(),
+            prompts: self.load_prompts(job)?,
+            client: self.client()?,
+            sources: Sources::new(shard.tmp.join("sources")),
+            env: shell_env(job),
+            workdir: job.workdir.clone(),
+        })
+    }
+
+    async fn work(s: Arc<Synthesis>, row: Value, _unit: u32) -> Result<Option<String>, String> {
+        s.spec.synthesize(row, &s.client, &s.prompts, &s.workdir, &s.sources, &s.env).await
+    }
+
+    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
+        format!("{rows_out} of {rows_in} instances have a problem statement, {} dropped", rows_in - rows_out)
     }
 }
 

@@ -23,17 +23,16 @@
 pub mod settings;
 pub use settings::RolloutStage;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, Write};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema};
-use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::rowwise::{self, LogOrder, RowWork};
 use super::workspace::{shell_env, Sources, Workspace};
 use crate::agent::episode::{self, EpisodeSpec, ExitReason, Limits, Trajectory};
 use crate::agent::llm::LlmClient;
@@ -41,7 +40,6 @@ use crate::agent::prompts::{self, PromptContext};
 use crate::agent::sandbox::Sandbox;
 use crate::agent::tokens::TokenCounter;
 use crate::api::{serve_key, Job, Kind, PromptSource, Settings, ShardRun, StageError, StageModel};
-use crate::store::table;
 use swestar_vocab::serve::Serve;
 
 /// Names the scaffold in every trajectory row; bumped with `VERSION`.
@@ -109,100 +107,49 @@ impl Kind for RolloutSpec {
     }
 
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
-        let rows = read_instances(job)?;
-        let (lo, hi) = crate::store::shard::shard_range(rows.len(), shard.index, shard.count);
-        let log_path = job.stage_dir.join(format!("rollout-{:05}.jsonl", shard.index));
-        let done = read_log(&log_path)?;
-        let mut todo = Vec::new();
-        for (i, row) in rows.iter().enumerate().take(hi).skip(lo) {
-            let id = instance_id(row, i)?;
-            for attempt in 0..self.attempts {
-                if !done.contains(&(id.clone(), attempt)) {
-                    todo.push((i, attempt));
-                }
-            }
-        }
-        let total = (hi - lo) * self.attempts as usize;
-        eprintln!(
-            "rollout: shard {}/{}: instances {lo}..{hi}, {} episodes, {} already done, {} at once",
-            shard.index,
-            shard.count,
-            total,
-            total - todo.len(),
-            self.parallel
-        );
-        if !todo.is_empty() {
-            self.workspace.sweep("rollout");
-            shard.cancel.handle_in_process();
-            let runtime = super::runtime(shard)?;
-            let failures = runtime.block_on(self.run_episodes(job, shard, &rows, todo, &log_path))?;
-            if !failures.is_empty() {
-                let first = &failures[0];
-                return Err(StageError::Failed(format!(
-                    "{} episode(s) could not run and were not recorded (a rerun retries them); first: {} attempt {}: {}",
-                    failures.len(),
-                    first.0,
-                    first.1,
-                    first.2
-                )));
-            }
-        }
-        write_output(&log_path, &rows[lo..hi], &shard.output)
+        rowwise::drive(self, job, shard)
     }
 }
 
-/// One infrastructure failure: instance, attempt, what happened.
-type Failure = (String, u32, String);
+impl RowWork for RolloutSpec {
+    const NAME: &'static str = "rollout";
+    const INPUT: &'static str = "instances";
+    const NOUN: &'static str = "instances";
+    const UNIT: &'static str = "episode";
+    const ORDER: LogOrder = LogOrder::Keyed;
+    type Shared = Agent;
 
-impl RolloutSpec {
-    async fn run_episodes(
-        &self,
-        job: &Job,
-        shard: &ShardRun,
-        rows: &[Value],
-        todo: Vec<(usize, u32)>,
-        log_path: &Path,
-    ) -> Result<Vec<Failure>, StageError> {
-        let agent = Arc::new(Agent::new(self, job, shard)?);
-        let log = Arc::new(tokio::sync::Mutex::new(Log::open(log_path)?));
-        let permits = Arc::new(tokio::sync::Semaphore::new(self.parallel.max(1) as usize));
-        let mut tasks: tokio::task::JoinSet<Result<(), Failure>> = tokio::task::JoinSet::new();
-        for (i, attempt) in todo {
-            let row = rows[i].clone();
-            let (agent, permits, log) = (agent.clone(), permits.clone(), log.clone());
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("never closed");
-                let id = row["instance_id"].as_str().unwrap_or_default().to_string();
-                let t = agent.episode(&row).await.map_err(|e| (id.clone(), attempt, e))?;
-                let line = row_json(&t, attempt, &agent.spec.model.config.model);
-                log.lock().await.append(&line).map_err(|e| (id.clone(), attempt, format!("progress log: {e}")))?;
-                Ok(())
-            });
-        }
-        let mut failures = Vec::new();
-        loop {
-            let next = tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await;
-            match next {
-                Ok(None) => break,
-                Ok(Some(Ok(Ok(())))) => {}
-                Ok(Some(Ok(Err(f)))) => {
-                    eprintln!("rollout: {} attempt {}: {}", f.0, f.1, f.2);
-                    failures.push(f);
-                }
-                Ok(Some(Err(e))) => failures.push(("?".into(), 0, format!("episode task: {e}"))),
-                Err(_) => {}
-            }
-            if shard.cancel.requested() {
-                // Dropping the episodes closes their shells and removes
-                // their containers; what finished is in the log.
-                tasks.shutdown().await;
-                return Err(StageError::Terminated);
-            }
-        }
-        failures.sort();
-        Ok(failures)
+    fn parallel(&self) -> u32 {
+        self.parallel
     }
 
+    fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    fn units(&self) -> u32 {
+        self.attempts
+    }
+
+    fn schema(&self, _job: &Job) -> Result<arrow::datatypes::SchemaRef, StageError> {
+        Ok(Arc::new(schema()))
+    }
+
+    fn shared(&self, job: &Job, shard: &ShardRun) -> Result<Agent, StageError> {
+        Agent::new(self, job, shard)
+    }
+
+    async fn work(agent: Arc<Agent>, row: Value, attempt: u32) -> Result<Option<String>, String> {
+        let t = agent.episode(&row).await?;
+        Ok(Some(row_json(&t, attempt, &agent.spec.model.config.model)))
+    }
+
+    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
+        format!("{rows_out} trajectories of {rows_in} instances")
+    }
+}
+
+impl RolloutSpec {
     fn episode_limits(&self) -> Limits {
         let l = &self.limits;
         Limits {
@@ -338,78 +285,6 @@ fn render_with_repo(text: &str, sandbox: &Sandbox) -> String {
     text.replace(REPO_MARK, &sandbox.repo.to_string_lossy())
 }
 
-/// The rows of the `instances` input, as JSON objects (an instances
-/// table is small next to the trajectories made from it).
-fn read_instances(job: &Job) -> Result<Vec<Value>, StageError> {
-    let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
-    Ok(crate::store::rows::read_all(&input.paths, input.format)?)
-}
-
-fn instance_id(row: &Value, i: usize) -> Result<String, StageError> {
-    row.get("instance_id")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| StageError::Failed(format!("instances row {i} has no `instance_id` string")))
-}
-
-/// The shard's progress log, opened for appending.
-struct Log {
-    file: std::fs::File,
-}
-
-impl Log {
-    fn open(path: &Path) -> Result<Log, StageError> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|source| StageError::Io { path: path.to_path_buf(), source })?;
-        Ok(Log { file })
-    }
-
-    /// One row, on disk before this returns.
-    fn append(&mut self, row: &str) -> std::io::Result<()> {
-        let mut line = row.to_string();
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.file.sync_data()
-    }
-}
-
-/// The (instance, attempt) pairs a progress log holds. A torn last line
-/// (the process died while writing it) is cut off, so appends continue
-/// after the last whole row.
-fn read_log(path: &Path) -> Result<HashSet<(String, u32)>, StageError> {
-    let io = |source| StageError::Io { path: path.to_path_buf(), source };
-    let mut done = HashSet::new();
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
-        Err(e) => return Err(io(e)),
-    };
-    let mut reader = std::io::BufReader::new(file);
-    let mut good = 0u64;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(io)?;
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        let Ok(row) = serde_json::from_str::<Value>(&line) else { break };
-        let (Some(id), Some(attempt)) = (row["instance_id"].as_str(), row["attempt"].as_u64()) else { break };
-        done.insert((id.to_string(), attempt as u32));
-        good += n as u64;
-    }
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if good < len {
-        eprintln!("rollout: {}: dropping {} bytes of a torn last row", path.display(), len - good);
-        std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(good)).map_err(io)?;
-    }
-    Ok(done)
-}
-
 /// A trajectory as a row of the output table.
 pub fn row_json(t: &Trajectory, attempt: u32, model: &str) -> String {
     let mut v = serde_json::to_value(t).expect("plain data");
@@ -445,66 +320,4 @@ pub fn schema() -> Schema {
         Field::new("masked", DataType::UInt32, false),
         Field::new("recompute_tokens", DataType::UInt64, false),
     ])
-}
-
-/// The log's rows in instance order (then attempt), as Parquet.
-fn write_output(log_path: &Path, rows: &[Value], output: &Path) -> Result<(), StageError> {
-    fn io(p: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
-        move |source| StageError::Io { path: p.to_path_buf(), source }
-    }
-    let order: HashMap<&str, usize> =
-        rows.iter().enumerate().filter_map(|(i, r)| Some((r.get("instance_id")?.as_str()?, i))).collect();
-    let text = match std::fs::read_to_string(log_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io(log_path)(e)),
-    };
-    let mut lines: Vec<((usize, u64), &str)> = Vec::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| StageError::Failed(format!("{}: damaged row: {e}", log_path.display())))?;
-        let pos = v["instance_id"].as_str().and_then(|id| order.get(id)).copied().unwrap_or(usize::MAX);
-        lines.push(((pos, v["attempt"].as_u64().unwrap_or(0)), line));
-    }
-    lines.sort_by_key(|(k, _)| *k);
-    lines.dedup_by_key(|(k, _)| *k);
-    let schema = Arc::new(schema());
-    let file = std::fs::File::create(output).map_err(io(output))?;
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(table::writer_properties()))
-        .map_err(|e| StageError::Failed(format!("{}: {e}", output.display())))?;
-    for chunk in lines.chunks(256) {
-        let mut buf = Vec::new();
-        for (_, l) in chunk {
-            buf.extend_from_slice(l.as_bytes());
-            buf.push(b'\n');
-        }
-        let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
-            .build_decoder()
-            .map_err(|e| StageError::Failed(e.to_string()))?;
-        decoder.decode(&buf).map_err(|e| StageError::Failed(format!("{}: {e}", log_path.display())))?;
-        if let Some(batch) = decoder.flush().map_err(|e| StageError::Failed(e.to_string()))? {
-            writer.write(&batch).map_err(|e| StageError::Failed(format!("{}: {e}", output.display())))?;
-        }
-    }
-    writer.close().map_err(|e| StageError::Failed(format!("{}: {e}", output.display())))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_torn_last_row_is_cut_and_whole_rows_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("rollout-00000.jsonl");
-        std::fs::write(&log, "{\"instance_id\":\"a\",\"attempt\":0}\n{\"instance_id\":\"a\",\"attempt\":1}\n{\"instance_id\":\"b\",\"att").unwrap();
-        let done = read_log(&log).unwrap();
-        assert_eq!(done, HashSet::from([("a".to_string(), 0), ("a".to_string(), 1)]));
-        let text = std::fs::read_to_string(&log).unwrap();
-        assert!(text.ends_with("\"attempt\":1}\n"), "{text}");
-        let mut l = Log::open(&log).unwrap();
-        l.append("{\"instance_id\":\"b\",\"attempt\":0}").unwrap();
-        assert_eq!(read_log(&log).unwrap().len(), 3);
-    }
 }

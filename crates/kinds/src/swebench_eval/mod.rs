@@ -14,26 +14,26 @@
 //! the run: instances, the resolved rate under the protocol, and the
 //! unbiased Pass@k for every k up to the samples per instance.
 //! Instances are worked on concurrently and logged in order (see
-//! [`super::ordered`]); an episode that loses the model fails the shard at
+//! [`crate::support::rowwise`]); an episode that loses the model fails the shard at
 //! that instance and a rerun resumes there.
 
 mod settings;
 pub use settings::EvalStage;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::ordered::{self, Progress};
+use super::rowwise::{self, LogOrder, RowWork};
+use super::workspace::Workspace;
 use super::rollout::{Agent, RolloutSpec};
 use super::testrun::{test_patch, TestSettings};
 use crate::api::{Job, Kind, Settings, ShardRun, StageError};
-use crate::store::rows::{self, RowWriter};
+use crate::store::rows;
 use crate::swebench::specs::pass_at_k;
 use swestar_vocab::serve::Serve;
 
@@ -89,44 +89,7 @@ impl Kind for EvalSpec {
     }
 
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
-        let input = job.inputs.get("instances").ok_or_else(|| StageError::Failed("no `instances` input".into()))?;
-        let table = rows::Table::open(&input.paths, input.format)?;
-        let (lo, hi) = crate::store::shard::shard_range(table.rows() as usize, shard.index, shard.count);
-        let log_path = job.stage_dir.join(format!("swebench_eval-{:05}.jsonl", shard.index));
-        let mut progress = Progress::open(&log_path)?;
-        eprintln!(
-            "swebench_eval: shard {}/{}: instances {lo}..{hi}, {} already done, {} at once",
-            shard.index, shard.count, progress.done, self.agent.parallel
-        );
-        let start = lo as u64 + progress.done;
-        if start < hi as u64 {
-            self.agent.workspace.sweep("swebench_eval");
-            shard.cancel.handle_in_process();
-            let runtime = super::runtime(shard)?;
-            let agent = Arc::new(Agent::new(&self.agent, job, shard)?);
-            let spec = Arc::new(self.clone());
-            let work = |_index: u64, row: Value| {
-                let (spec, agent) = (spec.clone(), agent.clone());
-                async move { spec.instance(&agent, row).await }
-            };
-            let reader = table.read(start, hi as u64);
-            runtime.block_on(ordered::run(reader, self.agent.parallel as usize, &mut progress, shard.cancel, work))?;
-        }
-        // Each log line holds an instance's attempts.
-        let io = |source| StageError::Io { path: log_path.clone(), source };
-        let mut w = RowWriter::create(&shard.output, Arc::new(schema()))?;
-        let mut lines = std::io::BufReader::new(std::fs::File::open(&log_path).map_err(io)?);
-        let mut line = String::new();
-        while lines.read_line(&mut line).map_err(io)? > 0 {
-            let attempts: Value = serde_json::from_str(&line)
-                .map_err(|e| StageError::Failed(format!("{}: damaged line: {e}", log_path.display())))?;
-            for a in attempts.as_array().into_iter().flatten() {
-                w.push(a)?;
-            }
-            line.clear();
-        }
-        w.finish()?;
-        Ok(())
+        rowwise::drive(self, job, shard)
     }
 
     fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
@@ -149,6 +112,53 @@ impl Kind for EvalSpec {
             }
         }
         Ok(summary(self.protocol, per.values().copied()))
+    }
+}
+
+/// What every instance's evaluation in a shard shares.
+pub struct Evaluation {
+    spec: EvalSpec,
+    agent: Agent,
+}
+
+impl RowWork for EvalSpec {
+    const NAME: &'static str = "swebench_eval";
+    const INPUT: &'static str = "instances";
+    const NOUN: &'static str = "instances";
+    const UNIT: &'static str = "instance";
+    const ORDER: LogOrder = LogOrder::Ordered;
+    type Shared = Evaluation;
+
+    fn parallel(&self) -> u32 {
+        self.agent.parallel
+    }
+
+    fn workspace(&self) -> &Workspace {
+        &self.agent.workspace
+    }
+
+    fn schema(&self, _job: &Job) -> Result<SchemaRef, StageError> {
+        Ok(Arc::new(schema()))
+    }
+
+    fn shared(&self, job: &Job, shard: &ShardRun) -> Result<Evaluation, StageError> {
+        Ok(Evaluation { spec: self.clone(), agent: Agent::new(&self.agent, job, shard)? })
+    }
+
+    async fn work(e: Arc<Evaluation>, row: Value, _unit: u32) -> Result<Option<String>, String> {
+        e.spec.instance(&e.agent, row).await
+    }
+
+    /// Each log line holds an instance's attempts, one output row each.
+    fn output(&self, _input: Value, logged: Value) -> Result<Vec<Value>, String> {
+        match logged {
+            Value::Array(attempts) => Ok(attempts),
+            _ => Err("a line is not a list of attempts".into()),
+        }
+    }
+
+    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
+        format!("{rows_out} attempts on {rows_in} instances")
     }
 }
 

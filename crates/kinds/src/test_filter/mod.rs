@@ -10,7 +10,7 @@
 //! output is the trajectories' columns plus `applied`, `evaluated`,
 //! `resolved`, `resolution`, `tests` (name, group, status per expected
 //! test), `test_error` and `test_wall_s`. Rows are logged in order as they
-//! are graded (see [`super::ordered`]), so a killed shard resumes where
+//! are graded (see [`crate::support::rowwise`]), so a killed shard resumes where
 //! it stopped.
 
 mod settings;
@@ -23,12 +23,11 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::ordered::{self, Progress};
+use super::rowwise::{self, LogOrder, RowWork};
 use super::testrun::{test_patch, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
 use crate::api::{Job, Kind, Settings, ShardRun, StageError};
 use crate::store::rows;
-use crate::store::shard::shard_range;
 use crate::store::TableFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -126,39 +125,56 @@ impl Kind for TestFilterSpec {
     }
 
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
-        let input =
-            job.inputs.get("trajectories").ok_or_else(|| StageError::Failed("no `trajectories` input".into()))?;
-        let instances = Arc::new(instances_by_id(job)?);
-        let table = rows::Table::open(&input.paths, input.format)?;
-        let total = table.rows();
-        let (lo, hi) = shard_range(total as usize, shard.index, shard.count);
-        let schema = output_schema(&input_schema(&input.paths, input.format)?);
-        let log_path = job.stage_dir.join(format!("test_filter-{:05}.jsonl", shard.index));
-        let mut progress = Progress::open(&log_path)?;
-        eprintln!(
-            "test_filter: shard {}/{}: trajectories {lo}..{hi}, {} already graded, {} at once",
-            shard.index, shard.count, progress.done, self.parallel
-        );
-        let start = lo as u64 + progress.done;
-        if start < hi as u64 {
-            self.workspace.sweep("test_filter");
-            shard.cancel.handle_in_process();
-            let reader = table.read(start, hi as u64);
-            let runtime = super::runtime(shard)?;
-            let spec = Arc::new(self.clone());
-            let sources = Arc::new(Sources::new(shard.tmp.join("sources")));
-            let env = Arc::new(shell_env(job));
-            let workdir = Arc::new(job.workdir.clone());
-            let work = |_index: u64, row: Value| {
-                let (spec, sources, env, workdir, instances) =
-                    (spec.clone(), sources.clone(), env.clone(), workdir.clone(), instances.clone());
-                async move { spec.grade(row, &instances, &workdir, &sources, &env).await }
-            };
-            runtime.block_on(ordered::run(reader, self.parallel as usize, &mut progress, shard.cancel, work))?;
-        }
-        let kept = progress.write_merged(table.read(lo as u64, hi as u64), &shard.output, schema)?;
-        eprintln!("test_filter: shard {}: kept {kept} of {} trajectories", shard.index, progress.done);
-        Ok(())
+        rowwise::drive(self, job, shard)
+    }
+}
+
+/// What every trajectory's grading in a shard shares.
+pub struct Grading {
+    spec: TestFilterSpec,
+    instances: HashMap<String, Value>,
+    sources: Sources,
+    env: Vec<(String, String)>,
+    workdir: std::path::PathBuf,
+}
+
+impl RowWork for TestFilterSpec {
+    const NAME: &'static str = "test_filter";
+    const INPUT: &'static str = "trajectories";
+    const NOUN: &'static str = "trajectories";
+    const UNIT: &'static str = "test run";
+    const ORDER: LogOrder = LogOrder::Ordered;
+    type Shared = Grading;
+
+    fn parallel(&self) -> u32 {
+        self.parallel
+    }
+
+    fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    fn schema(&self, job: &Job) -> Result<SchemaRef, StageError> {
+        let input = job.inputs.get(Self::INPUT).ok_or_else(|| StageError::Failed("no `trajectories` input".into()))?;
+        Ok(output_schema(&input_schema(&input.paths, input.format)?))
+    }
+
+    fn shared(&self, job: &Job, shard: &ShardRun) -> Result<Grading, StageError> {
+        Ok(Grading {
+            spec: self.clone(),
+            instances: instances_by_id(job)?,
+            sources: Sources::new(shard.tmp.join("sources")),
+            env: shell_env(job),
+            workdir: job.workdir.clone(),
+        })
+    }
+
+    async fn work(g: Arc<Grading>, row: Value, _unit: u32) -> Result<Option<String>, String> {
+        g.spec.grade(row, &g.instances, &g.workdir, &g.sources, &g.env).await
+    }
+
+    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
+        format!("kept {rows_out} of {rows_in} trajectories")
     }
 }
 

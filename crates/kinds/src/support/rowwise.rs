@@ -1,0 +1,403 @@
+//! The row driver of the row-wise kinds (issue_synthesis, test_filter,
+//! swebench_eval, rollout): a kind says what one unit of work on one input
+//! row is ([`RowWork`]); [`drive`] does the rest the same way for all of
+//! them: the shard's row range, the progress log and resuming from it,
+//! the workspace clean-up, the runtime, concurrency, cancellation, and the
+//! shard's Parquet file.
+//!
+//! Slow per-row work may fail for reasons outside the data (a sandbox, a
+//! model endpoint). Such a failure is never recorded: how the shard goes
+//! on depends on the kind's [`LogOrder`]:
+//!
+//! - `Ordered`: results are logged in input order, so a failed row stops
+//!   the shard there (the rows already running finish, their results
+//!   discarded: they come after the gap) and a rerun starts again at it.
+//! - `Keyed`: units are logged as they finish (a rollout's episodes, by
+//!   instance and attempt); the others go on, the shard fails afterwards
+//!   naming the failed ones, and a rerun runs just those.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use serde_json::Value;
+use swestar_vocab::supervise::Cancel;
+
+use super::log::{Keyed, Ordered};
+use super::workspace::Workspace;
+use crate::store::rows::{self, RowReader, RowWriter};
+use crate::store::shard::shard_range;
+use crate::{Job, ShardRun, StageError};
+
+/// How a kind's progress is logged (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOrder {
+    Ordered,
+    Keyed,
+}
+
+/// One row-wise kind's work.
+pub trait RowWork: Sized + Send + Sync + 'static {
+    /// Names the kind in messages and its progress log (`<NAME>-00007.jsonl`).
+    const NAME: &'static str;
+    /// The input whose rows are worked on.
+    const INPUT: &'static str;
+    /// What the input's rows are, in messages ("instances").
+    const NOUN: &'static str;
+    /// What one unit of work is, in messages ("episode").
+    const UNIT: &'static str;
+    const ORDER: LogOrder;
+    /// What every row's work in a shard shares (a model client, prompts,
+    /// host repositories), made once before any row starts.
+    type Shared: Send + Sync + 'static;
+
+    /// Units at once.
+    fn parallel(&self) -> u32;
+    /// Where the work's sandboxes come from (swept of leftovers first).
+    fn workspace(&self) -> &Workspace;
+    /// Units of work per input row (a rollout's attempts); `Keyed` only.
+    fn units(&self) -> u32 {
+        1
+    }
+    /// The shard's output schema.
+    fn schema(&self, job: &Job) -> Result<SchemaRef, StageError>;
+    fn shared(&self, job: &Job, shard: &ShardRun) -> Result<Self::Shared, StageError>;
+    /// One unit on one row. `Ordered`: the fields the work adds to the
+    /// row, as a JSON object, or `None` to drop the row. `Keyed`: the
+    /// output row, naming its `instance_id` and `attempt` (= `unit`).
+    /// `Err`: the work could not be done (not data: not recorded).
+    fn work(
+        shared: Arc<Self::Shared>,
+        row: Value,
+        unit: u32,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send + 'static;
+    /// `Ordered`: the output rows of an input row and its log line (by
+    /// default the row with the line's fields added).
+    fn output(&self, input: Value, logged: Value) -> Result<Vec<Value>, String> {
+        merge(input, logged)
+    }
+    /// What the shard's log says at the end, given input rows and output rows.
+    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
+        format!("{rows_out} rows from {rows_in} {}", Self::NOUN)
+    }
+}
+
+/// An input row with the fields its log line adds; none for `null`.
+pub fn merge(mut input: Value, logged: Value) -> Result<Vec<Value>, String> {
+    match (logged, input.as_object_mut()) {
+        (Value::Null, _) => Ok(Vec::new()),
+        (Value::Object(fields), Some(o)) => {
+            o.extend(fields);
+            Ok(vec![input])
+        }
+        _ => Err("a line is not an object".into()),
+    }
+}
+
+/// Runs one shard of a row-wise kind.
+pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
+    let input = job.inputs.get(W::INPUT).ok_or_else(|| StageError::Failed(format!("no `{}` input", W::INPUT)))?;
+    let table = rows::Table::open(&input.paths, input.format)?;
+    let (lo, hi) = shard_range(table.rows() as usize, shard.index, shard.count);
+    let (lo, hi) = (lo as u64, hi as u64);
+    let log_path = job.stage_dir.join(format!("{}-{:05}.jsonl", W::NAME, shard.index));
+    let schema = w.schema(job)?;
+    let head = format!("{}: shard {}/{}: {} {lo}..{hi}", W::NAME, shard.index, shard.count, W::NOUN);
+    let mut out = RowWriter::create(&shard.output, schema)?;
+    let rows_in = match W::ORDER {
+        LogOrder::Ordered => {
+            let mut log = Ordered::open(&log_path)?;
+            eprintln!("{head}, {} already done, {} at once", log.done, w.parallel());
+            let start = lo + log.done;
+            if start < hi {
+                let (shared, runtime) = begin(w, job, shard)?;
+                let work = |_index: u64, row: Value| W::work(shared.clone(), row, 0);
+                runtime.block_on(run_ordered(table.read(start, hi), w.parallel(), &mut log, shard.cancel, work))?;
+            }
+            let mut lines = log.lines()?;
+            for batch in table.read(lo, hi) {
+                for row in batch? {
+                    let Some(logged) = lines.next() else {
+                        let path = log.path().display();
+                        return Err(StageError::Failed(format!("{path}: the log ends before the input does")));
+                    };
+                    let rows = w
+                        .output(row, logged?)
+                        .map_err(|e| StageError::Failed(format!("{}: {e}", log.path().display())))?;
+                    for r in rows {
+                        out.push(&r)?;
+                    }
+                }
+            }
+            log.done
+        }
+        LogOrder::Keyed => {
+            let rows: Vec<Value> = table.read(lo, hi).collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect();
+            let log = Keyed::open(&log_path)?;
+            let mut todo = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                let id = instance_id(row, lo as usize + i)?;
+                todo.extend((0..w.units()).filter(|u| !log.done.contains(&(id.clone(), *u))).map(|u| (i, u)));
+            }
+            let total = rows.len() * w.units() as usize;
+            let done = total - todo.len();
+            eprintln!("{head}, {total} {}s, {done} already done, {} at once", W::UNIT, w.parallel());
+            if !todo.is_empty() {
+                let (shared, runtime) = begin(w, job, shard)?;
+                let failures =
+                    runtime.block_on(run_keyed::<W>(shared, &rows, todo, log, w.parallel(), shard.cancel))?;
+                if let Some(first) = failures.first() {
+                    return Err(StageError::Failed(format!(
+                        "{} {}(s) could not run and were not recorded (a rerun retries them); first: {} attempt {}: {}",
+                        failures.len(),
+                        W::UNIT,
+                        first.0,
+                        first.1,
+                        first.2
+                    )));
+                }
+            }
+            write_keyed(&log_path, &rows, &mut out)?;
+            rows.len() as u64
+        }
+    };
+    let rows_out = out.finish()?;
+    eprintln!("{}: shard {}: {}", W::NAME, shard.index, w.summary(rows_in, rows_out));
+    Ok(())
+}
+
+/// What a shard with work to do sets up first: the workspace swept of
+/// what killed processes left behind, the promise to stop in process,
+/// the shared state and the runtime.
+fn begin<W: RowWork>(
+    w: &W,
+    job: &Job,
+    shard: &ShardRun,
+) -> Result<(Arc<W::Shared>, tokio::runtime::Runtime), StageError> {
+    w.workspace().sweep(W::NAME);
+    shard.cancel.handle_in_process();
+    let shared = Arc::new(w.shared(job, shard)?);
+    Ok((shared, crate::runtime(shard)?))
+}
+
+fn instance_id(row: &Value, i: usize) -> Result<String, StageError> {
+    row.get("instance_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| StageError::Failed(format!("input row {i} has no `instance_id` string")))
+}
+
+/// A row's work, running: its output line or why there is none.
+type RowTask = tokio::task::JoinHandle<Result<Option<String>, String>>;
+
+/// Runs `work` on each row `reader` yields, `parallel` at once, logging the
+/// results in input order. Returns when every row is logged, or after the
+/// first failure once the rows already running are done (their results
+/// discarded: they come after the gap).
+pub async fn run_ordered<F, Fut>(
+    mut reader: RowReader,
+    parallel: u32,
+    log: &mut Ordered,
+    cancel: Cancel,
+    mut work: F,
+) -> Result<(), StageError>
+where
+    F: FnMut(u64, Value) -> Fut,
+    Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
+{
+    let parallel = parallel.max(1) as usize;
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut queue: VecDeque<(u64, RowTask)> = VecDeque::new();
+    let mut pending: VecDeque<Value> = VecDeque::new();
+    let mut next_index = reader.next_row;
+    let mut failure: Option<(u64, String)> = None;
+    let mut exhausted = false;
+    loop {
+        // Keep a window of twice the concurrency started, so one slow row
+        // does not idle the others.
+        while failure.is_none() && queue.len() < 2 * parallel {
+            if pending.is_empty() && !exhausted {
+                match reader.next() {
+                    Some(batch) => pending.extend(batch?),
+                    None => exhausted = true,
+                }
+            }
+            let Some(row) = pending.pop_front() else { break };
+            let fut = work(next_index, row);
+            let permits = permits.clone();
+            let handle = tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
+                fut.await
+            });
+            queue.push_back((next_index, handle));
+            next_index += 1;
+        }
+        let Some((index, front)) = queue.front_mut() else { break };
+        let index = *index;
+        let outcome = loop {
+            match tokio::time::timeout(Duration::from_millis(200), &mut *front).await {
+                Ok(joined) => break joined,
+                Err(_) if cancel.requested() => {
+                    for (_, h) in queue.drain(..) {
+                        h.abort();
+                    }
+                    return Err(StageError::Terminated);
+                }
+                Err(_) => {}
+            }
+        };
+        queue.pop_front();
+        let result = outcome.unwrap_or_else(|e| Err(format!("the row's task failed: {e}")));
+        match (result, &failure) {
+            (Ok(row), None) => log.append(row.as_deref())?,
+            (Err(what), None) => failure = Some((index, what)),
+            (_, Some(_)) => {}
+        }
+    }
+    match failure {
+        None => Ok(()),
+        Some((row, what)) => Err(StageError::Failed(format!(
+            "row {row} could not be processed and was not recorded (a rerun resumes there): {what}"
+        ))),
+    }
+}
+
+/// One unit that could not run: instance, attempt, what happened.
+type Failure = (String, u32, String);
+
+/// Runs the `todo` units (row, unit), `parallel` at once, logging each as
+/// it finishes; returns the units that failed, sorted.
+async fn run_keyed<W: RowWork>(
+    shared: Arc<W::Shared>,
+    rows: &[Value],
+    todo: Vec<(usize, u32)>,
+    log: Keyed,
+    parallel: u32,
+    cancel: Cancel,
+) -> Result<Vec<Failure>, StageError> {
+    let log = Arc::new(tokio::sync::Mutex::new(log));
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel.max(1) as usize));
+    let mut tasks: tokio::task::JoinSet<Result<(), Failure>> = tokio::task::JoinSet::new();
+    for (i, unit) in todo {
+        let row = rows[i].clone();
+        let (shared, permits, log) = (shared.clone(), permits.clone(), log.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("never closed");
+            let id = row["instance_id"].as_str().unwrap_or_default().to_string();
+            let line = W::work(shared, row, unit).await.map_err(|e| (id.clone(), unit, e))?;
+            if let Some(line) = line {
+                log.lock().await.append(&line).map_err(|e| (id.clone(), unit, format!("progress log: {e}")))?;
+            }
+            Ok(())
+        });
+    }
+    let mut failures = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(Ok(())))) => {}
+            Ok(Some(Ok(Err(f)))) => {
+                eprintln!("{}: {} attempt {}: {}", W::NAME, f.0, f.1, f.2);
+                failures.push(f);
+            }
+            Ok(Some(Err(e))) => failures.push(("?".into(), 0, format!("{} task: {e}", W::UNIT))),
+            Err(_) => {}
+        }
+        if cancel.requested() {
+            // Dropping the units' futures closes their shells and removes
+            // their containers; what finished is in the log.
+            tasks.shutdown().await;
+            return Err(StageError::Terminated);
+        }
+    }
+    failures.sort();
+    Ok(failures)
+}
+
+/// A keyed log's rows in input order (then attempt), each unit once.
+fn write_keyed(log_path: &std::path::Path, rows: &[Value], out: &mut RowWriter) -> Result<(), StageError> {
+    let order: HashMap<&str, usize> =
+        rows.iter().enumerate().filter_map(|(i, r)| Some((r.get("instance_id")?.as_str()?, i))).collect();
+    let text = match std::fs::read_to_string(log_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(StageError::Io { path: log_path.to_path_buf(), source }),
+    };
+    let mut lines: Vec<((usize, u64), &str)> = Vec::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| StageError::Failed(format!("{}: damaged row: {e}", log_path.display())))?;
+        let pos = v["instance_id"].as_str().and_then(|id| order.get(id)).copied().unwrap_or(usize::MAX);
+        lines.push(((pos, v["attempt"].as_u64().unwrap_or(0)), line));
+    }
+    lines.sort_by_key(|(k, _)| *k);
+    lines.dedup_by_key(|(k, _)| *k);
+    for (_, line) in lines {
+        out.push_json(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TableFormat;
+    use serde_json::json;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    fn input(dir: &Path, n: u64) -> Vec<PathBuf> {
+        let p = dir.join("in.jsonl");
+        let text: String = (0..n).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        vec![p]
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn rows_are_logged_in_order_and_a_failure_stops_at_its_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = input(dir.path(), 40);
+        let log = dir.path().join("p.jsonl");
+        let rt = runtime();
+        // Odd rows are dropped, row 25 fails, later rows finish sooner.
+        let work = |fail: bool| {
+            move |i: u64, row: Value| async move {
+                tokio::time::sleep(Duration::from_millis(40 - i)).await;
+                if fail && i == 25 {
+                    return Err("sandbox gone".to_string());
+                }
+                let _ = row;
+                Ok(i.is_multiple_of(2).then(|| json!({"sq": i * i}).to_string()))
+            }
+        };
+        let mut p = Ordered::open(&log).unwrap();
+        let reader = RowReader::open(&paths, TableFormat::Jsonl, 0, 40).unwrap();
+        let err = rt.block_on(run_ordered(reader, 4, &mut p, Cancel::process(), work(true))).unwrap_err().to_string();
+        assert!(err.contains("row 25") && err.contains("sandbox gone"), "{err}");
+        assert_eq!((p.done, p.kept), (25, 13));
+        drop(p);
+        // A torn line from a crash is cut; the rerun resumes at row 25.
+        std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(b"{\"i\":25,").unwrap();
+        let mut p = Ordered::open(&log).unwrap();
+        assert_eq!(p.done, 25);
+        let reader = RowReader::open(&paths, TableFormat::Jsonl, p.done, 40).unwrap();
+        rt.block_on(run_ordered(reader, 4, &mut p, Cancel::process(), work(false))).unwrap();
+        assert_eq!((p.done, p.kept), (40, 20));
+        // Merged, as an ordered kind's output is by default.
+        let mut merged = Vec::new();
+        let mut lines = p.lines().unwrap();
+        for row in RowReader::open(&paths, TableFormat::Jsonl, 0, 40).unwrap().flat_map(Result::unwrap) {
+            merged.extend(merge(row, lines.next().unwrap().unwrap()).unwrap());
+        }
+        let got: Vec<u64> = merged.iter().map(|r| r["i"].as_u64().unwrap()).collect();
+        assert_eq!(got, (0..40).step_by(2).collect::<Vec<_>>());
+        assert!(merged.iter().all(|r| r["sq"].as_u64().unwrap() == r["i"].as_u64().unwrap().pow(2)), "merged");
+    }
+}
