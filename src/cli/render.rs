@@ -9,7 +9,7 @@ use clap::Args;
 use super::inspect::find_node;
 use super::{build_plan, load, store_dir, Exit};
 use crate::dag::Decision;
-use crate::exec::run::{prepare, shard_count};
+use crate::exec::prepare::{prepare, shard_count};
 use crate::store::Store;
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 
 pub mod job;
 pub mod local;
+pub mod prepare;
 pub mod run;
 pub mod script;
 pub mod slurm;
@@ -152,7 +153,7 @@ impl Launch {
             key: key.clone(),
             job_file,
             shards,
-            count: run::shard_count(node),
+            count: prepare::shard_count(node),
             resources: node.spec.resources.clone(),
             workdir: node.workdir.clone(),
             template: node.spec.template.as_ref().map(|t| t.path.clone()),

@@ -24,6 +24,14 @@ use serde::{Deserialize, Serialize};
 
 use super::session::BashSession;
 
+mod container;
+mod git;
+
+pub use container::sweep_stale;
+use container::{unique_name, Container};
+pub use git::{git, repo_from_tree, GIT_ENV};
+use git::{output, output_in};
+
 /// The task fields a sandbox needs.
 #[derive(Debug, Clone, Default)]
 pub struct TaskState {
@@ -41,87 +49,6 @@ pub enum SandboxError {
     Setup { what: String, detail: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-/// Fixed identity and dates, so that commits made here have the same hash
-/// on every machine (the example tasks' base commit depends on it).
-pub const GIT_ENV: &[(&str, &str)] = &[
-    ("GIT_AUTHOR_NAME", "swestar"),
-    ("GIT_AUTHOR_EMAIL", "tasks@swestar.invalid"),
-    ("GIT_COMMITTER_NAME", "swestar"),
-    ("GIT_COMMITTER_EMAIL", "tasks@swestar.invalid"),
-    ("GIT_AUTHOR_DATE", "2024-01-01T00:00:00+00:00"),
-    ("GIT_COMMITTER_DATE", "2024-01-01T00:00:00+00:00"),
-];
-
-/// Runs a program to completion, feeding `stdin`; its stdout, or an error
-/// carrying its stderr.
-fn output(program: &[String], stdin: Option<&str>, what: impl Fn() -> String) -> Result<String, SandboxError> {
-    output_in(program, stdin, None, what)
-}
-
-fn output_in(
-    program: &[String],
-    stdin: Option<&str>,
-    cwd: Option<&Path>,
-    what: impl Fn() -> String,
-) -> Result<String, SandboxError> {
-    use std::io::Write;
-    let (exe, args) = program.split_first().expect("a program");
-    let mut cmd = Command::new(exe);
-    cmd.args(args).envs(GIT_ENV.iter().copied());
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| SandboxError::Setup { what: what(), detail: format!("{exe}: {e}") })?;
-    if let Some(input) = stdin {
-        child.stdin.take().expect("piped").write_all(input.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(SandboxError::Setup {
-            what: what(),
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-pub fn git(dir: &Path, args: &[&str], stdin: Option<&str>) -> Result<String, SandboxError> {
-    let mut program = vec!["git".to_string(), "-C".into(), dir.to_string_lossy().into_owned()];
-    program.extend(args.iter().map(|a| a.to_string()));
-    output(&program, stdin, || format!("git {}", args.join(" ")))
-}
-
-/// Makes a git repository of a plain source tree with one deterministic
-/// commit (how the example tasks are distributed); returns its hash.
-pub fn repo_from_tree(tree: &Path, dest: &Path) -> Result<String, SandboxError> {
-    copy_tree(tree, dest)?;
-    git(dest, &["init", "-q", "-b", "main"], None)?;
-    git(dest, &["add", "-A"], None)?;
-    git(dest, &["commit", "-q", "-m", "ledger 0.1.0"], None)?;
-    Ok(git(dest, &["rev-parse", "HEAD"], None)?.trim().to_string())
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == "__pycache__" || name == ".pytest_cache" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Files that running code leaves behind, left out of every patch.
@@ -190,142 +117,6 @@ impl SandboxSpec {
 }
 
 const SHELL: [&str; 5] = ["bash", "--norc", "--noprofile", "--noediting", "-i"];
-
-/// A running container of one episode.
-#[derive(Debug)]
-struct Container {
-    engine: Isolation,
-    spec: ContainerSpec,
-    name: String,
-}
-
-impl Container {
-    /// The command that starts it.
-    fn start_command(&self, image: &str, mount: Option<&Path>) -> Vec<String> {
-        let s = &self.spec;
-        let mut c = vec![s.program.clone()];
-        match self.engine {
-            Isolation::Podman => {
-                c.extend(["run", "-d", "--name", &self.name, "-w", &s.workdir].map(String::from));
-                c.extend(["--label".to_string(), format!("{OWNER_LABEL}={}", owner())]);
-                if !s.network {
-                    c.extend(["--network", "none"].map(String::from));
-                }
-                if let Some(m) = mount {
-                    c.extend(["-v".to_string(), format!("{}:{}", m.display(), s.workdir)]);
-                }
-                c.extend(s.args.iter().cloned());
-                c.extend([image, "sleep", "infinity"].map(String::from));
-            }
-            _ => {
-                // Own PID namespace, clean environment, no home; writes to
-                // the image go to a tmpfs overlay.
-                c.extend(
-                    ["instance", "start", "--containall", "--no-home", "--writable-tmpfs", "--pwd", &s.workdir]
-                        .map(String::from),
-                );
-                if !s.network {
-                    c.extend(["--net", "--network", "none"].map(String::from));
-                }
-                if let Some(m) = mount {
-                    c.extend(["--bind".to_string(), format!("{}:{}", m.display(), s.workdir)]);
-                }
-                c.extend(s.args.iter().cloned());
-                c.extend([image, &self.name].map(String::from));
-            }
-        }
-        c
-    }
-
-    /// The command prefix that runs a program in the container at
-    /// `workdir`, with `env` set (`interactive`: on a terminal).
-    fn exec_prefix(&self, env: &[(String, String)], interactive: bool) -> Vec<String> {
-        let s = &self.spec;
-        let mut c = vec![s.program.clone()];
-        match self.engine {
-            Isolation::Podman => {
-                c.extend(["exec", if interactive { "-it" } else { "-i" }, "-w", &s.workdir].map(String::from));
-                for (k, v) in env {
-                    c.extend(["-e".to_string(), format!("{k}={v}")]);
-                }
-                c.push(self.name.clone());
-            }
-            _ => {
-                c.extend(["exec", "--pwd", &s.workdir].map(String::from));
-                for (k, v) in env {
-                    c.extend(["--env".to_string(), format!("{k}={v}")]);
-                }
-                c.push(format!("instance://{}", self.name));
-            }
-        }
-        c
-    }
-
-    fn stop_command(&self) -> Vec<String> {
-        let p = self.spec.program.clone();
-        match self.engine {
-            Isolation::Podman => vec![p, "rm".into(), "-f".into(), "-t".into(), "0".into(), self.name.clone()],
-            _ => vec![p, "instance".into(), "stop".into(), "--force".into(), self.name.clone()],
-        }
-    }
-}
-
-/// The label naming the process that started a container, `HOST:PID`.
-const OWNER_LABEL: &str = "swestar.owner";
-
-fn owner() -> String {
-    format!("{}:{}", hostname(), std::process::id())
-}
-
-/// Removes podman containers that swestar processes on this host started
-/// and left behind when they were killed (SIGKILL, a node's OOM killer):
-/// their owner process is gone. Returns the names removed.
-pub fn sweep_stale(program: &str) -> Vec<String> {
-    let format = format!("{{{{.Names}}}} {{{{index .Labels \"{OWNER_LABEL}\"}}}}");
-    let filter = format!("label={OWNER_LABEL}");
-    let Ok(out) = Command::new(program).args(["ps", "-a", "--filter", &filter, "--format", &format]).output() else {
-        return Vec::new();
-    };
-    let host = hostname();
-    let mut removed = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((name, owner)) = line.split_once(' ') else { continue };
-        let Some((h, pid)) = owner.rsplit_once(':') else { continue };
-        let Ok(pid) = pid.trim().parse::<i32>() else { continue };
-        let alive = unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM };
-        if h == host && !alive {
-            let ok =
-                Command::new(program).args(["rm", "-f", "-t", "0", name]).output().is_ok_and(|o| o.status.success());
-            if ok {
-                removed.push(name.to_string());
-            }
-        }
-    }
-    removed
-}
-
-/// A container name no other episode on any node uses.
-fn unique_name(instance_id: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = format!(
-        "{}-{}-{:?}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now(),
-        hostname()
-    );
-    let slug: String = instance_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
-        .take(40)
-        .collect();
-    format!("swestar-{slug}-{}", &blake3::hash(seed.as_bytes()).to_hex()[..10])
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
-}
 
 /// A repository at the buggy state of one instance, and where its shells run.
 pub struct Sandbox {
@@ -597,10 +388,6 @@ fn hidden_by_private_tmp(env: &[(String, String)]) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    fn container(engine: Isolation, program: &str) -> Container {
-        Container { engine, spec: ContainerSpec::new(program), name: "swestar-x-1".into() }
-    }
-
     #[test]
     fn isolation_names_are_the_workflow_names() {
         for i in Isolation::ALL {
@@ -608,35 +395,6 @@ mod tests {
             assert_eq!(Isolation::from_name(i.name()), Some(i));
         }
         assert_eq!(Isolation::from_name("docker"), None);
-    }
-
-    #[test]
-    fn podman_commands() {
-        let c = container(Isolation::Podman, "podman");
-        assert_eq!(
-            c.start_command("localhost/img:1", None).join(" "),
-            format!(
-                "podman run -d --name swestar-x-1 -w /testbed --label swestar.owner={} --network none localhost/img:1 \
-                 sleep infinity",
-                owner()
-            )
-        );
-        let mut net = container(Isolation::Podman, "podman");
-        net.spec.network = true;
-        net.spec.args = vec!["--memory=4g".into()];
-        assert_eq!(
-            net.start_command("img", Some(Path::new("/tmp/s/repo"))).join(" "),
-            format!(
-                "podman run -d --name swestar-x-1 -w /testbed --label swestar.owner={} -v /tmp/s/repo:/testbed \
-                 --memory=4g img sleep infinity",
-                owner()
-            )
-        );
-        assert_eq!(
-            c.exec_prefix(&[("A".into(), "1 2".into())], true),
-            ["podman", "exec", "-it", "-w", "/testbed", "-e", "A=1 2", "swestar-x-1"]
-        );
-        assert_eq!(c.stop_command().join(" "), "podman rm -f -t 0 swestar-x-1");
     }
 
     #[test]
@@ -672,42 +430,4 @@ mod tests {
 
     // Apptainer cannot be installed on the build machines: these commands
     // are checked against its documented command line only.
-    #[test]
-    fn apptainer_commands() {
-        let c = container(Isolation::Apptainer, "apptainer");
-        assert_eq!(
-            c.start_command("/images/ledger.sif", Some(Path::new("/tmp/s/repo"))).join(" "),
-            "apptainer instance start --containall --no-home --writable-tmpfs --pwd /testbed --net --network none \
-             --bind /tmp/s/repo:/testbed /images/ledger.sif swestar-x-1"
-        );
-        assert_eq!(
-            c.exec_prefix(&[("TERM".into(), "dumb".into())], true),
-            ["apptainer", "exec", "--pwd", "/testbed", "--env", "TERM=dumb", "instance://swestar-x-1"]
-        );
-        assert_eq!(c.stop_command().join(" "), "apptainer instance stop --force swestar-x-1");
-        let s = Sandbox {
-            dir: tempfile::tempdir().unwrap(),
-            host_repo: None,
-            repo: "/testbed".into(),
-            isolation: Isolation::Apptainer,
-            container: Some(container(Isolation::Apptainer, "/opt/apptainer/bin/apptainer")),
-        };
-        let shell = s.shell_program(&[("PATH".into(), "/usr/bin".into()), ("LANG".into(), "C.UTF-8".into())]);
-        assert_eq!(
-            shell.join(" "),
-            "/opt/apptainer/bin/apptainer exec --pwd /testbed --env LANG=C.UTF-8 --env TERM=dumb \
-             instance://swestar-x-1 bash --norc --noprofile --noediting -i"
-        );
-        // Dropping it would run `instance stop`; there is no apptainer here.
-        std::mem::forget(s);
-    }
-
-    #[test]
-    fn names_are_unique_and_safe() {
-        let a = unique_name("Owner__Repo.abc/def ghi");
-        let b = unique_name("Owner__Repo.abc/def ghi");
-        assert_ne!(a, b);
-        assert!(a.starts_with("swestar-owner__repo-abc-def-ghi-"), "{a}");
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-    }
 }
