@@ -431,6 +431,38 @@ fn schema_file_is_current() {
     assert_eq!(command["additionalProperties"], false);
 }
 
+/// Every setting with a default carries it in the schema, and `swestar
+/// kinds KIND` shows it: the defaults are written once, in code.
+#[test]
+fn a_kinds_settings_show_their_defaults() {
+    let ctx = Ctx::new();
+    let r = ctx.swestar(&["schema"]);
+    let schema: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let text = r.stdout.replace(' ', "");
+    assert!(!text.contains("\"default\":null"), "a setting's default is null in the schema");
+    let segment = schema["$defs"]["StageSchema"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["properties"]["kind"]["const"] == "segment")
+        .unwrap();
+    assert_eq!(segment["properties"]["window"]["default"], 32768);
+
+    let r = ctx.swestar(&["kinds", "rollout"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = |name: &str| r.stdout.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or("").to_string();
+    assert!(line("parallel").ends_with("= 8"), "{}", r.stdout);
+    assert!(line("limits.wall").ends_with("= \"1h\""), "{}", r.stdout);
+    assert!(line("container.workdir").ends_with("= \"/testbed\""), "{}", r.stdout);
+    assert!(line("repo").contains("optional"), "{}", r.stdout);
+
+    let r = ctx.swestar(&["kinds"]);
+    assert_eq!(r.stdout.lines().take_while(|l| !l.is_empty()).count(), 7, "{}", r.stdout);
+    let r = ctx.swestar(&["kinds", "rolout"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("did you mean `rollout`?"), "{}", r.stderr);
+}
+
 #[test]
 fn the_shipped_workflows_load_and_plan() {
     let ctx = Ctx::new();

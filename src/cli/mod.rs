@@ -4,6 +4,7 @@
 
 mod agent;
 mod inspect;
+mod kinds;
 mod render;
 mod report;
 mod run;
@@ -43,6 +44,8 @@ enum Command {
     Gc(inspect::GcArgs),
     /// Print the JSON Schema of the workflow format.
     Schema,
+    /// List the stage kinds, or show one kind's settings and their defaults.
+    Kinds(kinds::KindsArgs),
     /// Run one agent episode on one instance, printing every turn.
     Agent(agent::AgentArgs),
     /// Run one stage body from a job file (used by the executors).
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),
         Command::Render(args) => render::render(cli.store.as_deref(), args),
         Command::Agent(args) => agent::agent(args),
+        Command::Kinds(args) => kinds::kinds(args),
         Command::Schema => {
             print!("{}", workflow::json_schema());
             Ok(ExitCode::SUCCESS)
