@@ -121,6 +121,55 @@ fn identical_upstream_output_leaves_downstream_cached() {
     assert!(r.stderr.contains("1 cut off early"), "{}", r.stderr);
 }
 
+/// `--force` recomputes a cached stage whose inputs the key cannot see (a
+/// file the command reads without declaring it), replaces its artifact
+/// under the same key, and lets early cutoff decide what follows.
+#[test]
+fn a_forced_stage_is_recomputed_and_replaced_and_downstream_follows_its_content() {
+    let ctx = Ctx::new();
+    diamond(&ctx);
+    let text = std::fs::read_to_string(ctx.path("wf.toml"))
+        .unwrap()
+        .replace("{{ output }} {{ params.factor }}", "{{ output }} $(cat factor.txt)");
+    ctx.write("wf.toml", &text);
+    ctx.write("factor.txt", "2\n");
+    assert_eq!(ctx.run("wf.toml", &[]).code, 0);
+    assert_eq!(total_of(&ctx, &[]), 26.0);
+
+    // The undeclared file changes: nothing in the key does.
+    ctx.write("factor.txt", "3\n");
+    let plan = ctx.plan_json("wf.toml", &[]);
+    assert!(plan.as_array().unwrap().iter().all(|n| n["action"] == "cached"), "{plan}");
+    let plan = ctx.plan_json("wf.toml", &["--force", "double"]);
+    let actions: Vec<(&str, &str)> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["stage"].as_str().unwrap(), n["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, [("double", "run"), ("square", "cached"), ("total", "run")]);
+    assert_eq!(plan[0]["reason"], "forced");
+    let double_key = plan[0]["key"].as_str().unwrap().to_string();
+
+    let r = ctx.run("wf.toml", &["--force", "double"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.status_of("double"), "committed");
+    assert_eq!(r.status_of("square"), "cached");
+    assert_eq!(r.status_of("total"), "committed");
+    assert_eq!(total_of(&ctx, &[]), 3.0 + 6.0 + 9.0 + 14.0);
+    // Replaced under its key, not added: double, square, and two totals.
+    assert_eq!(ctx.objects().len(), 4);
+    assert_eq!(ctx.plan_json("wf.toml", &[])[0]["key"], double_key.as_str());
+
+    // Forcing a stage whose output comes out the same leaves what follows cached.
+    let r = ctx.run("wf.toml", &["--force", "square"]);
+    assert_eq!(r.status_of("square"), "committed");
+    assert_eq!(r.status_of("total"), "cached");
+    let r = ctx.swestar(&["plan", "wf.toml", "--force", "sqaure"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("did you mean `square`?"), "{}", r.stderr);
+}
+
 #[test]
 fn data_sources_are_hashed_by_content() {
     let ctx = Ctx::new();

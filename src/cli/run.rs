@@ -25,6 +25,8 @@ pub struct RunArgs {
     /// Run only these stages (and what they need).
     #[arg(long = "only", value_name = "STAGE")]
     only: Vec<String>,
+    #[command(flatten)]
+    force: ForceArgs,
     /// How many stages run at once (default: [executor] jobs, else the number of CPUs).
     #[arg(short = 'j', long = "jobs")]
     jobs: Option<usize>,
@@ -46,11 +48,31 @@ pub struct RunArgs {
     json: bool,
 }
 
+/// Recomputing stages although they are cached.
+#[derive(Debug, Args)]
+struct ForceArgs {
+    /// Recompute STAGE even if its artifact is cached, replacing it; the
+    /// stages after it rerun only if its output changes.
+    #[arg(long = "force", value_name = "STAGE")]
+    stages: Vec<String>,
+    /// Recompute every stage.
+    #[arg(long)]
+    force_all: bool,
+}
+
+impl ForceArgs {
+    fn apply(&self, plan: &mut crate::dag::Plan, store: Option<&Store>) -> Result<(), Exit> {
+        plan.force(&self.stages, self.force_all, store).map_err(|e| Exit::invalid(format!("error: {e}")))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     workflow: PathBuf,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    #[command(flatten)]
+    force: ForceArgs,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
@@ -60,7 +82,8 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
     let loaded = load(&args.workflow, &args.sets)?;
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::existing(&dir);
-    let plan = build_plan(&loaded, store.as_ref())?;
+    let mut plan = build_plan(&loaded, store.as_ref())?;
+    args.force.apply(&mut plan, store.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json()).expect("plain data"));
     } else {
@@ -79,6 +102,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     let _lock = StoreLock::acquire(&store.root, args.wait, &format!("swestar run {run_id}"))
         .map_err(|e| Exit::failed(format!("error: {e}")))?;
     let mut plan = build_plan(&loaded, Some(&store))?;
+    args.force.apply(&mut plan, Some(&store))?;
     plan.select(&args.only).map_err(|e| Exit::invalid(format!("error: {e}")))?;
     let summary = plan.summary();
     let total = plan.nodes.iter().filter(|n| n.selected).count();

@@ -92,6 +92,9 @@ pub struct CommitMeta {
     /// What the stage kind reports about its output (see
     /// the stage kind's `stats`).
     pub stats: std::collections::BTreeMap<String, serde_json::Value>,
+    /// A forced rerun: replace an artifact already under this key instead
+    /// of keeping it.
+    pub replace: bool,
 }
 
 /// Where a stage puts the files of a directory artifact: `files/` in its
@@ -331,17 +334,31 @@ impl Store {
         let target = self.object_dir(&meta.key);
         let parent = target.parent().expect("objects/<k0k1>");
         std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
-        if let Lookup::Present(existing) = self.lookup(&meta.key) {
-            // Same key committed meanwhile (same stage in two variants): keep the first.
-            let _ = std::fs::remove_dir_all(&staging);
-            return Ok(*existing);
-        }
-        if target.exists() {
-            // A damaged object under this key: set it aside before replacing it.
-            self.quarantine(&meta.key)?;
+        let mut replaced = None;
+        match self.lookup(&meta.key) {
+            Lookup::Present(existing) if !meta.replace => {
+                // Same key committed meanwhile (same stage in two variants): keep the first.
+                let _ = std::fs::remove_dir_all(&staging);
+                return Ok(*existing);
+            }
+            Lookup::Present(_) => {
+                // Forced: the old object steps aside, and goes once the new
+                // one is in place (a reader with its files open keeps them).
+                let aside = staging.join("replaced");
+                std::fs::rename(&target, &aside).map_err(|e| StoreError::io(&target, e))?;
+                replaced = Some(aside);
+            }
+            _ if target.exists() => {
+                // A damaged object under this key: set it aside before replacing it.
+                self.quarantine(&meta.key)?;
+            }
+            _ => {}
         }
         std::fs::rename(&out, &target).map_err(|e| StoreError::io(&target, e))?;
         fsync(parent)?;
+        if let Some(aside) = replaced {
+            std::fs::remove_dir_all(&aside).map_err(|e| StoreError::io(&aside, e))?;
+        }
         let _ = std::fs::remove_dir_all(&staging);
         Ok(manifest)
     }

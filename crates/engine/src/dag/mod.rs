@@ -70,6 +70,8 @@ pub struct Node {
     pub decision: Decision,
     /// Set by `select`; unselected nodes are not executed.
     pub selected: bool,
+    /// Set by `force`: recomputed even when its artifact is in the store.
+    pub forced: bool,
 }
 
 impl Node {
@@ -194,6 +196,7 @@ impl Plan {
                     partial,
                     decision: Decision::Run { key: None, reasons: Vec::new() },
                     selected: true,
+                    forced: false,
                 });
                 by_def.insert(def.clone(), idx);
                 local.insert(name, (idx, def));
@@ -206,12 +209,27 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Restricts execution to the named stages and what they need.
-    pub fn select(&mut self, only: &[String]) -> Result<(), PlanError> {
-        if only.is_empty() {
+    /// Recomputes the named stages (every stage with `all`) even where
+    /// their artifacts are cached; what is downstream of them waits for
+    /// their new content (early cutoff keeps it cached if it is the same).
+    pub fn force(&mut self, stages: &[String], all: bool, store: Option<&Store>) -> Result<(), PlanError> {
+        if stages.is_empty() && !all {
             return Ok(());
         }
-        for name in only {
+        self.check_names(stages)?;
+        for n in &mut self.nodes {
+            n.forced = all || stages.contains(&n.stage);
+        }
+        let refs = store.map(|s| s.refs(&self.workflow)).unwrap_or_default();
+        for idx in 0..self.nodes.len() {
+            let decision = decide(self, idx, store, &refs);
+            self.nodes[idx].decision = decision;
+        }
+        Ok(())
+    }
+
+    fn check_names(&self, names: &[String]) -> Result<(), PlanError> {
+        for name in names {
             if !self.nodes.iter().any(|n| &n.stage == name) {
                 let names: Vec<&str> = self.nodes.iter().map(|n| n.stage.as_str()).collect();
                 return Err(PlanError::UnknownStage {
@@ -221,6 +239,15 @@ impl Plan {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Restricts execution to the named stages and what they need.
+    pub fn select(&mut self, only: &[String]) -> Result<(), PlanError> {
+        if only.is_empty() {
+            return Ok(());
+        }
+        self.check_names(only)?;
         let mut keep = vec![false; self.nodes.len()];
         for idx in (0..self.nodes.len()).rev() {
             if only.contains(&self.nodes[idx].stage) || keep[idx] {
@@ -374,6 +401,7 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
     // node (the no-op hot path) never needs it.
     let previous = || previous_preimage(node, store, refs);
     match node.preimage(upstream_hash) {
+        Some(pre) if node.forced => Decision::Run { key: Some(pre.key()), reasons: vec![Reason::Forced] },
         Some(pre) => {
             let key = pre.key();
             if let Some(store) = store {
@@ -421,6 +449,9 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
                 }
                 None => vec![Reason::NoCachedArtifact],
             };
+            if node.forced {
+                reasons.insert(0, Reason::Forced);
+            }
             // A stage that never ran needs no further explanation.
             if reasons != [Reason::NoCachedArtifact] {
                 for e in pending {

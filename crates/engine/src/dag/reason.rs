@@ -14,26 +14,71 @@ use crate::cache::{self, Change, Difference, Preimage};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
+    /// `--force` / `--force-all`.
+    Forced,
     NoCachedArtifact,
     ArtifactMissing,
-    ArtifactCorrupt { detail: String },
-    CacheFormatChanged { old: u32, new: u32 },
-    KindChanged { old: String, new: String },
-    ImplVersionChanged { old: u32, new: u32 },
+    ArtifactCorrupt {
+        detail: String,
+    },
+    CacheFormatChanged {
+        old: u32,
+        new: u32,
+    },
+    KindChanged {
+        old: String,
+        new: String,
+    },
+    ImplVersionChanged {
+        old: u32,
+        new: u32,
+    },
     CommandChanged,
-    SettingChanged { name: String, old: Option<Value>, new: Option<Value> },
-    ParamChanged { name: String, old: Value, new: Value },
-    ParamAdded { name: String, value: Value },
-    ParamRemoved { name: String, value: Value },
-    DataChanged { path: String },
-    FileChanged { path: String },
-    FileAdded { path: String },
-    FileRemoved { path: String },
-    UpstreamChanged { stage: String },
-    InputAdded { name: String },
-    InputRemoved { name: String },
-    EnvChanged { name: String },
-    PendingUpstream { stage: String },
+    SettingChanged {
+        name: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    ParamChanged {
+        name: String,
+        old: Value,
+        new: Value,
+    },
+    ParamAdded {
+        name: String,
+        value: Value,
+    },
+    ParamRemoved {
+        name: String,
+        value: Value,
+    },
+    DataChanged {
+        path: String,
+    },
+    FileChanged {
+        path: String,
+    },
+    FileAdded {
+        path: String,
+    },
+    FileRemoved {
+        path: String,
+    },
+    UpstreamChanged {
+        stage: String,
+    },
+    InputAdded {
+        name: String,
+    },
+    InputRemoved {
+        name: String,
+    },
+    EnvChanged {
+        name: String,
+    },
+    PendingUpstream {
+        stage: String,
+    },
 }
 
 impl Reason {
@@ -55,6 +100,7 @@ fn show(v: &Value) -> String {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Reason::Forced => write!(f, "forced"),
             Reason::NoCachedArtifact => write!(f, "no cached artifact"),
             Reason::ArtifactMissing => write!(f, "cached artifact was removed from the store"),
             Reason::ArtifactCorrupt { detail } => {

@@ -205,7 +205,7 @@ impl Runner<'_> {
                 }
                 progressed = true;
                 match store.lookup(&key) {
-                    Lookup::Present(m) => {
+                    Lookup::Present(m) if !node.forced => {
                         let _ = self.tx.send(Event::Cached {
                             node: i,
                             label: node.label(),
@@ -224,7 +224,7 @@ impl Runner<'_> {
                     Lookup::Corrupt(_) => {
                         let _ = store.quarantine(&key);
                     }
-                    Lookup::Missing => {}
+                    Lookup::Present(_) | Lookup::Missing => {}
                 }
                 let reasons: Vec<Reason> = match &node.decision {
                     Decision::Run { reasons, .. } => reasons
@@ -285,6 +285,7 @@ impl Runner<'_> {
                     run: opts.run_id.clone(),
                     duration_s: 0.0,
                     stats: Default::default(),
+                    replace: node.forced,
                 };
                 self.state[i] = State::Running {
                     key: key.clone(),
