@@ -273,6 +273,31 @@ async fn finished_episodes_survive_a_kill_and_failed_ones_are_retried_alone() {
     assert_eq!(ids, expected, "instance order, whatever the order episodes finished in");
 }
 
+/// A model endpoint nobody listens on fails the stage before any episode
+/// starts, naming the cause, however many retries the model allows; no
+/// episode is recorded and nothing is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_fails_the_stage_at_once_with_the_cause() {
+    let ctx = Ctx::new();
+    ctx.write("prompts/instance.j2", INSTANCE_PROMPT);
+    ctx.write("wf.toml", &workflow("params = { note = \"n\" }\n"));
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    let r = run_async(
+        &ctx,
+        args(&["--set", "models.teacher.base_url=http://127.0.0.1:1/v1", "--set", "models.teacher.max_retries=8"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot reach model `teacher`: connection refused at http://127.0.0.1:1/v1"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("attempt 2 of 9"), "no episode retried against it: {}", r.stderr);
+    assert!(ctx.objects().is_empty(), "nothing committed");
+}
+
 /// Bad rollout settings are reported with file, line and key.
 #[test]
 fn rollout_settings_are_validated_with_locations() {

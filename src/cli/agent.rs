@@ -155,6 +155,7 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode, Exit> {
         .enable_all()
         .build()
         .map_err(|e| failed(e.to_string()))?;
+    runtime.block_on(agent.probe()).map_err(|e| failed(e.to_string()))?;
     let t = runtime.block_on(agent.episode_observed(&inst, &print_turn)).map_err(failed)?;
     println!(
         "═══ {:?} after {} steps, {} prompt + {} completion tokens, {} masked, {:.1}s ═══",

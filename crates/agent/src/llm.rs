@@ -85,9 +85,33 @@ pub enum LlmError {
     Rejected { url: String, status: u16, body: String },
     #[error("{url}: the reply is not a chat completion: {detail}")]
     Malformed { url: String, detail: String },
+    #[error("{cause} at {url}")]
+    Unreachable { url: String, cause: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
+
+/// What went wrong with a request, down to its cause: "connection
+/// refused", "timed out", or the error's whole chain.
+fn cause(e: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut chain = Vec::new();
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.kind().to_string();
+        }
+        chain.push(err.to_string());
+        source = err.source();
+    }
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    chain.dedup();
+    chain.join(": ")
+}
+
+/// How long a probe of an endpoint may take.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct LlmClient {
     http: reqwest::Client,
@@ -128,7 +152,24 @@ impl LlmClient {
         format!("{}/chat/completions", self.config.base_url.trim_end_matches('/'))
     }
 
-    /// One chat completion, with retries.
+    /// Whether the endpoint answers at all (any HTTP status will do), within
+    /// `deadline`: a stage checks this before its rows start, so that a
+    /// dead server fails it at once with the cause instead of after every
+    /// row's retries.
+    pub async fn probe(&self, deadline: Duration) -> Result<(), LlmError> {
+        let base = self.config.base_url.trim_end_matches('/').to_string();
+        let mut req = self.http.get(format!("{base}/models")).timeout(deadline);
+        if let Some(key) = &self.config.api_key {
+            req = req.bearer_auth(key);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(LlmError::Unreachable { url: base, cause: cause(&e) }),
+        }
+    }
+
+    /// One chat completion, with retries. Each failed attempt is logged on
+    /// stderr (a stage's log) with its cause.
     pub async fn chat(&self, messages: &[Message], extra_stop: &[&str]) -> Result<Completion, LlmError> {
         let c = &self.config;
         let mut body = json!({ "model": c.model, "messages": messages });
@@ -163,7 +204,8 @@ impl LlmClient {
                 Ok(r) => r,
                 Err(e) => {
                     // Connect errors, timeouts and dropped connections: retry.
-                    last = e.to_string();
+                    last = cause(&e);
+                    retrying(&url, attempt, c.max_retries, &last);
                     continue;
                 }
             };
@@ -171,12 +213,14 @@ impl LlmClient {
             let text = match resp.text().await {
                 Ok(t) => t,
                 Err(e) => {
-                    last = e.to_string();
+                    last = cause(&e);
+                    retrying(&url, attempt, c.max_retries, &last);
                     continue;
                 }
             };
             if status == 429 || status >= 500 {
                 last = format!("HTTP {status}: {}", text.chars().take(300).collect::<String>());
+                retrying(&url, attempt, c.max_retries, &last);
                 continue;
             }
             if status != 200 {
@@ -201,6 +245,12 @@ impl LlmClient {
             });
         }
         Err(LlmError::Exhausted { url, attempts: c.max_retries + 1, last })
+    }
+}
+
+fn retrying(url: &str, attempt: u32, max_retries: u32, what: &str) {
+    if attempt < max_retries {
+        eprintln!("model {url}: attempt {} of {} failed ({what}); retrying", attempt + 1, max_retries + 1);
     }
 }
 

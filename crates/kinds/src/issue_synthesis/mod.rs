@@ -137,6 +137,12 @@ impl RowWork for IssueSynthesisSpec {
         })
     }
 
+    async fn check(s: &Synthesis) -> Result<(), StageError> {
+        s.client.probe(crate::agent::llm::PROBE_DEADLINE).await.map_err(|e| {
+            StageError::Failed(format!("cannot reach model `{}`: {e}", s.spec.model.name))
+        })
+    }
+
     async fn work(s: Arc<Synthesis>, row: Value, _unit: u32) -> Result<Option<String>, String> {
         s.spec.synthesize(row, &s.client, &s.prompts, &s.workdir, &s.sources, &s.env).await
     }

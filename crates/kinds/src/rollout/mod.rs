@@ -139,6 +139,10 @@ impl RowWork for RolloutSpec {
         Agent::new(self, job, shard)
     }
 
+    async fn check(agent: &Agent) -> Result<(), StageError> {
+        agent.probe().await
+    }
+
     async fn work(agent: Arc<Agent>, row: Value, attempt: u32) -> Result<Option<String>, String> {
         let t = agent.episode(&row).await?;
         Ok(Some(row_json(&t, attempt, &agent.spec.model.config.model)))
@@ -234,6 +238,13 @@ impl Agent {
             sources: Sources::new(scratch),
             workdir,
             spec: spec.clone(),
+        })
+    }
+
+    /// Fails when the model endpoint does not answer (see `LlmClient::probe`).
+    pub async fn probe(&self) -> Result<(), StageError> {
+        self.client.probe(crate::agent::llm::PROBE_DEADLINE).await.map_err(|e| {
+            StageError::Failed(format!("cannot reach model `{}`: {e}", self.spec.model.name))
         })
     }
 

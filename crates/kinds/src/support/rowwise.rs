@@ -64,6 +64,12 @@ pub trait RowWork: Sized + Send + Sync + 'static {
     /// The shard's output schema.
     fn schema(&self, job: &Job) -> Result<SchemaRef, StageError>;
     fn shared(&self, job: &Job, shard: &ShardRun) -> Result<Self::Shared, StageError>;
+    /// Checks what the rows will need from outside (a model endpoint)
+    /// before any row starts, so that a dead one fails the shard at once
+    /// with its cause; nothing by default.
+    fn check(_shared: &Self::Shared) -> impl Future<Output = Result<(), StageError>> + Send {
+        async { Ok(()) }
+    }
     /// One unit on one row. `Ordered`: the fields the work adds to the
     /// row, as a JSON object, or `None` to drop the row. `Keyed`: the
     /// output row, naming its `instance_id` and `attempt` (= `unit`).
@@ -179,7 +185,9 @@ fn begin<W: RowWork>(
     w.workspace().sweep(W::NAME);
     shard.cancel.handle_in_process();
     let shared = Arc::new(w.shared(job, shard)?);
-    Ok((shared, crate::runtime(shard)?))
+    let runtime = crate::runtime(shard)?;
+    runtime.block_on(W::check(&shared))?;
+    Ok((shared, runtime))
 }
 
 fn instance_id(row: &Value, i: usize) -> Result<String, StageError> {

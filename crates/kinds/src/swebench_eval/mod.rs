@@ -145,6 +145,10 @@ impl RowWork for EvalSpec {
         Ok(Evaluation { spec: self.clone(), agent: Agent::new(&self.agent, job, shard)? })
     }
 
+    async fn check(e: &Evaluation) -> Result<(), StageError> {
+        e.agent.probe().await
+    }
+
     async fn work(e: Arc<Evaluation>, row: Value, _unit: u32) -> Result<Option<String>, String> {
         e.spec.instance(&e.agent, row).await
     }
