@@ -170,6 +170,55 @@ fn a_forced_stage_is_recomputed_and_replaced_and_downstream_follows_its_content(
     assert!(r.stderr.contains("did you mean `square`?"), "{}", r.stderr);
 }
 
+/// A store on a 2 MiB tmpfs that a stage fills: no panic, the run fails
+/// saying the disk is full and where, its record is finalised as failed,
+/// and no temporary file is left. The tmpfs is mounted in a private mount
+/// namespace (`unshare`), so it needs no cleanup and no root.
+#[test]
+fn a_stage_that_fills_the_stores_disk_fails_cleanly() {
+    let ctx = Ctx::new();
+    ctx.write(
+        "wf.toml",
+        r#"[workflow]
+name = "full"
+
+[stages.big]
+kind = "command"
+format = "jsonl"
+run = "python3 -c 'import json; [print(json.dumps({\"x\": \"a\" * 1000})) for _ in range(3000)]' > {{ output }}"
+"#,
+    );
+    ctx.write(
+        "check.sh",
+        r#"mount -t tmpfs -o size=2m tmpfs "$STORE" || exit 90
+"$SWESTAR" run wf.toml --store "$STORE" > out.txt 2> err.txt; echo $? > rc.txt
+find "$STORE" -name '*.tmp' > tmpfiles.txt
+cat "$STORE"/runs/*.json > record.txt
+find "$STORE/staging" -name 'tmp-*' > scratch.txt
+"#,
+    );
+    std::fs::create_dir_all(ctx.path("store")).unwrap();
+    let status = std::process::Command::new("unshare")
+        .args(["--mount", "--map-root-user", "bash", "check.sh"])
+        .current_dir(ctx.path(""))
+        .env("STORE", ctx.path("store"))
+        .env("SWESTAR", env!("CARGO_BIN_EXE_swestar"))
+        .status()
+        .expect("unshare (util-linux) runs");
+    assert!(status.success(), "the tmpfs could not be mounted in a private namespace: {status}");
+    let read = |f: &str| std::fs::read_to_string(ctx.path(f)).unwrap();
+    let err = read("err.txt");
+    assert_eq!(read("rc.txt").trim(), "1", "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("FAILED   big") && err.contains("no space left on device"), "{err}");
+    assert!(read("tmpfiles.txt").trim().is_empty(), "temporary files left: {}", read("tmpfiles.txt"));
+    assert!(read("scratch.txt").trim().is_empty(), "scratch space left: {}", read("scratch.txt"));
+    let record: serde_json::Value = serde_json::from_str(&read("record.txt")).unwrap();
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["stages"][0]["status"], "failed");
+    assert!(record["finished"].is_string());
+}
+
 #[test]
 fn data_sources_are_hashed_by_content() {
     let ctx = Ctx::new();
@@ -440,6 +489,32 @@ fn show_prints_schema_rows_and_head() {
     let r = ctx.swestar(&["show", "wf.toml", "double", "--set", "stages.double.params.factor=9"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no artifact for the current settings"), "{}", r.stderr);
+}
+
+/// Temporary files of atomic writes that a full disk or a kill cut short
+/// are leftovers gc removes; the records and refs beside them stay.
+#[test]
+fn gc_removes_the_temporary_files_of_cut_short_writes() {
+    let ctx = Ctx::new();
+    diamond(&ctx);
+    assert_eq!(ctx.run("wf.toml", &[]).code, 0);
+    let store = ctx.store();
+    std::fs::write(store.join("runs/.20261202T000000Z-abcdef.json.4242.tmp"), "").unwrap();
+    std::fs::write(store.join("refs/.diamond.json.4242.tmp"), "{").unwrap();
+    let r = ctx.swestar(&["gc"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("2 leftovers"), "{}", r.stdout);
+    for sub in ["runs", "refs"] {
+        let names: Vec<String> = std::fs::read_dir(store.join(sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{sub}: {names:?}");
+        assert!(names.iter().any(|n| n.ends_with(".json")), "{sub}: {names:?}");
+    }
+    let plan = ctx.plan_json("wf.toml", &[]);
+    assert!(plan.as_array().unwrap().iter().all(|n| n["action"] == "cached"));
 }
 
 #[test]

@@ -110,7 +110,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(exit) => {
             if !exit.message.is_empty() {
-                eprintln!("{}", exit.message);
+                use std::io::Write;
+                // `swestar exec` writes to its log on the store's disk: when
+                // that is full, the exit status is all that can be said.
+                let _unsaid_if_stderr_is_full = writeln!(std::io::stderr(), "{}", exit.message);
             }
             ExitCode::from(exit.code)
         }

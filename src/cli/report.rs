@@ -136,6 +136,7 @@ impl Reporter {
             }
             Event::Stopping => self.line("  interrupt: stopping running stages...".to_string()),
             Event::Note { label, text, .. } => self.line(format!("  note     {label}  {text}")),
+            Event::StoreError { what, error } => self.line(format!("  ERROR    cannot write {what}: {error}")),
         }
     }
 }

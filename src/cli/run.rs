@@ -179,7 +179,10 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     let outcome = outcome.map_err(|e| Exit::failed(format!("error: {e}")))?;
     record.status = outcome.into();
     record.finished = Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
-    let _ = store.write_run(&record);
+    // The final record: when even that cannot be written (a full disk),
+    // say so here; `status` would otherwise show a run that never ended.
+    let unrecorded = store.write_run(&record).err();
+    let outcome = if unrecorded.is_some() && outcome == Outcome::Succeeded { Outcome::Failed } else { outcome };
 
     let secs = started.elapsed().as_secs_f64();
     let r = &reporter;
@@ -202,6 +205,9 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         format!("run {}: {} ({secs:.1}s)", crate::store::runs::RunStatus::from(outcome), parts.join(", "))
     };
     eprintln!("{line}");
+    if let Some(e) = unrecorded {
+        eprintln!("error: cannot write the run record: {e}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&record).expect("plain data"));
     }

@@ -250,7 +250,11 @@ impl LlmClient {
 
 fn retrying(url: &str, attempt: u32, max_retries: u32, what: &str) {
     if attempt < max_retries {
-        eprintln!("model {url}: attempt {} of {} failed ({what}); retrying", attempt + 1, max_retries + 1);
+        swestar_vocab::progress!(
+            "model {url}: attempt {} of {} failed ({what}); retrying",
+            attempt + 1,
+            max_retries + 1
+        );
     }
 }
 

@@ -72,6 +72,19 @@ pub fn collect(store: &Store, keep_runs: Option<usize>, dry_run: bool) -> Result
             report.leftovers.push(entry.path());
         }
     }
+    // Temporary files of atomic writes that a full disk or a kill cut
+    // short; gc runs under the store lock, so none is being written.
+    for sub in ["runs", "refs"] {
+        for entry in std::fs::read_dir(store.root.join(sub)).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                if !dry_run {
+                    std::fs::remove_file(entry.path()).map_err(|e| StoreError::io(&entry.path(), e))?;
+                }
+                report.leftovers.push(entry.path());
+            }
+        }
+    }
     if !dry_run {
         for id in &report.runs_removed {
             store.remove_run(id)?;

@@ -31,6 +31,27 @@ impl JobError {
 
 pub use crate::store::shard::parse_shard;
 
+/// A stage that failed while the store's disk is full most likely failed
+/// because of it, though its own message about it may have gone nowhere
+/// (its log is on that disk): say so, before the scratch space is freed.
+fn on_a_full_disk(e: StageError, dir: &Path) -> StageError {
+    match free_bytes(dir) {
+        Some(free) if free < 64 << 10 => {
+            StageError::Failed(format!("{e}; no space left on device: {} is full", dir.display()))
+        }
+        _ => e,
+    }
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed struct to fill.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// Runs one shard of a job. On success the shard's Parquet file is moved
 /// into place (`staging/<key>/shard-00007.parquet`) atomically, so a shard
 /// file exists only when that shard finished.
@@ -51,10 +72,17 @@ pub fn run_job_file(path: &Path, shard: Option<(u32, u32)>) -> Result<(), JobErr
     }
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     let run = ShardRun { index, count, output: tmp.join("part.parquet"), tmp: tmp.clone(), cancel: Cancel::process() };
-    job.kind.execute(&job, &run).map_err(stage_err)?;
-    std::fs::File::open(&run.output).and_then(|f| f.sync_all()).map_err(|e| io(&run.output, e))?;
-    let target = job.shard_file(index);
-    std::fs::rename(&run.output, &target).map_err(|e| io(&target, e))?;
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
+    let finished =
+        job.kind.execute(&job, &run).map_err(|e| stage_err(on_a_full_disk(e, &job.stage_dir))).and_then(|()| {
+            std::fs::File::open(&run.output).and_then(|f| f.sync_all()).map_err(|e| io(&run.output, e))?;
+            let target = job.shard_file(index);
+            std::fs::rename(&run.output, &target).map_err(|e| io(&target, e))
+        });
+    // Scratch space goes whatever happened: a stage that filled the disk
+    // must not keep it full. What a rerun resumes from (finished shards,
+    // progress logs) lives outside it.
+    if let Err(e) = std::fs::remove_dir_all(&tmp) {
+        swestar_vocab::progress!("{}: cannot remove scratch space: {e}", tmp.display());
+    }
+    finished
 }

@@ -78,6 +78,11 @@ pub enum Event {
         label: String,
         text: String,
     },
+    /// The store could not be written (a full disk): `what`, and why.
+    StoreError {
+        what: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -91,9 +91,9 @@ pub async fn execute<B: Backend>(
             (Decision::Run { .. }, true) => State::Waiting,
         });
     }
-    let mut r = Runner { plan, store, opts, record, refs, tx, state, stop: None };
-    let _ = store.write_refs(&plan.workflow, r.refs);
-    let _ = store.write_run(r.record);
+    let mut r = Runner { plan, store, opts, record, refs, tx, state, stop: None, unsaved: false };
+    r.save_refs();
+    r.save_record();
 
     let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(a), Ok(b)) => (a, b),
@@ -130,6 +130,8 @@ struct Runner<'a> {
     tx: UnboundedSender<Event>,
     state: Vec<State>,
     stop: Option<Outcome>,
+    /// A ref or record write failed (a full disk): the run cannot succeed.
+    unsaved: bool,
 }
 
 impl Runner<'_> {
@@ -157,10 +159,12 @@ impl Runner<'_> {
                 self.state[i] = State::Skipped;
             }
         }
-        let _ = self.store.write_refs(&self.plan.workflow, self.refs);
+        self.save_refs();
         if self.stop == Some(Outcome::Interrupted) {
             Outcome::Interrupted
-        } else if self.state.iter().any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted)) {
+        } else if self.unsaved
+            || self.state.iter().any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted))
+        {
             Outcome::Failed
         } else {
             Outcome::Succeeded
@@ -213,7 +217,7 @@ impl Runner<'_> {
                             early_cutoff: true,
                         });
                         set_refs(self.refs, node, &key);
-                        let _ = store.write_refs(&plan.workflow, self.refs);
+                        self.save_refs();
                         let rec = &mut self.record.stages[i];
                         rec.status = StageStatus::Cached;
                         rec.key = Some(key.to_string());
@@ -387,7 +391,7 @@ impl Runner<'_> {
                     seconds: manifest.duration_s,
                 });
                 set_refs(self.refs, node, &key);
-                let _ = store.write_refs(&plan.workflow, self.refs);
+                self.save_refs();
                 let rec = &mut self.record.stages[i];
                 rec.status = StageStatus::Committed;
                 rec.duration_s = Some(manifest.duration_s);
@@ -415,7 +419,21 @@ impl Runner<'_> {
         let rec = &mut self.record.stages[i];
         rec.status = StageStatus::Failed;
         rec.reason = Some(error.clone());
-        let _ = self.tx.send(Event::Failed { node: i, label, error, log_tail, log });
+        let staging = rec.key.as_deref().and_then(CacheKey::parse).map(|k| self.store.staging_dir(&k));
+        let _ = self.tx.send(Event::Failed { node: i, label: label.clone(), error, log_tail, log });
+        // What a failed stage leaves is kept for its next attempt; say how
+        // much and how to free it, since it may be what filled the disk.
+        if let Some(dir) = staging {
+            let bytes = tree_size(&dir);
+            if bytes > 1 << 20 {
+                let text = format!(
+                    "its staging area keeps {:.1} MiB (finished shards and progress logs, resumed by the next run): {}; `swestar gc` or removing it frees them",
+                    bytes as f64 / (1u64 << 20) as f64,
+                    dir.display()
+                );
+                let _ = self.tx.send(Event::Note { node: i, label, text });
+            }
+        }
     }
 
     /// Copies the backend's view of jobs and what it did on its own into
@@ -433,8 +451,39 @@ impl Runner<'_> {
         if polls > 0 {
             self.record.polls = Some(polls);
         }
-        let _ = self.store.write_run(self.record);
+        self.save_record();
     }
+
+    /// Writes the workflow's refs; a failure (a full disk) is reported and
+    /// fails the run, since what it committed would not be found again.
+    fn save_refs(&mut self) {
+        if let Err(e) = self.store.write_refs(&self.plan.workflow, self.refs) {
+            self.unsaved = true;
+            let _ = self.tx.send(Event::StoreError { what: "the workflow's refs".into(), error: e.to_string() });
+        }
+    }
+
+    /// Writes the run record as it stands; a failure is reported and fails
+    /// the run.
+    fn save_record(&mut self) {
+        if let Err(e) = self.store.write_run(self.record) {
+            self.unsaved = true;
+            let _ = self.tx.send(Event::StoreError { what: "the run record".into(), error: e.to_string() });
+        }
+    }
+}
+
+/// Bytes of the files under `dir` (0 when it does not exist).
+fn tree_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => total += tree_size(&entry.path()),
+            Ok(_) => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => {}
+        }
+    }
+    total
 }
 
 fn set_refs(refs: &mut Refs, node: &Node, key: &CacheKey) {

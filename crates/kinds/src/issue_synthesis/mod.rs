@@ -217,7 +217,7 @@ impl IssueSynthesisSpec {
         let id = row.get("instance_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let f2p = swb::test_list(row.get("FAIL_TO_PASS")).map_err(|e| format!("{id}: FAIL_TO_PASS: {e}"))?;
         if f2p.is_empty() {
-            eprintln!("issue_synthesis: dropped {id}: it has no FAIL_TO_PASS tests");
+            swestar_vocab::progress!("issue_synthesis: dropped {id}: it has no FAIL_TO_PASS tests");
             return Ok(None);
         }
         let sandbox = self.workspace.open(&row, workdir, sources).await.map_err(|e| format!("{id}: {e}"))?;
@@ -226,7 +226,7 @@ impl IssueSynthesisSpec {
         let (test_output, test_sources) = match evidence.map_err(|e| format!("{id}: {e}"))? {
             Ok(found) => found,
             Err(why) => {
-                eprintln!("issue_synthesis: dropped {id}: {why}");
+                swestar_vocab::progress!("issue_synthesis: dropped {id}: {why}");
                 return Ok(None);
             }
         };

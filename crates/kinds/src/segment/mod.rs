@@ -288,7 +288,7 @@ impl Kind for SegmentSpec {
             }
         }
         writer.finish()?;
-        eprintln!(
+        swestar_vocab::progress!(
             "segment: shard {}/{}: {trajectories} trajectories → {samples} samples ({dropped} assistant turns too long to train on)",
             shard.index, shard.count
         );

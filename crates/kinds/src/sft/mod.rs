@@ -197,7 +197,7 @@ impl Kind for SftSpec {
             "dataset_path": committed.join("dataset.jsonl"),
         });
         if let Some(script) = self.launch_script(&files) {
-            eprintln!("sft: launching: {}", script.lines().last().unwrap_or_default());
+            swestar_vocab::progress!("sft: launching: {}", script.lines().last().unwrap_or_default());
             super::command::run_bash(&script, job, shard, &shard.output).map_err(|e| {
                 StageError::Failed(format!("training failed ({e}); see {}", files.join("train.out").display()))
             })?;

@@ -44,7 +44,7 @@ pub fn recover(path: &Path, mut accept: impl FnMut(&[u8]) -> bool) -> Result<(),
     }
     let len = std::fs::metadata(path).map_err(&io)?.len();
     if good < len {
-        eprintln!("{}: dropping {} bytes of a torn last row", path.display(), len - good);
+        swestar_vocab::progress!("{}: dropping {} bytes of a torn last row", path.display(), len - good);
         std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(good)).map_err(&io)?;
     }
     Ok(())

@@ -115,7 +115,7 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
     let rows_in = match W::ORDER {
         LogOrder::Ordered => {
             let mut log = Ordered::open(&log_path)?;
-            eprintln!("{head}, {} already done, {} at once", log.done, w.parallel());
+            swestar_vocab::progress!("{head}, {} already done, {} at once", log.done, w.parallel());
             let start = lo + log.done;
             if start < hi {
                 let (shared, runtime) = begin(w, job, shard)?;
@@ -149,7 +149,7 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
             }
             let total = rows.len() * w.units() as usize;
             let done = total - todo.len();
-            eprintln!("{head}, {total} {}s, {done} already done, {} at once", W::UNIT, w.parallel());
+            swestar_vocab::progress!("{head}, {total} {}s, {done} already done, {} at once", W::UNIT, w.parallel());
             if !todo.is_empty() {
                 let (shared, runtime) = begin(w, job, shard)?;
                 let failures =
@@ -170,7 +170,7 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
         }
     };
     let rows_out = out.finish()?;
-    eprintln!("{}: shard {}: {}", W::NAME, shard.index, w.summary(rows_in, rows_out));
+    swestar_vocab::progress!("{}: shard {}: {}", W::NAME, shard.index, w.summary(rows_in, rows_out));
     Ok(())
 }
 
@@ -308,7 +308,7 @@ async fn run_keyed<W: RowWork>(
             Ok(None) => break,
             Ok(Some(Ok(Ok(())))) => {}
             Ok(Some(Ok(Err(f)))) => {
-                eprintln!("{}: {} attempt {}: {}", W::NAME, f.0, f.1, f.2);
+                swestar_vocab::progress!("{}: {} attempt {}: {}", W::NAME, f.0, f.1, f.2);
                 failures.push(f);
             }
             Ok(Some(Err(e))) => failures.push(("?".into(), 0, format!("{} task: {e}", W::UNIT))),

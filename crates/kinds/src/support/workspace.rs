@@ -41,7 +41,7 @@ impl Workspace {
     pub fn sweep(&self, who: &str) {
         if let (Isolation::Podman, Some(c)) = (self.sandbox.isolation, &self.sandbox.container) {
             for name in sweep_stale(&c.program) {
-                eprintln!("{who}: removed container {name}, left behind by a killed process");
+                swestar_vocab::progress!("{who}: removed container {name}, left behind by a killed process");
             }
         }
     }
