@@ -115,3 +115,48 @@ async fn the_local_demo_runs_every_stage_and_reruns_only_what_changed() {
         assert_eq!(actions[stage], "run", "{stage}: {plan}");
     }
 }
+
+/// Without pytest, synthesize's tests cannot run: that is the environment,
+/// not the instances. The stage fails naming the cause and commits
+/// nothing; once pytest is there, the next run computes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pytest_synthesize_fails_with_the_cause_and_reruns_once_it_is_there() {
+    let ctx = Ctx::new();
+    let server = ScriptedServer::start(scripts()).await.unwrap();
+    // A python3 that sees no site-packages at all: `-m pytest` cannot start.
+    let shim = ctx.path("nopytest");
+    std::fs::create_dir_all(&shim).unwrap();
+    ctx.write("nopytest/python3", &format!("#!/bin/sh\nexec {} -S \"$@\"\n", common::python()));
+    std::process::Command::new("chmod").args(["+x"]).arg(shim.join("python3")).status().unwrap();
+    let without = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |path: String| {
+        let args = [
+            "run".to_string(),
+            WF.into(),
+            "--only".into(),
+            "synthesize".into(),
+            "--json".into(),
+            "--set".into(),
+            format!("models.teacher.base_url={}", server.base_url()),
+            "--set".into(),
+            format!("models.student.base_url={}", server.base_url()),
+        ];
+        let mut cmd = ctx.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        cmd.env("PATH", path);
+        tokio::task::spawn_blocking(move || common::Run::from(cmd.output().unwrap()))
+    };
+    let r = run(without).await.unwrap();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.status_of("synthesize"), "failed");
+    assert!(r.stderr.contains("failed because of the environment"), "{}", r.stderr);
+    assert!(r.stderr.contains("No module named pytest"), "{}", r.stderr);
+    assert!(ctx.objects().is_empty(), "nothing committed");
+
+    let r = run(path_with_pytest()).await.unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.status_of("synthesize"), "committed");
+    // The stage's done line, in its log: what went in and what came out.
+    let log = r.json()["stages"][0]["log"].as_str().unwrap().to_string();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("10 instances in, 10 rows out"), "{log}");
+}

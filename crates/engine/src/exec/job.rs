@@ -78,11 +78,16 @@ pub fn run_job_file(path: &Path, shard: Option<(u32, u32)>) -> Result<(), JobErr
             let target = job.shard_file(index);
             std::fs::rename(&run.output, &target).map_err(|e| io(&target, e))
         });
-    // Scratch space goes whatever happened: a stage that filled the disk
-    // must not keep it full. What a rerun resumes from (finished shards,
-    // progress logs) lives outside it.
-    if let Err(e) = std::fs::remove_dir_all(&tmp) {
-        swestar_vocab::progress!("{}: cannot remove scratch space: {e}", tmp.display());
+    // Scratch space goes when the shard is done or failed: a stage that
+    // filled the disk must not keep it full. What a rerun resumes from
+    // (finished shards, progress logs) lives outside it. A stopped shard
+    // leaves it: the next attempt, which may already have started, clears
+    // it when it starts.
+    let stopped = matches!(&finished, Err(JobError::Stage { source: StageError::Terminated, .. }));
+    if !stopped {
+        if let Err(e) = std::fs::remove_dir_all(&tmp) {
+            swestar_vocab::progress!("{}: cannot remove scratch space: {e}", tmp.display());
+        }
     }
     finished
 }

@@ -25,7 +25,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::rowwise::{self, LogOrder, RowWork};
+use super::rowwise::{self, LogOrder, Row, RowWork};
 use super::testrun::{last_lines, run_test_cmd, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
 use crate::agent::llm::{LlmClient, Message};
@@ -143,13 +143,10 @@ impl RowWork for IssueSynthesisSpec {
         })
     }
 
-    async fn work(s: Arc<Synthesis>, row: Value, _unit: u32) -> Result<Option<String>, String> {
+    async fn work(s: Arc<Synthesis>, row: Value, _unit: u32) -> Result<Row, String> {
         s.spec.synthesize(row, &s.client, &s.prompts, &s.workdir, &s.sources, &s.env).await
     }
 
-    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
-        format!("{rows_out} of {rows_in} instances have a problem statement, {} dropped", rows_in - rows_out)
-    }
 }
 
 /// The rendered-once parts of the prompt.
@@ -213,12 +210,12 @@ impl IssueSynthesisSpec {
         workdir: &std::path::Path,
         sources: &Sources,
         env: &[(String, String)],
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Row, String> {
         let id = row.get("instance_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let f2p = swb::test_list(row.get("FAIL_TO_PASS")).map_err(|e| format!("{id}: FAIL_TO_PASS: {e}"))?;
         if f2p.is_empty() {
             swestar_vocab::progress!("issue_synthesis: dropped {id}: it has no FAIL_TO_PASS tests");
-            return Ok(None);
+            return Ok(Row::dropped("no FAIL_TO_PASS tests"));
         }
         let sandbox = self.workspace.open(&row, workdir, sources).await.map_err(|e| format!("{id}: {e}"))?;
         let evidence = self.evidence(&sandbox, &row, &f2p, env).await;
@@ -227,7 +224,7 @@ impl IssueSynthesisSpec {
             Ok(found) => found,
             Err(why) => {
                 swestar_vocab::progress!("issue_synthesis: dropped {id}: {why}");
-                return Ok(None);
+                return Ok(why.into_row());
             }
         };
         let mut ctx = row.clone();
@@ -256,7 +253,7 @@ impl IssueSynthesisSpec {
             "synthesis_prompt_hash": hash,
             "synthesis_model": self.model.config.model,
         });
-        Ok(Some(added.to_string()))
+        Ok(Row::Kept(added.to_string()))
     }
 
     /// The failing tests' output and sources, or (inner `Err`) why the
@@ -267,29 +264,33 @@ impl IssueSynthesisSpec {
         row: &Value,
         f2p: &[String],
         env: &[(String, String)],
-    ) -> Result<Result<(String, Vec<String>), String>, String> {
+    ) -> Result<Result<(String, Vec<String>), Unusable>, String> {
         let out = run_test_cmd(sandbox, &self.tests, row, f2p, env).await?;
         if out.timed_out {
-            return Ok(Err(format!("its FAIL_TO_PASS tests timed out after {}s", self.tests.timeout_s)));
+            return Ok(Err(Unusable::Merit(format!(
+                "its FAIL_TO_PASS tests timed out after {}s",
+                self.tests.timeout_s
+            ))));
         }
         let parser = self.tests.parser_for(row);
         let Some(statuses) = grading::evaluate_log(parser, &out.log) else {
-            return Ok(Err(format!(
+            // No test reported at all: the runner never got to them.
+            return Ok(Err(Unusable::Environment(format!(
                 "its FAIL_TO_PASS tests did not run ({} parser): {}",
                 parser.name(),
                 last_lines(&out.log, 3)
-            )));
+            ))));
         };
         let passing: Vec<&String> = f2p
             .iter()
             .filter(|t| matches!(grading::status_of(t, &statuses), Some(parsers::PASSED | parsers::XFAIL)))
             .collect();
         if !passing.is_empty() {
-            return Ok(Err(format!(
+            return Ok(Err(Unusable::Merit(format!(
                 "{} of its FAIL_TO_PASS tests pass with the bug applied (first: {})",
                 passing.len(),
                 passing[0]
-            )));
+            ))));
         }
         let body = out
             .log
@@ -307,6 +308,31 @@ impl IssueSynthesisSpec {
             }
         }
         Ok(Ok((shorten(body, self.max_output_chars), sources)))
+    }
+}
+
+/// Why an instance cannot get a problem statement.
+enum Unusable {
+    /// A fact about the instance (its tests pass with the bug, time out).
+    Merit(String),
+    /// Not about the instance: its tests never ran.
+    Environment(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Merit(why) | Unusable::Environment(why) => f.write_str(why),
+        }
+    }
+}
+
+impl Unusable {
+    fn into_row(self) -> Row {
+        match self {
+            Unusable::Merit(why) => Row::dropped(why),
+            Unusable::Environment(why) => Row::environment(why),
+        }
     }
 }
 

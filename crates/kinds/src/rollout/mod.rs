@@ -32,7 +32,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::rowwise::{self, LogOrder, RowWork};
+use super::rowwise::{self, LogOrder, Row, RowWork};
 use super::workspace::{shell_env, Sources, Workspace};
 use crate::agent::episode::{self, EpisodeSpec, ExitReason, Limits, Trajectory};
 use crate::agent::llm::LlmClient;
@@ -143,14 +143,11 @@ impl RowWork for RolloutSpec {
         agent.probe().await
     }
 
-    async fn work(agent: Arc<Agent>, row: Value, attempt: u32) -> Result<Option<String>, String> {
+    async fn work(agent: Arc<Agent>, row: Value, attempt: u32) -> Result<Row, String> {
         let t = agent.episode(&row).await?;
-        Ok(Some(row_json(&t, attempt, &agent.spec.model.config.model)))
+        Ok(Row::Kept(row_json(&t, attempt, &agent.spec.model.config.model)))
     }
 
-    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
-        format!("{rows_out} trajectories of {rows_in} instances")
-    }
 }
 
 impl RolloutSpec {

@@ -4,13 +4,14 @@
 //! the one torn-line recovery ([`recover`]):
 //!
 //! - [`Ordered`]: one line per input row, in input order: the fields the
-//!   work adds to the row, or `null` for a row the stage drops. The line
-//!   count is exactly how far the shard got.
+//!   work adds to the row, or for a row the stage drops, why
+//!   (`{"__dropped": cause, "__environment": bool}`; `null` in logs of
+//!   earlier versions). The line count is exactly how far the shard got.
 //! - [`Keyed`]: one output row per line, in the order units finished, each
 //!   naming its unit by `instance_id` and `attempt`. What is logged is
 //!   skipped on a rerun, whatever finished before or after it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -71,28 +72,61 @@ impl Appender {
     }
 }
 
+/// Why a row was dropped: on its merits (a patch that does not apply,
+/// tests that pass before the fix), or because of the environment (the
+/// test runner could not start), which is not a fact about the row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dropped {
+    pub cause: String,
+    pub environment: bool,
+}
+
+/// The key of a dropped row's log line.
+const DROPPED: &str = "__dropped";
+
+fn dropped_of(line: &Value) -> Option<Dropped> {
+    match line {
+        Value::Null => Some(Dropped { cause: "dropped".into(), environment: false }),
+        Value::Object(o) => o.get(DROPPED).map(|c| Dropped {
+            cause: c.as_str().unwrap_or("dropped").to_string(),
+            environment: o.get("__environment").and_then(Value::as_bool).unwrap_or(false),
+        }),
+        _ => None,
+    }
+}
+
 /// A log in input order (see the module docs).
 pub struct Ordered {
     out: Appender,
     /// Input rows the log accounts for.
     pub done: u64,
-    /// Of those, rows kept (not `null`).
+    /// Of those, rows kept (not dropped).
     pub kept: u64,
+    /// Dropped rows by cause, with their counts.
+    pub drops: BTreeMap<Dropped, u64>,
 }
 
 impl Ordered {
     /// Opens (or starts) the log, cutting a torn last line.
     pub fn open(path: &Path) -> Result<Ordered, StageError> {
-        let (mut done, mut kept) = (0u64, 0u64);
-        recover(path, |body| {
-            let whole = body == b"null" || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
-            if whole {
+        let (mut done, mut kept, mut drops) = (0u64, 0u64, BTreeMap::new());
+        recover(path, |body| match serde_json::from_slice::<Value>(body) {
+            Ok(line) => {
                 done += 1;
-                kept += u64::from(body != b"null");
+                match dropped_of(&line) {
+                    Some(d) => *drops.entry(d).or_insert(0) += 1,
+                    None => kept += 1,
+                }
+                true
             }
-            whole
+            Err(_) => false,
         })?;
-        Ok(Ordered { out: Appender::open(path)?, done, kept })
+        Ok(Ordered { out: Appender::open(path)?, done, kept, drops })
+    }
+
+    /// Whether a logged line stands for a dropped row.
+    pub fn is_dropped(line: &Value) -> bool {
+        dropped_of(line).is_some()
     }
 
     pub fn path(&self) -> &Path {
@@ -100,11 +134,27 @@ impl Ordered {
     }
 
     /// Records the next input row's result; on disk before this returns.
-    pub fn append(&mut self, row: Option<&str>) -> Result<(), StageError> {
-        self.out.append(row.unwrap_or("null"))?;
+    pub fn append(&mut self, row: Result<&str, &Dropped>) -> Result<(), StageError> {
+        match row {
+            Ok(fields) => {
+                self.out.append(fields)?;
+                self.kept += 1;
+            }
+            Err(d) => {
+                let line = serde_json::json!({ DROPPED: d.cause, "__environment": d.environment });
+                self.out.append(&line.to_string())?;
+                *self.drops.entry(d.clone()).or_insert(0) += 1;
+            }
+        }
         self.done += 1;
-        self.kept += u64::from(row.is_some());
         Ok(())
+    }
+
+    /// Starts the log over: its rows are to be done again.
+    pub fn discard(self) -> Result<(), StageError> {
+        let path = self.out.path.clone();
+        drop(self);
+        std::fs::remove_file(&path).map_err(io_err(&path))
     }
 
     /// The logged lines, in input order.
@@ -185,8 +235,15 @@ mod tests {
         std::fs::write(&log, "{\"a\":1}\nnull\n{\"a\":3}\n{\"a\":").unwrap();
         let mut l = Ordered::open(&log).unwrap();
         assert_eq!((l.done, l.kept), (3, 2));
-        l.append(None).unwrap();
+        let env = Dropped { cause: "No module named pytest".into(), environment: true };
+        l.append(Err(&env)).unwrap();
         let lines: Vec<Value> = l.lines().unwrap().map(Result::unwrap).collect();
-        assert_eq!(lines, vec![serde_json::json!({"a": 1}), Value::Null, serde_json::json!({"a": 3}), Value::Null]);
+        assert_eq!(lines.len(), 4);
+        assert!(Ordered::is_dropped(&lines[1]) && Ordered::is_dropped(&lines[3]) && !Ordered::is_dropped(&lines[2]));
+        drop(l);
+        // Reopened, the causes are still known.
+        let l = Ordered::open(&log).unwrap();
+        assert_eq!((l.done, l.kept), (4, 2));
+        assert_eq!(l.drops.get(&env), Some(&1));
     }
 }

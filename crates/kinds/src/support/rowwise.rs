@@ -25,11 +25,34 @@ use arrow::datatypes::SchemaRef;
 use serde_json::Value;
 use swestar_vocab::supervise::Cancel;
 
+pub use super::log::Dropped;
 use super::log::{Keyed, Ordered};
 use super::workspace::Workspace;
 use crate::store::rows::{self, RowReader, RowWriter};
 use crate::store::shard::shard_range;
 use crate::{Job, ShardRun, StageError};
+
+/// What one unit of work gave: a row (`Ordered`: the fields it adds;
+/// `Keyed`: the output row), or a dropped row and why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    Kept(String),
+    Dropped(Dropped),
+}
+
+impl Row {
+    /// Dropped on its merits: the row is data, and this is what it says.
+    pub fn dropped(cause: impl Into<String>) -> Row {
+        Row::Dropped(Dropped { cause: cause.into(), environment: false })
+    }
+
+    /// Dropped because of the environment (the test runner could not
+    /// start): not a fact about the row. A shard whose rows all end so
+    /// fails, and its rows are done again by the next run.
+    pub fn environment(cause: impl Into<String>) -> Row {
+        Row::Dropped(Dropped { cause: cause.into(), environment: true })
+    }
+}
 
 /// How a kind's progress is logged (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,29 +94,25 @@ pub trait RowWork: Sized + Send + Sync + 'static {
         async { Ok(()) }
     }
     /// One unit on one row. `Ordered`: the fields the work adds to the
-    /// row, as a JSON object, or `None` to drop the row. `Keyed`: the
+    /// row, as a JSON object, or why the row is dropped. `Keyed`: the
     /// output row, naming its `instance_id` and `attempt` (= `unit`).
     /// `Err`: the work could not be done (not data: not recorded).
     fn work(
         shared: Arc<Self::Shared>,
         row: Value,
         unit: u32,
-    ) -> impl Future<Output = Result<Option<String>, String>> + Send + 'static;
+    ) -> impl Future<Output = Result<Row, String>> + Send + 'static;
     /// `Ordered`: the output rows of an input row and its log line (by
     /// default the row with the line's fields added).
     fn output(&self, input: Value, logged: Value) -> Result<Vec<Value>, String> {
         merge(input, logged)
     }
-    /// What the shard's log says at the end, given input rows and output rows.
-    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
-        format!("{rows_out} rows from {rows_in} {}", Self::NOUN)
-    }
 }
 
-/// An input row with the fields its log line adds; none for `null`.
+/// An input row with the fields its log line adds; none for a dropped row.
 pub fn merge(mut input: Value, logged: Value) -> Result<Vec<Value>, String> {
     match (logged, input.as_object_mut()) {
-        (Value::Null, _) => Ok(Vec::new()),
+        (line, _) if Ordered::is_dropped(&line) => Ok(Vec::new()),
         (Value::Object(fields), Some(o)) => {
             o.extend(fields);
             Ok(vec![input])
@@ -112,6 +131,7 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
     let schema = w.schema(job)?;
     let head = format!("{}: shard {}/{}: {} {lo}..{hi}", W::NAME, shard.index, shard.count, W::NOUN);
     let mut out = RowWriter::create(&shard.output, schema)?;
+    let mut done_line = String::new();
     let rows_in = match W::ORDER {
         LogOrder::Ordered => {
             let mut log = Ordered::open(&log_path)?;
@@ -121,6 +141,19 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
                 let (shared, runtime) = begin(w, job, shard)?;
                 let work = |_index: u64, row: Value| W::work(shared.clone(), row, 0);
                 runtime.block_on(run_ordered(table.read(start, hi), w.parallel(), &mut log, shard.cancel, work))?;
+            }
+            let environment: Vec<&Dropped> = log.drops.keys().filter(|d| d.environment).collect();
+            if log.kept == 0 && !environment.is_empty() && environment.len() == log.drops.len() {
+                // Every row ended because of the environment: that is an
+                // error, not data. Nothing is committed, and the log goes so
+                // that the next run does the rows again.
+                let causes = environment.iter().take(3).map(|d| d.cause.as_str()).collect::<Vec<_>>().join("; ");
+                let n = log.done;
+                log.discard()?;
+                return Err(StageError::Failed(format!(
+                    "all {n} {} failed because of the environment, not their data: {causes}",
+                    W::NOUN
+                )));
             }
             let mut lines = log.lines()?;
             for batch in table.read(lo, hi) {
@@ -137,6 +170,7 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
                     }
                 }
             }
+            done_line = drops_line(&log.drops);
             log.done
         }
         LogOrder::Keyed => {
@@ -170,8 +204,31 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
         }
     };
     let rows_out = out.finish()?;
-    swestar_vocab::progress!("{}: shard {}: {}", W::NAME, shard.index, w.summary(rows_in, rows_out));
+    swestar_vocab::progress!(
+        "{}: shard {}: {rows_in} {} in, {rows_out} rows out{done_line}",
+        W::NAME,
+        shard.index,
+        W::NOUN
+    );
     Ok(())
+}
+
+/// "; 10 dropped: tests pass with the bug applied (9), the test runner
+/// could not start (1)", the commonest causes first.
+fn drops_line(drops: &std::collections::BTreeMap<Dropped, u64>) -> String {
+    let total: u64 = drops.values().sum();
+    if total == 0 {
+        return String::new();
+    }
+    let mut by_count: Vec<(&Dropped, &u64)> = drops.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1));
+    let shown: Vec<String> = by_count
+        .iter()
+        .take(3)
+        .map(|(d, n)| format!("{}{} ({n})", if d.environment { "environment: " } else { "" }, d.cause))
+        .collect();
+    let more = if by_count.len() > 3 { format!(", {} more causes", by_count.len() - 3) } else { String::new() };
+    format!("; {total} dropped: {}{more}", shown.join(", "))
 }
 
 /// What a shard with work to do sets up first: the workspace swept of
@@ -199,7 +256,7 @@ fn instance_id(row: &Value, i: usize) -> Result<String, StageError> {
 }
 
 /// A row's work, running: its output line or why there is none.
-type RowTask = tokio::task::JoinHandle<Result<Option<String>, String>>;
+type RowTask = tokio::task::JoinHandle<Result<Row, String>>;
 
 /// Runs `work` on each row `reader` yields, `parallel` at once, logging the
 /// results in input order. Returns when every row is logged, or after the
@@ -214,7 +271,7 @@ pub async fn run_ordered<F, Fut>(
 ) -> Result<(), StageError>
 where
     F: FnMut(u64, Value) -> Fut,
-    Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
+    Fut: Future<Output = Result<Row, String>> + Send + 'static,
 {
     let parallel = parallel.max(1) as usize;
     let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
@@ -260,7 +317,8 @@ where
         queue.pop_front();
         let result = outcome.unwrap_or_else(|e| Err(format!("the row's task failed: {e}")));
         match (result, &failure) {
-            (Ok(row), None) => log.append(row.as_deref())?,
+            (Ok(Row::Kept(fields)), None) => log.append(Ok(&fields))?,
+            (Ok(Row::Dropped(why)), None) => log.append(Err(&why))?,
             (Err(what), None) => failure = Some((index, what)),
             (_, Some(_)) => {}
         }
@@ -295,10 +353,13 @@ async fn run_keyed<W: RowWork>(
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("never closed");
             let id = row["instance_id"].as_str().unwrap_or_default().to_string();
-            let line = W::work(shared, row, unit).await.map_err(|e| (id.clone(), unit, e))?;
-            if let Some(line) = line {
-                log.lock().await.append(&line).map_err(|e| (id.clone(), unit, format!("progress log: {e}")))?;
-            }
+            let line = match W::work(shared, row, unit).await {
+                Ok(Row::Kept(line)) => line,
+                // A keyed unit is recorded or retried: a drop is not data here.
+                Ok(Row::Dropped(why)) => return Err((id, unit, why.cause)),
+                Err(e) => return Err((id, unit, e)),
+            };
+            log.lock().await.append(&line).map_err(|e| (id.clone(), unit, format!("progress log: {e}")))?;
             Ok(())
         });
     }
@@ -382,7 +443,7 @@ mod tests {
                     return Err("sandbox gone".to_string());
                 }
                 let _ = row;
-                Ok(i.is_multiple_of(2).then(|| json!({"sq": i * i}).to_string()))
+                Ok(if i.is_multiple_of(2) { Row::Kept(json!({"sq": i * i}).to_string()) } else { Row::dropped("odd") })
             }
         };
         let mut p = Ordered::open(&log).unwrap();

@@ -68,6 +68,17 @@ pub struct TestRun {
     /// Why the tests were not run or not graded.
     pub test_error: Option<String>,
     pub test_wall_s: f64,
+    /// The patch applied and the test command ran, but no test reported
+    /// (the runner could not start): a fault of the environment.
+    #[serde(skip)]
+    pub suite_never_ran: bool,
+}
+
+impl TestRun {
+    /// Why the tests never ran, when that is the environment's fault.
+    pub fn never_ran(&self) -> Option<String> {
+        self.suite_never_ran.then(|| self.test_error.clone().unwrap_or_else(|| "the tests did not run".into()))
+    }
 }
 
 impl TestRun {
@@ -80,6 +91,7 @@ impl TestRun {
             tests: Vec::new(),
             test_error: Some(why),
             test_wall_s: started.elapsed().as_secs_f64(),
+            suite_never_ran: false,
         }
     }
 }
@@ -202,6 +214,7 @@ async fn run_in(
         evaluated: g.evaluated,
         resolved: g.resolved(),
         resolution: g.resolution.as_str().into(),
+        suite_never_ran: !g.evaluated && !out.timed_out,
         tests,
         test_error,
         test_wall_s: started.elapsed().as_secs_f64(),

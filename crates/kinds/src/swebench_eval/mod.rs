@@ -28,7 +28,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::rowwise::{self, LogOrder, RowWork};
+use super::rowwise::{self, LogOrder, Row, RowWork};
 use super::workspace::Workspace;
 use super::rollout::{Agent, RolloutSpec};
 use super::testrun::{test_patch, TestSettings};
@@ -149,8 +149,8 @@ impl RowWork for EvalSpec {
         e.agent.probe().await
     }
 
-    async fn work(e: Arc<Evaluation>, row: Value, _unit: u32) -> Result<Option<String>, String> {
-        e.spec.instance(&e.agent, row).await
+    async fn work(e: Arc<Evaluation>, row: Value, _unit: u32) -> Result<Row, String> {
+        e.spec.instance(&e.agent, row).await.map(Row::Kept)
     }
 
     /// Each log line holds an instance's attempts, one output row each.
@@ -161,9 +161,6 @@ impl RowWork for EvalSpec {
         }
     }
 
-    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
-        format!("{rows_out} attempts on {rows_in} instances")
-    }
 }
 
 /// How one instance went.
@@ -223,7 +220,7 @@ pub fn summary(protocol: Protocol, per: impl Iterator<Item = InstanceOutcome>) -
 
 impl EvalSpec {
     /// Every attempt at one instance, graded, as a JSON array of rows.
-    async fn instance(&self, agent: &Agent, row: Value) -> Result<Option<String>, String> {
+    async fn instance(&self, agent: &Agent, row: Value) -> Result<String, String> {
         let id = row.get("instance_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let (max, stop_on_submit) = match self.protocol {
             Protocol::UntilSubmit(n) => (n, true),
@@ -262,7 +259,7 @@ impl EvalSpec {
                 last["counted"] = json!(true);
             }
         }
-        Ok(Some(Value::Array(attempts).to_string()))
+        Ok(Value::Array(attempts).to_string())
     }
 }
 

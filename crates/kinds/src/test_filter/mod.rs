@@ -23,7 +23,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::rowwise::{self, LogOrder, RowWork};
+use super::rowwise::{self, LogOrder, Row, RowWork};
 use super::testrun::{test_patch, TestSettings};
 use super::workspace::{shell_env, Sources, Workspace};
 use crate::api::{Job, Kind, Settings, ShardRun, StageError};
@@ -169,13 +169,10 @@ impl RowWork for TestFilterSpec {
         })
     }
 
-    async fn work(g: Arc<Grading>, row: Value, _unit: u32) -> Result<Option<String>, String> {
+    async fn work(g: Arc<Grading>, row: Value, _unit: u32) -> Result<Row, String> {
         g.spec.grade(row, &g.instances, &g.workdir, &g.sources, &g.env).await
     }
 
-    fn summary(&self, rows_in: u64, rows_out: u64) -> String {
-        format!("kept {rows_out} of {rows_in} trajectories")
-    }
 }
 
 impl TestFilterSpec {
@@ -186,7 +183,7 @@ impl TestFilterSpec {
         workdir: &std::path::Path,
         sources: &Sources,
         env: &[(String, String)],
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Row, String> {
         let id = row.get("instance_id").and_then(Value::as_str).unwrap_or_default().to_string();
         let inst =
             instances.get(&id).ok_or_else(|| format!("trajectory of `{id}`: no such instance in `instances`"))?;
@@ -194,9 +191,12 @@ impl TestFilterSpec {
         let run = test_patch(&self.workspace, &self.tests, inst, &patch, workdir, sources, env)
             .await
             .map_err(|e| format!("{id}: {e}"))?;
-        if self.keep == Keep::Resolved && !run.resolved {
-            return Ok(None);
+        if let Some(why) = run.never_ran() {
+            return Ok(Row::environment(why));
         }
-        Ok(Some(serde_json::to_string(&run).expect("plain data")))
+        if self.keep == Keep::Resolved && !run.resolved {
+            return Ok(Row::dropped("not resolved"));
+        }
+        Ok(Row::Kept(serde_json::to_string(&run).expect("plain data")))
     }
 }
