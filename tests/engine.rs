@@ -290,6 +290,48 @@ fn sweep_variants_share_upstream_artifacts() {
     assert!(r.statuses().iter().all(|(_, s)| s == "cached"), "{}", r.stdout);
 }
 
+/// A sweep is narrowed with `--variant` or by replacing its values with
+/// `--set 'sweep."KEY"=[...]'`; a `--set` of the swept key itself, which
+/// would give every variant one value under names that say otherwise, is
+/// an error, and so is a value listed twice.
+#[test]
+fn a_sweep_is_narrowed_by_variant_or_by_its_values_never_overridden() {
+    let ctx = Ctx::new();
+    diamond(&ctx);
+    let text = std::fs::read_to_string(ctx.path("wf.toml")).unwrap();
+    ctx.write("wf.toml", &format!("{text}\n[sweep]\n\"stages.double.params.factor\" = [2, 3]\n"));
+    let variants_of = |plan: &serde_json::Value, stage: &str| -> Vec<serde_json::Value> {
+        plan.as_array().unwrap().iter().filter(|n| n["stage"] == stage).map(|n| n["variants"].clone()).collect()
+    };
+
+    let plan = ctx.plan_json("wf.toml", &["--variant", "factor=3"]);
+    assert_eq!(plan.as_array().unwrap().len(), 3, "{plan}");
+    assert_eq!(variants_of(&plan, "double"), [serde_json::json!(["factor=3"])]);
+
+    let plan = ctx.plan_json("wf.toml", &["--set", "sweep.\"stages.double.params.factor\"=[4]"]);
+    assert_eq!(plan.as_array().unwrap().len(), 3, "{plan}");
+    assert_eq!(variants_of(&plan, "double"), [serde_json::json!(["factor=4"])]);
+    let r = ctx.run("wf.toml", &["--set", "sweep.\"stages.double.params.factor\"=[4]"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(total_of(&ctx, &["--set", "sweep.\"stages.double.params.factor\"=[4]"]), 24.0 + 14.0);
+
+    let r = ctx.swestar(&["plan", "wf.toml", "--set", "stages.double.params.factor=7"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("`stages.double.params.factor` is swept") && r.stderr.contains("sweep."), "{}", r.stderr);
+    let r = ctx.swestar(&["plan", "wf.toml", "--variant", "factor=9"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no variant `factor=9`") && r.stderr.contains("factor=2, factor=3"), "{}", r.stderr);
+
+    ctx.write("wf.toml", &format!("{text}\n[sweep]\n\"stages.double.params.factor\" = [40, \"40\"]\n"));
+    let r = ctx.swestar(&["plan", "wf.toml"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("listed twice") && r.stderr.contains("sweep.stages.double.params.factor"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn two_workflows_with_the_same_stage_share_one_artifact() {
     let ctx = Ctx::new();

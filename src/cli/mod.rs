@@ -125,6 +125,24 @@ fn load(path: &Path, sets: &[String]) -> Result<Loaded, Exit> {
     Ok(workflow::load(path, sets)?)
 }
 
+/// Keeps only the named variants (all when none is named).
+fn only_variants(loaded: &mut Loaded, names: &[String]) -> Result<(), Exit> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<String> = loaded.variants.iter().map(|v| v.variant.name.clone()).collect();
+    for name in names {
+        if !all.contains(name) {
+            let hint = workflow::did_you_mean(name, all.iter().map(String::as_str))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(Exit::invalid(format!("error: no variant `{name}`{hint}; variants: {}", all.join(", "))));
+        }
+    }
+    loaded.variants.retain(|v| names.contains(&v.variant.name));
+    Ok(())
+}
+
 /// Plans a loaded workflow against the store (`None`: nothing is cached
 /// yet), keeping the store's stat cache current.
 fn build_plan(loaded: &Loaded, store: Option<&crate::store::Store>) -> Result<crate::dag::Plan, Exit> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::report::{plan_text, Reporter};
-use super::{build_plan, load, store_dir, Exit};
+use super::{build_plan, load, only_variants, store_dir, Exit};
 use crate::exec::local::LocalBackend;
 use crate::exec::slurm::{OnInterrupt, SlurmBackend};
 use crate::exec::{run as core, Outcome, RunOptions};
@@ -27,6 +27,9 @@ pub struct RunArgs {
     only: Vec<String>,
     #[command(flatten)]
     force: ForceArgs,
+    /// Run only this variant of the sweep (repeatable; see `plan`).
+    #[arg(long = "variant", value_name = "NAME")]
+    variants: Vec<String>,
     /// How many stages run at once (default: [executor] jobs, else the number of CPUs).
     #[arg(short = 'j', long = "jobs")]
     jobs: Option<usize>,
@@ -73,13 +76,17 @@ pub struct PlanArgs {
     sets: Vec<String>,
     #[command(flatten)]
     force: ForceArgs,
+    /// Plan only this variant of the sweep (repeatable).
+    #[arg(long = "variant", value_name = "NAME")]
+    variants: Vec<String>,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit> {
-    let loaded = load(&args.workflow, &args.sets)?;
+    let mut loaded = load(&args.workflow, &args.sets)?;
+    only_variants(&mut loaded, &args.variants)?;
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::existing(&dir);
     let mut plan = build_plan(&loaded, store.as_ref())?;
@@ -95,7 +102,8 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
 }
 
 pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
-    let loaded = load(&args.workflow, &args.sets)?;
+    let mut loaded = load(&args.workflow, &args.sets)?;
+    only_variants(&mut loaded, &args.variants)?;
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::open(&dir).map_err(|e| Exit::failed(format!("error: cannot open store: {e}")))?;
     let run_id = new_run_id();

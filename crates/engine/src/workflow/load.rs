@@ -43,7 +43,21 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, WorkflowError> {
         let stage = cx.stage_from(name, table, spanned, None)?;
         base_stages.insert(name.clone(), stage);
     }
-    let sweep = cx.sweep(&file)?;
+    // `--set 'sweep."KEY"=[...]'` replaces (or adds) a sweep's values; any
+    // other `--set` applies to every variant.
+    let (narrowing, assignments): (Vec<Assignment>, Vec<Assignment>) =
+        assignments.into_iter().partition(|a| a.path.first().is_some_and(|p| p == "sweep"));
+    let sweep = cx.sweep(&file, &narrowing)?;
+    for a in &assignments {
+        if let Some(list) = sweep.iter().find(|list| list.first().is_some_and(|s| s.path == a.path)) {
+            let Origin::Sweep(key) = &list[0].origin else { continue };
+            return Err(WorkflowError::Argument(format!(
+                "{}: `{key}` is swept, and this would give every variant the same value while their names say otherwise; narrow the sweep instead: --set 'sweep.\"{key}\"=[{}]'",
+                a.origin,
+                overrides::display_value(&a.value)
+            )));
+        }
+    }
 
     if sweep.is_empty() && assignments.is_empty() {
         let wf = cx.validate(&file, base_stages, Variant::default(), None)?;
@@ -213,9 +227,21 @@ impl Cx<'_> {
         }
     }
 
-    fn sweep(&self, file: &WorkflowFile) -> Result<Vec<Vec<Assignment>>, WorkflowError> {
+    /// The sweep's lists of assignments, after `narrowing` (`--set
+    /// sweep.KEY=[...]`) replaced or added lists.
+    fn sweep(&self, file: &WorkflowFile, narrowing: &[Assignment]) -> Result<Vec<Vec<Assignment>>, WorkflowError> {
+        let mut lists = file.sweep.clone();
+        for a in narrowing {
+            let [_, key] = a.path.as_slice() else {
+                return Err(WorkflowError::Argument(format!(
+                    "{}: write --set 'sweep.\"stages.NAME.KEY\"=[v1, v2]' to replace a sweep's values",
+                    a.origin
+                )));
+            };
+            lists.insert(key.clone(), a.value.clone());
+        }
         let mut out = Vec::new();
-        for (key, values) in &file.sweep {
+        for (key, values) in &lists {
             let at = vec!["sweep".to_string(), key.clone()];
             let path = overrides::parse_path(key).map_err(|m| self.invalid(&at, m, None, None))?;
             if path.first().is_some_and(|p| p == "workflow" || p == "sweep") {
@@ -232,6 +258,16 @@ impl Cx<'_> {
                     return Err(self.invalid(&at, "a sweep value must be a non-empty list".into(), None, None));
                 }
             };
+            // Two equal values would make two variants with one name.
+            let shown: Vec<String> = values.iter().map(overrides::display_value).collect();
+            if let Some(dup) = shown.iter().enumerate().find(|(i, v)| shown[..*i].contains(v)).map(|(_, v)| v) {
+                return Err(self.invalid(
+                    &at,
+                    format!("the value {dup} is listed twice: each value makes one variant, named by it"),
+                    None,
+                    None,
+                ));
+            }
             out.push(
                 values
                     .iter()
