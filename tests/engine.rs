@@ -219,6 +219,24 @@ find "$STORE/staging" -name 'tmp-*' > scratch.txt
     assert!(record["finished"].is_string());
 }
 
+/// The job script of a stage whose key is not known yet (its upstream has
+/// not run) is shown whole, a marker where the key goes.
+#[test]
+fn render_shows_a_stage_below_one_not_yet_run_with_its_key_marked() {
+    let ctx = Ctx::new();
+    diamond(&ctx);
+    let r = ctx.swestar(&["render", "wf.toml", "total"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("staging/KEY-PENDING/job.json"), "{}", r.stdout);
+    assert!(r.stdout.contains("swestar stage total, key KEY-PENDING"), "{}", r.stdout);
+    assert!(r.stderr.contains("the key of `total` is known once double, square ran"), "{}", r.stderr);
+    // Once they ran, the real key.
+    assert_eq!(ctx.run("wf.toml", &["--only", "double", "--only", "square"]).code, 0);
+    let r = ctx.swestar(&["render", "wf.toml", "total"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("KEY-PENDING") && r.stderr.is_empty(), "{}{}", r.stdout, r.stderr);
+}
+
 #[test]
 fn data_sources_are_hashed_by_content() {
     let ctx = Ctx::new();

@@ -26,19 +26,30 @@ pub struct RenderArgs {
     sets: Vec<String>,
 }
 
+/// Where the key of a stage that cannot be keyed yet goes.
+const PENDING_KEY: &str = "KEY-PENDING";
+
 pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, Exit> {
     let loaded = load(&args.workflow, &args.sets)?;
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::existing(&dir);
     let plan = build_plan(&loaded, store.as_ref())?;
     let node = find_node(&plan, &args.workflow, &args.stage, args.variant.as_deref())?;
-    let key = match &node.decision {
-        Decision::Cached { key, .. } | Decision::Run { key: Some(key), .. } => key.clone(),
-        Decision::Run { key: None, reasons } => {
-            return Err(Exit::failed(format!(
-                "error: the job script names the stage's staging directory by its key, which is not known yet ({})",
-                reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
-            )))
+    // Below a stage that has not run, the key (which names the staging
+    // directory) is not known yet: a stand-in renders the script, and the
+    // printed script says where the key goes.
+    let (key, pending) = match &node.decision {
+        Decision::Cached { key, .. } | Decision::Run { key: Some(key), .. } => (key.clone(), None),
+        Decision::Run { key: None, .. } => {
+            let stand_in = crate::cache::hash_str(&format!("the pending key of {}", node.stage));
+            let key = crate::cache::CacheKey::parse(&stand_in).expect("a blake3 hash is a key");
+            let first: Vec<&str> = node
+                .upstream
+                .iter()
+                .filter(|e| matches!(plan.nodes[e.node].decision, Decision::Run { .. }))
+                .map(|e| e.stage.as_str())
+                .collect();
+            (key, Some(first.join(", ")))
         }
     };
     let root = match &store {
@@ -75,6 +86,13 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
     let mut script = prepared.launch.script(slurm, &exe).map_err(|e| Exit::invalid(format!("error: {e}")))?;
     if let Some((i, _)) = args.shard {
         script = script.replace("${SLURM_ARRAY_TASK_ID:-0}", &format!("${{SLURM_ARRAY_TASK_ID:-{i}}}"));
+    }
+    if let Some(upstream) = pending {
+        script = script.replace(key.as_str(), PENDING_KEY).replace(key.short(), PENDING_KEY);
+        eprintln!(
+            "note: the key of `{}` is known once {upstream} ran; {PENDING_KEY} stands for it in the script",
+            node.stage
+        );
     }
     print!("{script}");
     Ok(ExitCode::SUCCESS)
