@@ -350,6 +350,50 @@ fn a_sweep_is_narrowed_by_variant_or_by_its_values_never_overridden() {
     );
 }
 
+/// `plan` says which store it read, and for a node some variants share,
+/// which ones.
+#[test]
+fn plan_names_its_store_and_the_variants_that_share_a_node() {
+    let ctx = Ctx::new();
+    ctx.write("ops.py", OPS);
+    ctx.write("nums.jsonl", "{\"x\": 1}\n");
+    ctx.write(
+        "wf.toml",
+        r#"[workflow]
+name = "shared"
+
+[data.nums]
+path = "nums.jsonl"
+
+[stages.double]
+kind = "command"
+format = "jsonl"
+inputs = { nums = "data.nums" }
+params = { factor = 2 }
+run = "python3 ops.py scale {{ inputs.nums }} {{ output }} {{ params.factor }}"
+
+[stages.square]
+kind = "command"
+format = "jsonl"
+inputs = { nums = "data.nums" }
+params = { note = "a" }
+run = "python3 ops.py square {{ inputs.nums }} {{ output }}"
+
+[sweep]
+"stages.double.params.factor" = [2, 3]
+"stages.square.params.note" = ["a", "b"]
+"#,
+    );
+    let r = ctx.swestar(&["plan", "wf.toml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("(not created yet: nothing is cached)"), "{}", r.stdout);
+    assert!(r.stdout.contains("shared by factor=2,note=a | factor=3,note=a"), "{}", r.stdout);
+    assert!(r.stdout.contains("shared by factor=2,note=a | factor=2,note=b"), "{}", r.stdout);
+    assert_eq!(ctx.run("wf.toml", &[]).code, 0);
+    let r = ctx.swestar(&["plan", "wf.toml"]);
+    assert!(r.stdout.contains(&format!("store {}", ctx.store().display())), "{}", r.stdout);
+}
+
 #[test]
 fn two_workflows_with_the_same_stage_share_one_artifact() {
     let ctx = Ctx::new();

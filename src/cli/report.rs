@@ -22,6 +22,10 @@ pub fn plan_text(plan: &Plan) -> String {
             }
         };
         out.push_str(&format!("  {action:<6}  {:<width$}  {why}\n", n.label()));
+        // A node several variants share: which ones, by their values.
+        if n.variants.len() > 1 && n.variants.len() < plan.variants.len() {
+            out.push_str(&format!("  {:<6}  {:<width$}  shared by {}\n", "", "", n.variants.join(" | ")));
+        }
     }
     out
 }

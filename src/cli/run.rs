@@ -94,7 +94,11 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json()).expect("plain data"));
     } else {
-        println!("plan for {} ({})", plan.workflow, args.workflow.display());
+        let read = match &store {
+            Some(s) => s.root.display().to_string(),
+            None => format!("{} (not created yet: nothing is cached)", dir.display()),
+        };
+        println!("plan for {} ({}), store {read}", plan.workflow, args.workflow.display());
         print!("{}", plan_text(&plan));
         println!("{} stages: {}", plan.nodes.len(), plan.summary());
     }
