@@ -81,8 +81,10 @@ fn find_instance(path: &Path, id: &str) -> Result<serde_json::Value, Exit> {
 
 fn print_turn(t: &Turn) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "─── {} ({} tokens) ───\n{}", t.role, t.tokens, t.content.trim_end());
-    let _ = out.flush();
+    // A closed stdout (`| head`) must not stop the episode: the trajectory
+    // still goes to --out, and the exit status says how it ended.
+    let _shown_if_stdout_is_open =
+        writeln!(out, "─── {} ({} tokens) ───\n{}", t.role, t.tokens, t.content.trim_end()).and_then(|()| out.flush());
 }
 
 /// The rollout spec of the command line: a rollout stage's agent with

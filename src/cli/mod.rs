@@ -150,7 +150,10 @@ fn build_plan(loaded: &Loaded, store: Option<&crate::store::Store>) -> Result<cr
     let plan = crate::dag::Plan::build(&loaded.variants, store, &mut stat)
         .map_err(|e| Exit::invalid(format!("error: {e}")))?;
     if store.is_some() {
-        let _ = stat.save();
+        if let Err(e) = stat.save() {
+            // Only a cache: the next plan hashes the data again.
+            eprintln!("warning: cannot save the store's stat cache: {e}");
+        }
     }
     Ok(plan)
 }

@@ -7,7 +7,7 @@
 //! dispatch come from it.
 //!
 //! Below the kinds: [`api`] (what every kind builds on) and [`support`]
-//! (sandboxed workspaces, test runs and the ordered row driver that
+//! (sandboxed workspaces, test runs and the row driver with its logs that
 //! several kinds share). Nothing here prints to a terminal except a
 //! stage body's own progress lines on stderr, which land in its log.
 

@@ -38,11 +38,13 @@ impl StoreLock {
             }
             Err(TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
         }
-        // Say who holds it, for the message a second writer gets.
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = writeln!(file, "{holder} (pid {})", std::process::id());
-        let _ = file.flush();
+        // Say who holds it, for the message a second writer gets. A store
+        // that cannot take these few bytes cannot take a run either.
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{holder} (pid {})", std::process::id()))
+            .and_then(|()| file.flush())
+            .map_err(|e| StoreError::io(&path, e))?;
         Ok(StoreLock { _file: file })
     }
 }

@@ -60,6 +60,15 @@ pub struct PromptSource {
 }
 
 impl StageModel {
+    /// Fails when the endpoint does not answer (see `LlmClient::probe`),
+    /// naming the model and the cause.
+    pub async fn reach(&self, client: &crate::agent::llm::LlmClient) -> Result<(), StageError> {
+        client
+            .probe(crate::agent::llm::PROBE_DEADLINE)
+            .await
+            .map_err(|e| StageError::Failed(format!("cannot reach model `{}`: {e}", self.name)))
+    }
+
     /// The client's settings at run time: the job's own server when the
     /// stage serves the model, the API key from its variable.
     pub fn runtime_config(&self, served: bool) -> Result<ModelConfig, StageError> {

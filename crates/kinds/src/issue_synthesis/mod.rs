@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::rowwise::{self, LogOrder, Row, RowWork};
 use super::testrun::{last_lines, run_test_cmd, TestSettings};
-use super::workspace::{shell_env, Sources, Workspace};
+use super::workspace::{Hosts, Sources, Workspace};
 use crate::agent::llm::{LlmClient, Message};
 use crate::agent::prompts;
 use crate::agent::sandbox::Sandbox;
@@ -100,9 +100,7 @@ pub struct Synthesis {
     spec: IssueSynthesisSpec,
     client: LlmClient,
     prompts: Prompts,
-    sources: Sources,
-    env: Vec<(String, String)>,
-    workdir: std::path::PathBuf,
+    hosts: Hosts,
 }
 
 impl RowWork for IssueSynthesisSpec {
@@ -131,20 +129,17 @@ impl RowWork for IssueSynthesisSpec {
             spec: self.clone(),
             prompts: self.load_prompts(job)?,
             client: self.client()?,
-            sources: Sources::new(shard.tmp.join("sources")),
-            env: shell_env(job),
-            workdir: job.workdir.clone(),
+            hosts: Hosts::of(job, shard),
         })
     }
 
     async fn check(s: &Synthesis) -> Result<(), StageError> {
-        s.client.probe(crate::agent::llm::PROBE_DEADLINE).await.map_err(|e| {
-            StageError::Failed(format!("cannot reach model `{}`: {e}", s.spec.model.name))
-        })
+        s.spec.model.reach(&s.client).await
     }
 
     async fn work(s: Arc<Synthesis>, row: Value, _unit: u32) -> Result<Row, String> {
-        s.spec.synthesize(row, &s.client, &s.prompts, &s.workdir, &s.sources, &s.env).await
+        let h = &s.hosts;
+        s.spec.synthesize(row, &s.client, &s.prompts, &h.workdir, &h.sources, &h.env).await
     }
 
 }

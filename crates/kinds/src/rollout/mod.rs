@@ -240,9 +240,7 @@ impl Agent {
 
     /// Fails when the model endpoint does not answer (see `LlmClient::probe`).
     pub async fn probe(&self) -> Result<(), StageError> {
-        self.client.probe(crate::agent::llm::PROBE_DEADLINE).await.map_err(|e| {
-            StageError::Failed(format!("cannot reach model `{}`: {e}", self.spec.model.name))
-        })
+        self.spec.model.reach(&self.client).await
     }
 
     /// One episode on an instance row in a fresh sandbox. `Err`: the

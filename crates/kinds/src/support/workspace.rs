@@ -116,6 +116,21 @@ impl Sources {
     }
 }
 
+/// What the sandboxes of one shard share: host repositories (made once),
+/// the shells' environment, and the workflow's directory that relative
+/// repository paths resolve against.
+pub struct Hosts {
+    pub sources: Sources,
+    pub env: Vec<(String, String)>,
+    pub workdir: PathBuf,
+}
+
+impl Hosts {
+    pub fn of(job: &Job, shard: &crate::ShardRun) -> Hosts {
+        Hosts { sources: Sources::new(shard.tmp.join("sources")), env: shell_env(job), workdir: job.workdir.clone() }
+    }
+}
+
 /// Renders a template over an instance row's fields.
 pub fn render_field(what: &str, template: &str, row: &Value) -> Result<String, String> {
     let env = minijinja::Environment::new();

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use super::rowwise::{self, LogOrder, Row, RowWork};
 use super::testrun::{test_patch, TestSettings};
-use super::workspace::{shell_env, Sources, Workspace};
+use super::workspace::{Hosts, Sources, Workspace};
 use crate::api::{Job, Kind, Settings, ShardRun, StageError};
 use crate::store::rows;
 use crate::store::TableFormat;
@@ -133,9 +133,7 @@ impl Kind for TestFilterSpec {
 pub struct Grading {
     spec: TestFilterSpec,
     instances: HashMap<String, Value>,
-    sources: Sources,
-    env: Vec<(String, String)>,
-    workdir: std::path::PathBuf,
+    hosts: Hosts,
 }
 
 impl RowWork for TestFilterSpec {
@@ -163,14 +161,13 @@ impl RowWork for TestFilterSpec {
         Ok(Grading {
             spec: self.clone(),
             instances: instances_by_id(job)?,
-            sources: Sources::new(shard.tmp.join("sources")),
-            env: shell_env(job),
-            workdir: job.workdir.clone(),
+            hosts: Hosts::of(job, shard),
         })
     }
 
     async fn work(g: Arc<Grading>, row: Value, _unit: u32) -> Result<Row, String> {
-        g.spec.grade(row, &g.instances, &g.workdir, &g.sources, &g.env).await
+        let h = &g.hosts;
+        g.spec.grade(row, &g.instances, &h.workdir, &h.sources, &h.env).await
     }
 
 }

@@ -260,8 +260,12 @@ impl Backend for SlurmBackend {
         let stage_dir = launch.job_file.parent().unwrap_or(Path::new(".")).to_path_buf();
         let path = stage_dir.join("job.sbatch");
         crate::store::write_atomic(&path, script.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        // A copy beside the logs, for reading after the staging is gone;
+        // the submission does not depend on it.
         let kept = launch.log_dir.join(format!("{}.sbatch", launch.log_stem));
-        let _ = std::fs::write(&kept, &script);
+        if let Err(e) = std::fs::write(&kept, &script) {
+            self.notes.push((launch.node, format!("cannot keep a copy of the job script at {}: {e}", kept.display())));
+        }
         let node = launch.node;
         let pending = launch.shards.clone();
         // Jobs an earlier orchestrator submitted for these shards may still be
