@@ -603,8 +603,16 @@ fn gc_removes_the_temporary_files_of_cut_short_writes() {
     diamond(&ctx);
     assert_eq!(ctx.run("wf.toml", &[]).code, 0);
     let store = ctx.store();
-    std::fs::write(store.join("runs/.20261202T000000Z-abcdef.json.4242.tmp"), "").unwrap();
-    std::fs::write(store.join("refs/.diamond.json.4242.tmp"), "{").unwrap();
+    // Older than the lock stale time: no live writer is writing them.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (path, text) in
+        [("runs/.20261202T000000Z-abcdef.json.login1.4242.tmp", ""), ("refs/.diamond.json.login1.4242.tmp", "{")]
+    {
+        std::fs::write(store.join(path), text).unwrap();
+        std::fs::File::options().write(true).open(store.join(path)).unwrap().set_modified(old).unwrap();
+    }
+    // A young one may be a write in progress on another host: kept.
+    std::fs::write(store.join("refs/.diamond.json.login2.77.tmp"), "{").unwrap();
     let r = ctx.swestar(&["gc"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("2 leftovers"), "{}", r.stdout);
@@ -614,7 +622,7 @@ fn gc_removes_the_temporary_files_of_cut_short_writes() {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{sub}: {names:?}");
+        assert!(names.iter().all(|n| !n.ends_with(".tmp") || n.contains("login2")), "{sub}: {names:?}");
         assert!(names.iter().any(|n| n.ends_with(".json")), "{sub}: {names:?}");
     }
     let plan = ctx.plan_json("wf.toml", &[]);
@@ -787,28 +795,6 @@ fn ctrl_c_stops_running_stages_and_says_what_finished() {
     assert_eq!(r.status_of("slow"), "interrupted");
     wait_for("the stage's processes to stop", 10, || !process_alive(sleep_pid));
     assert_eq!(ctx.objects().len(), 1);
-}
-
-#[test]
-fn a_second_writer_fails_clearly_or_waits() {
-    let ctx = Ctx::new();
-    slow_workflow(&ctx);
-    let text = std::fs::read_to_string(ctx.path("slow.toml")).unwrap().replace("sleep 60", "sleep 3");
-    ctx.write("slow.toml", &text);
-    diamond(&ctx);
-    let first = ctx.cmd(&["run", "slow.toml"]).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait_for("the first run to hold the store", 30, || read_pid(&ctx.path("sleep.pid")).is_some());
-    let second = ctx.run("wf.toml", &[]);
-    assert_eq!(second.code, 1, "{}", second.stderr);
-    assert!(second.stderr.contains("in use by another writer"), "{}", second.stderr);
-    assert!(second.stderr.contains("--wait"), "{}", second.stderr);
-    let waited = ctx.run("wf.toml", &["--wait"]);
-    assert_eq!(waited.code, 0, "{}", waited.stderr);
-    let first = first.wait_with_output().unwrap();
-    assert!(first.status.success());
-    assert_eq!(ctx.objects().len(), 5);
-    // Reading needs no lock.
-    assert_eq!(ctx.swestar(&["plan", "wf.toml"]).code, 0);
 }
 
 fn sharded(ctx: &Ctx) {

@@ -8,7 +8,7 @@ use clap::Args;
 use super::{build_plan, bytes, load, store_dir, Exit};
 use crate::dag::{Decision, Node, Plan};
 use crate::store::runs::{RunStatus, StageStatus};
-use crate::store::{gc, table, Manifest, Store, StoreLock};
+use crate::store::{gc, table, Attempt, LockTimes, Locks, Manifest, Store, StoreError};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -62,7 +62,8 @@ pub struct GcArgs {
     /// Keep only the newest N run records per workflow (older ones stop protecting their objects).
     #[arg(long, value_name = "N")]
     keep_runs: Option<usize>,
-    /// Wait for a running writer instead of failing.
+    /// Wait for another gc of the store to finish instead of failing
+    /// (runs never stop gc: it leaves what they use alone).
     #[arg(long)]
     wait: bool,
 }
@@ -81,7 +82,7 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
     }
     .ok_or_else(|| Exit::failed("error: no run recorded in this store"))?;
     let mut run = run.clone();
-    if run.status == RunStatus::Running && !alive(run.pid) {
+    if run.status == RunStatus::Running && !alive(&store, &run) {
         run.status = RunStatus::Killed;
     }
     if args.json {
@@ -129,8 +130,17 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
     Ok(ExitCode::SUCCESS)
 }
 
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// Whether a run's orchestrator lives: its process, on its own host; from
+/// another host, its lock's heartbeat, given twice the stale time for the
+/// hosts' clocks to disagree.
+fn alive(store: &Store, run: &crate::store::runs::RunRecord) -> bool {
+    if run.host.is_empty() || run.host == crate::store::lock::hostname() {
+        return Path::new(&format!("/proc/{}", run.pid)).exists();
+    }
+    let lock = store.root.join("locks").join(format!("run-{}.lock", run.id));
+    let beat = std::fs::metadata(lock).and_then(|m| m.modified()).ok();
+    beat.and_then(|t| t.elapsed().ok().or(Some(std::time::Duration::ZERO)))
+        .is_some_and(|age| age < LockTimes::from_env().stale * 2)
 }
 
 /// The committed artifact of a stage under the workflow's current settings.
@@ -373,12 +383,32 @@ fn export_summary(manifest: &crate::store::manifest::Manifest, to: &Path) -> Res
 
 pub fn gc(store_flag: Option<&Path>, args: GcArgs) -> Result<ExitCode, Exit> {
     let store = open_existing(&store_dir(store_flag, None))?;
-    let _lock =
-        StoreLock::acquire(&store.root, args.wait, "swestar gc").map_err(|e| Exit::failed(format!("error: {e}")))?;
-    let report = gc::collect(&store, args.keep_runs, args.dry_run).map_err(|e| Exit::failed(format!("error: {e}")))?;
+    let fail = |e: StoreError| Exit::failed(format!("error: {e}"));
+    let locks = Locks::new(&store.root, "gc", LockTimes::from_env()).map_err(fail)?;
+    let guard = if args.wait {
+        locks
+            .lock("gc", |holder| {
+                eprintln!("waiting for the store's other gc ({})", holder.map(|o| o.to_string()).unwrap_or_default())
+            })
+            .map_err(fail)?
+    } else {
+        match locks.try_lock("gc").map_err(fail)? {
+            Attempt::Acquired(g) => g,
+            Attempt::Held(holder) => {
+                return Err(fail(StoreError::Locked {
+                    store: store.root.clone(),
+                    holder: holder.map(|o| o.to_string()).unwrap_or_else(|| "another gc".into()),
+                }))
+            }
+        }
+    };
+    let report = gc::collect(&store, &locks, &guard, args.keep_runs, args.dry_run).map_err(fail)?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
     for (key, b) in &report.removed {
         println!("  {verb} {}  {}", key.short(), bytes(*b));
+    }
+    for (path, holder) in &report.in_use {
+        println!("  kept {} (in use: {holder})", path.display());
     }
     println!(
         "{verb} {} objects ({}), {} leftovers, {} run records; kept {} objects",

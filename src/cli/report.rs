@@ -70,9 +70,11 @@ impl Reporter {
 
     pub fn handle(&mut self, event: Event) {
         match event {
-            Event::Cached { label, key, early_cutoff, .. } => {
+            Event::Cached { label, key, early_cutoff, by, .. } => {
                 self.cached += 1;
-                if early_cutoff {
+                if let Some(run) = by {
+                    self.line(format!("  cached   {label}  {} (computed by run {run} meanwhile)", key.short()));
+                } else if early_cutoff {
                     self.early_cutoff += 1;
                     self.line(format!("  cached   {label}  {} (upstream output unchanged)", key.short()));
                 }
@@ -138,6 +140,7 @@ impl Reporter {
                 }
                 self.line(format!("  stopped  {label}  (interrupted; nothing committed)"));
             }
+            Event::Waiting { label, holder, .. } => self.line(format!("  waiting  {label}  for {holder}")),
             Event::Stopping => self.line("  interrupt: stopping running stages...".to_string()),
             Event::Note { label, text, .. } => self.line(format!("  note     {label}  {text}")),
             Event::StoreError { what, error } => self.line(format!("  ERROR    cannot write {what}: {error}")),

@@ -11,7 +11,7 @@ use crate::exec::local::LocalBackend;
 use crate::exec::slurm::{OnInterrupt, SlurmBackend};
 use crate::exec::{run as core, Outcome, RunOptions};
 use crate::store::runs::{new_run_id, RunRecord};
-use crate::store::{Store, StoreLock};
+use crate::store::{Attempt, LockTimes, Locks, Store};
 use crate::workflow::ExecutorKind;
 use std::io::IsTerminal;
 
@@ -36,9 +36,6 @@ pub struct RunArgs {
     /// Where stages run (default: [executor] kind, else local).
     #[arg(long, value_name = "local|slurm", value_parser = ["local", "slurm"])]
     executor: Option<String>,
-    /// Wait for another writer of the store to finish instead of failing.
-    #[arg(long)]
-    wait: bool,
     /// After a failure, go on with the stages that do not depend on it.
     #[arg(long)]
     keep_going: bool,
@@ -111,8 +108,15 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::open(&dir).map_err(|e| Exit::failed(format!("error: cannot open store: {e}")))?;
     let run_id = new_run_id();
-    let _lock = StoreLock::acquire(&store.root, args.wait, &format!("swestar run {run_id}"))
+    // Other runs share the store; this run's lock says it is alive (for
+    // `status` and gc on any host) for as long as it beats.
+    let locks = Locks::new(&store.root, &format!("run {run_id}"), LockTimes::from_env())
         .map_err(|e| Exit::failed(format!("error: {e}")))?;
+    let _alive = match locks.try_lock(&format!("run-{run_id}")) {
+        Ok(Attempt::Acquired(g)) => g,
+        Ok(Attempt::Held(_)) => return Err(Exit::failed(format!("error: run id {run_id} is taken: try again"))),
+        Err(e) => return Err(Exit::failed(format!("error: {e}"))),
+    };
     let mut plan = build_plan(&loaded, Some(&store))?;
     args.force.apply(&mut plan, Some(&store))?;
     plan.select(&args.only).map_err(|e| Exit::invalid(format!("error: {e}")))?;
@@ -124,6 +128,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         workflow: plan.workflow.clone(),
         workflow_path: std::fs::canonicalize(&args.workflow).unwrap_or(args.workflow.clone()),
         pid: std::process::id(),
+        host: crate::store::lock::hostname(),
         started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         finished: None,
         status: crate::store::runs::RunStatus::Running,
@@ -149,7 +154,6 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         run_id: run_id.clone(),
         exe: std::env::current_exe().map_err(|e| Exit::failed(format!("error: cannot find own binary: {e}")))?,
     };
-    let mut refs = store.refs(&plan.workflow);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -176,14 +180,12 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
                 None => OnInterrupt::Cancel,
             };
             match SlurmBackend::new(&run_id, &loaded.variants[0].slurm, opts.exe.clone(), on_interrupt).await {
-                Ok(mut backend) => {
-                    Ok(core::execute(&plan, &store, &opts, &mut backend, &mut record, &mut refs, tx).await)
-                }
+                Ok(mut backend) => Ok(core::execute(&plan, &store, &opts, &mut backend, &mut record, &locks, tx).await),
                 Err(e) => Err(e),
             }
         } else {
             let mut backend = LocalBackend::new(opts.exe.clone(), opts.jobs);
-            Ok(core::execute(&plan, &store, &opts, &mut backend, &mut record, &mut refs, tx).await)
+            Ok(core::execute(&plan, &store, &opts, &mut backend, &mut record, &locks, tx).await)
         };
         let reporter = printer.await.expect("reporter task");
         (outcome, reporter)

@@ -7,8 +7,12 @@
 //! <store>/runs/<run-id>.json                  what each run did
 //! <store>/logs/<run-id>/<stage>.{out,err}     stage logs, kept on failure too
 //! <store>/statcache.json                      stat → content hash of files read by path
-//! <store>/lock                                one writer at a time
+//! <store>/locks/<name>.lock                   keys in flight, live runs, gc (see [`lock`])
 //! ```
+//! Any number of runs, on any hosts, share a store: a key is computed by
+//! the run that holds its lock, and the others wait for it and reuse it;
+//! refs are updated under a short lock, merging each run's own entries;
+//! `gc` never removes what a live run recorded or holds (see [`gc`]).
 //! An artifact either exists whole or not at all: it is written under
 //! staging, fsynced, and renamed into `objects/`.
 //!
@@ -36,14 +40,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheKey;
 pub use format::TableFormat;
-pub use lock::StoreLock;
+pub use lock::{Attempt, Guard, LockTimes, Locks};
 pub use manifest::Manifest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("store {} is in use by another writer: {holder}\n  = help: wait for it to finish, or pass --wait to queue behind it", store.display())]
+    #[error("store {} is being collected by {holder}\n  = help: wait for it to finish, or pass --wait to queue behind it", store.display())]
     Locked { store: PathBuf, holder: String },
     #[error(transparent)]
     Table(#[from] table::TableError),
@@ -367,6 +371,15 @@ impl Store {
         std::fs::read(self.refs_path(workflow)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
+    /// Changes a workflow's refs under their lock, so that concurrent runs
+    /// of its variants each add their entries and lose none.
+    pub fn update_refs(&self, locks: &Locks, workflow: &str, change: impl FnOnce(&mut Refs)) -> Result<(), StoreError> {
+        let _held = locks.lock(&format!("refs-{workflow}"), |_| {})?;
+        let mut refs = self.refs(workflow);
+        change(&mut refs);
+        self.write_refs(workflow, &refs)
+    }
+
     pub fn write_refs(&self, workflow: &str, refs: &Refs) -> Result<(), StoreError> {
         let path = self.refs_path(workflow);
         let bytes = serde_json::to_vec_pretty(refs).expect("plain data");
@@ -418,9 +431,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    // Unique across the hosts that share the store, not only this one.
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        HOST.get_or_init(lock::hostname),
         std::process::id()
     ));
     let written = File::create(&tmp).and_then(|mut f| {

@@ -15,6 +15,9 @@ pub struct RunRecord {
     pub workflow: String,
     pub workflow_path: PathBuf,
     pub pid: u32,
+    /// The host the orchestrator runs on (its pid means something there).
+    #[serde(default)]
+    pub host: String,
     pub started: String,
     pub finished: Option<String>,
     pub status: RunStatus,

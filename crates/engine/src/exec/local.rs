@@ -95,6 +95,11 @@ impl Backend for LocalBackend {
         self.outstanding
     }
 
+    fn next_is_cancel_safe(&self) -> bool {
+        // `JoinSet::join_next` is cancel-safe, and nothing before it awaits.
+        true
+    }
+
     fn interrupt(&mut self) -> Vec<ShardEvent> {
         self.interrupting.store(true, Ordering::SeqCst);
         let dropped: Vec<ShardEvent> =

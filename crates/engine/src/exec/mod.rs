@@ -29,6 +29,16 @@ pub enum Event {
         label: String,
         key: CacheKey,
         early_cutoff: bool,
+        /// The other run that computed it while this one waited.
+        by: Option<String>,
+    },
+    /// Another run (or gc) holds what this node needs: it waits, and
+    /// reuses the other run's artifact when it is committed.
+    Waiting {
+        node: usize,
+        label: String,
+        /// Who holds it: `run <id>, host <h>, pid <p>, since <t>`.
+        holder: String,
     },
     /// `resumed` shards had finished in an earlier, interrupted attempt.
     Started {
@@ -222,8 +232,15 @@ impl ShardEvent {
 pub trait Backend {
     /// Starts (or queues) the shards of a node.
     fn launch(&mut self, launch: Launch) -> impl Future<Output = Result<(), String>>;
-    /// Waits for the next shard outcomes (at least one).
+    /// Waits for the next shard outcomes. May return none (a poll that
+    /// found no news), so that the caller can look at other things.
     fn next(&mut self) -> impl Future<Output = Vec<ShardEvent>>;
+    /// Whether dropping an unfinished `next` loses nothing, so that the
+    /// caller may race it against a timer. A backend that is not returns
+    /// from `next` regularly instead.
+    fn next_is_cancel_safe(&self) -> bool {
+        false
+    }
     /// Shards launched and not yet reported.
     fn outstanding(&self) -> usize;
     /// Stops running shards; returns the outcomes of those that never

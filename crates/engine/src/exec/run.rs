@@ -4,6 +4,13 @@
 //! hands the unfinished shards of each node to the backend, and commits a
 //! node when all its shards are in. Records and refs are written as nodes
 //! finish, so a killed run leaves an honest record behind.
+//!
+//! Other runs may share the store. A node computes its key only while it
+//! holds the key's lock; a node whose key another run holds waits (and
+//! says for whom) and takes that run's artifact when it is committed.
+//! Before a node looks a key up, the key goes into the run record and the
+//! run passes through the `gc` lock, so `gc` never removes what it uses
+//! (see `swestar_store::gc`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -16,12 +23,19 @@ use super::{Backend, Event, Outcome, RunOptions, ShardEvent};
 use crate::cache::CacheKey;
 use crate::dag::{Decision, Node, Plan, Reason};
 use crate::store::runs::{RunRecord, StageRecord, StageStatus};
-use crate::store::{CommitMeta, Lookup, Manifest, Refs, Store};
+use crate::store::{Attempt, CommitMeta, Guard, Locks, Lookup, Manifest, Refs, Store};
 
 #[derive(Debug)]
 enum State {
     Waiting,
+    /// Its key is held by another run: `holder` as last told.
+    Blocked {
+        key: CacheKey,
+        holder: String,
+    },
     Running {
+        /// This run's lock on the key; dropped with the state.
+        lock: Box<Guard>,
         key: CacheKey,
         meta: Box<CommitMeta>,
         count: u32,
@@ -68,49 +82,87 @@ fn join(reasons: &[Reason]) -> String {
     reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
 }
 
-/// Executes a plan through a backend. Updates `record` and `refs` (and
-/// writes both to the store) as stages finish.
+/// Executes a plan through a backend. Updates `record` and the
+/// workflow's refs (and writes both to the store) as stages finish.
+/// `locks` are the run's locks on the store.
 pub async fn execute<B: Backend>(
     plan: &Plan,
     store: &Store,
     opts: &RunOptions,
     backend: &mut B,
     record: &mut RunRecord,
-    refs: &mut Refs,
+    locks: &Locks,
     tx: UnboundedSender<Event>,
 ) -> Outcome {
-    let mut state: Vec<State> = Vec::with_capacity(plan.nodes.len());
-    for (i, node) in plan.nodes.iter().enumerate() {
-        state.push(match (&node.decision, node.selected) {
-            (_, false) => State::Unselected,
-            (Decision::Cached { key, manifest }, true) => {
-                let _ = tx.send(Event::Cached { node: i, label: node.label(), key: key.clone(), early_cutoff: false });
-                set_refs(refs, node, key);
-                State::Done(manifest.clone())
-            }
-            (Decision::Run { .. }, true) => State::Waiting,
-        });
-    }
-    let mut r = Runner { plan, store, opts, record, refs, tx, state, stop: None, unsaved: false };
-    r.save_refs();
-    r.save_record();
-
     let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(a), Ok(b)) => (a, b),
         _ => panic!("cannot install signal handlers"),
     };
+    let mut r = Runner {
+        plan,
+        store,
+        opts,
+        record,
+        locks,
+        ours: Refs::default(),
+        tx,
+        state: Vec::new(),
+        stop: None,
+        unsaved: false,
+        told_gc: false,
+    };
+    // The plan's cached keys are in the record (written first); once
+    // past the gc lock, what the plan found is what gc left.
+    r.save_record();
+    r.pass_gc().await;
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let state = match (&node.decision, node.selected) {
+            (_, false) => State::Unselected,
+            (Decision::Cached { key, manifest }, true) => match store.lookup(key) {
+                Lookup::Present(_) => {
+                    let _ = r.tx.send(Event::Cached {
+                        node: i,
+                        label: node.label(),
+                        key: key.clone(),
+                        early_cutoff: false,
+                        by: None,
+                    });
+                    set_refs(&mut r.ours, node, key);
+                    State::Done(manifest.clone())
+                }
+                // Removed between the plan and now (a gc): computed again.
+                _ => State::Waiting,
+            },
+            (Decision::Run { .. }, true) => State::Waiting,
+        };
+        r.state.push(state);
+    }
+    r.save_refs();
+
+    let wake = locks.times().heartbeat.min(std::time::Duration::from_secs(1));
     loop {
         if r.stop.is_none() {
             r.schedule(backend).await;
             r.note_jobs(backend);
         }
-        if backend.outstanding() == 0 {
+        let blocked = r.stop.is_none() && r.state.iter().any(|s| matches!(s, State::Blocked { .. }));
+        if backend.outstanding() == 0 && !blocked {
             break;
         }
-        let events = tokio::select! {
-            events = backend.next() => events,
-            _ = sigint.recv() => r.interrupt(backend),
-            _ = sigterm.recv() => r.interrupt(backend),
+        let events = if backend.outstanding() == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(wake) => Vec::new(),
+                _ = sigint.recv() => r.interrupt(backend),
+                _ = sigterm.recv() => r.interrupt(backend),
+            }
+        } else {
+            let race = blocked && backend.next_is_cancel_safe();
+            tokio::select! {
+                events = backend.next() => events,
+                _ = tokio::time::sleep(wake), if race => Vec::new(),
+                _ = sigint.recv() => r.interrupt(backend),
+                _ = sigterm.recv() => r.interrupt(backend),
+            }
         };
         for ev in events {
             r.settle(ev).await;
@@ -126,12 +178,16 @@ struct Runner<'a> {
     store: &'a Store,
     opts: &'a RunOptions,
     record: &'a mut RunRecord,
-    refs: &'a mut Refs,
+    locks: &'a Locks,
+    /// The refs this run set; merged into the workflow's on every save.
+    ours: Refs,
     tx: UnboundedSender<Event>,
     state: Vec<State>,
     stop: Option<Outcome>,
     /// A ref or record write failed (a full disk): the run cannot succeed.
     unsaved: bool,
+    /// Whether the user was told that the run waits for a gc.
+    told_gc: bool,
 }
 
 impl Runner<'_> {
@@ -148,7 +204,7 @@ impl Runner<'_> {
     /// Marks what never ran as skipped and says how the run ended.
     fn finish(mut self) -> Outcome {
         for i in 0..self.state.len() {
-            if matches!(self.state[i], State::Waiting | State::Running { .. }) {
+            if matches!(self.state[i], State::Waiting | State::Blocked { .. } | State::Running { .. }) {
                 let because = match self.stop {
                     Some(Outcome::Interrupted) => "the run was interrupted".to_string(),
                     _ => "the run stopped after a failure (use --keep-going to go on)".to_string(),
@@ -178,7 +234,7 @@ impl Runner<'_> {
         loop {
             let mut progressed = false;
             for i in 0..plan.nodes.len() {
-                if !matches!(self.state[i], State::Waiting) {
+                if !matches!(self.state[i], State::Waiting | State::Blocked { .. }) {
                     continue;
                 }
                 let node = &plan.nodes[i];
@@ -207,28 +263,59 @@ impl Runner<'_> {
                 if self.state.iter().any(|s| matches!(s, State::Running { key: k, .. } if *k == key)) {
                     continue;
                 }
-                progressed = true;
-                match store.lookup(&key) {
-                    Lookup::Present(m) if !node.forced => {
-                        let _ = self.tx.send(Event::Cached {
-                            node: i,
-                            label: node.label(),
-                            key: key.clone(),
-                            early_cutoff: true,
-                        });
-                        set_refs(self.refs, node, &key);
-                        self.save_refs();
-                        let rec = &mut self.record.stages[i];
-                        rec.status = StageStatus::Cached;
-                        rec.key = Some(key.to_string());
-                        rec.reason = Some("upstream output unchanged (early cutoff)".into());
-                        self.state[i] = State::Done(m);
+                let blocked_by = match &self.state[i] {
+                    State::Blocked { key: k, holder } if *k == key => Some(holder.clone()),
+                    _ => None,
+                };
+                // The key goes into the record before it is looked up, and
+                // the lookup comes after the gc lock: gc keeps what it sees
+                // recorded, and a run that waited for gc sees what gc left.
+                if self.record.stages[i].key.as_deref() != Some(key.as_str()) {
+                    self.record.stages[i].key = Some(key.to_string());
+                    self.save_record();
+                }
+                self.pass_gc().await;
+                // A key the plan knew and found missing, found now, was
+                // committed by another run; one it could not know is an
+                // early cutoff.
+                let planned = matches!(&node.decision, Decision::Run { key: Some(k), .. } if *k == key);
+                if self.reuse(i, &key, planned || blocked_by.is_some()) {
+                    progressed = true;
+                    continue;
+                }
+                let lock = match self.locks.try_lock(&format!("key-{key}")) {
+                    Ok(Attempt::Acquired(g)) => g,
+                    Ok(Attempt::Held(owner)) => {
+                        let holder = owner.map(|o| o.to_string()).unwrap_or_else(|| "a run being set up".into());
+                        if blocked_by.as_ref() != Some(&holder) {
+                            let _ =
+                                self.tx.send(Event::Waiting { node: i, label: node.label(), holder: holder.clone() });
+                            self.record.stages[i].reason = Some(format!("waiting for {holder}"));
+                            self.save_record();
+                        }
+                        self.state[i] = State::Blocked { key, holder };
                         continue;
                     }
-                    Lookup::Corrupt(_) => {
-                        let _ = store.quarantine(&key);
+                    Err(e) => {
+                        progressed = true;
+                        self.fail(i, format!("cannot lock its key: {e}"), String::new(), PathBuf::new());
+                        continue;
                     }
-                    Lookup::Present(_) | Lookup::Missing => {}
+                };
+                progressed = true;
+                if let Some(gone) = &lock.displaced {
+                    let text = format!(
+                        "took its key over from {gone}: that orchestrator is gone or was silent for the lock's stale time ({}s)",
+                        self.locks.times().stale.as_secs_f64()
+                    );
+                    let _ = self.tx.send(Event::Note { node: i, label: node.label(), text });
+                }
+                // Committed by another run between the lookup and the lock.
+                if self.reuse(i, &key, true) {
+                    continue;
+                }
+                if let Lookup::Corrupt(_) = store.lookup(&key) {
+                    let _ = store.quarantine(&key);
                 }
                 let reasons: Vec<Reason> = match &node.decision {
                     Decision::Run { reasons, .. } => reasons
@@ -292,6 +379,7 @@ impl Runner<'_> {
                     replace: node.forced,
                 };
                 self.state[i] = State::Running {
+                    lock: Box::new(lock),
                     key: key.clone(),
                     meta: Box::new(meta),
                     count,
@@ -363,12 +451,87 @@ impl Runner<'_> {
         }
     }
 
+    /// Takes a key's artifact from the store if it is there (and the node
+    /// is not forced): `other` when another run may have committed it
+    /// while this one looked or waited, else it is an early cutoff.
+    fn reuse(&mut self, i: usize, key: &CacheKey, other: bool) -> bool {
+        let node = &self.plan.nodes[i];
+        let m = match self.store.lookup(key) {
+            Lookup::Present(m) if !node.forced => m,
+            _ => return false,
+        };
+        let by = other.then(|| m.run.clone()).filter(|r| *r != self.opts.run_id);
+        let _ = self.tx.send(Event::Cached {
+            node: i,
+            label: node.label(),
+            key: key.clone(),
+            early_cutoff: by.is_none(),
+            by: by.clone(),
+        });
+        set_refs(&mut self.ours, node, key);
+        self.save_refs();
+        let rec = &mut self.record.stages[i];
+        rec.status = StageStatus::Cached;
+        rec.key = Some(key.to_string());
+        rec.reason = Some(match by {
+            Some(run) => format!("computed by run {run} while this one waited"),
+            None => "upstream output unchanged (early cutoff)".into(),
+        });
+        self.state[i] = State::Done(m);
+        true
+    }
+
+    /// Passes through the store's `gc` lock (takes it and lets go), so
+    /// that no gc is between this run's record and its next lookup.
+    async fn pass_gc(&mut self) {
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            match self.locks.try_lock("gc") {
+                Ok(Attempt::Acquired(g)) => {
+                    drop(g);
+                    return;
+                }
+                Ok(Attempt::Held(owner)) => {
+                    // Other runs pass through it too, for a moment; only a
+                    // gc holds it for long.
+                    if let Some(o) = owner.filter(|o| o.holder == "gc") {
+                        if !self.told_gc {
+                            self.told_gc = true;
+                            let _ = self.tx.send(Event::Waiting {
+                                node: usize::MAX,
+                                label: "store".into(),
+                                holder: o.to_string(),
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    // A store whose lock directory cannot be written cannot
+                    // take the run's output either: that error comes next.
+                    let _ = self.tx.send(Event::StoreError { what: "the gc lock".into(), error: e.to_string() });
+                    return;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        }
+    }
+
     async fn commit_node(&mut self, i: usize) {
         let (plan, store) = (self.plan, self.store);
         let node = &plan.nodes[i];
-        let State::Running { meta, count, key, started, .. } = &self.state[i] else {
+        let State::Running { meta, count, key, started, lock, .. } = &self.state[i] else {
             return;
         };
+        if !lock.still_held() {
+            let holder = crate::store::lock::read_owner(lock.path()).map(|o| o.to_string()).unwrap_or_default();
+            let error = format!(
+                "lost the lock on its key to {holder}: this orchestrator was silent for longer than the lock's stale time ({}s), so another run took the key over; its output is not committed",
+                self.locks.times().stale.as_secs_f64()
+            );
+            self.fail(i, error, String::new(), PathBuf::new());
+            return;
+        }
         let (mut meta, count, key) = ((**meta).clone(), *count, key.clone());
         meta.duration_s = started.elapsed().as_secs_f64();
         let s = store.clone();
@@ -390,7 +553,7 @@ impl Runner<'_> {
                     bytes: manifest.bytes,
                     seconds: manifest.duration_s,
                 });
-                set_refs(self.refs, node, &key);
+                set_refs(&mut self.ours, node, &key);
                 self.save_refs();
                 let rec = &mut self.record.stages[i];
                 rec.status = StageStatus::Committed;
@@ -454,10 +617,18 @@ impl Runner<'_> {
         self.save_record();
     }
 
-    /// Writes the workflow's refs; a failure (a full disk) is reported and
-    /// fails the run, since what it committed would not be found again.
+    /// Merges this run's refs into the workflow's; a failure (a full disk)
+    /// is reported and fails the run, since what it committed would not
+    /// be found again.
     fn save_refs(&mut self) {
-        if let Err(e) = self.store.write_refs(&self.plan.workflow, self.refs) {
+        let ours = &self.ours;
+        let merged = self.store.update_refs(self.locks, &self.plan.workflow, |refs| {
+            for (variant, stages) in &ours.variants {
+                let entry = refs.variants.entry(variant.clone()).or_default();
+                entry.extend(stages.iter().map(|(s, k)| (s.clone(), k.clone())));
+            }
+        });
+        if let Err(e) = merged {
             self.unsaved = true;
             let _ = self.tx.send(Event::StoreError { what: "the workflow's refs".into(), error: e.to_string() });
         }

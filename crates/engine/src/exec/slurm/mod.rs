@@ -444,8 +444,10 @@ impl Backend for SlurmBackend {
             }
             self.tracked.retain(|_, t| !t.shards.is_empty());
             if events.is_empty() {
+                // No news: say so, so that the run can look at the nodes
+                // that wait for other runs' keys (`next` is not cancel-safe).
                 self.interval = (self.interval * 3 / 2).min(self.poll_max);
-                continue;
+                return events;
             }
             self.interval = self.poll_initial;
             self.outstanding -= events.len();
