@@ -1,8 +1,10 @@
 //! Engine benchmark: a 6-stage workflow whose artifacts total about 1 GB.
 //! Times a cold run, a no-op `plan` and `run` (the cache's hot path, with
 //! the stat cache warm), a `plan` with a cold stat cache (rehashing every
-//! data file), and raw hashing throughput. Prints the figures and writes
-//! them to target/bench-engine.json.
+//! data file), and raw hashing throughput; then the `plan` of a 1000-variant
+//! sweep, and the cost of the store's locks per computed stage (its key's
+//! lock, the pass through gc's lock, and the refs update under their lock).
+//! Prints the figures and writes them to target/bench-engine.json.
 //!
 //! `cargo bench --bench engine` (SWESTAR_BENCH_MB sets the size per stage).
 
@@ -115,7 +117,16 @@ fn main() {
         .collect();
     let throughput = size / median(hashes) / 1e9;
 
+    let (sweep_plan_ms, sweep_nodes) = sweep_plan(d);
+    let locks = lock_overhead(d);
+
     let report = serde_json::json!({
+        "sweep_variants": 1000,
+        "sweep_plan_nodes": sweep_nodes,
+        "sweep_plan_ms_median": sweep_plan_ms,
+        "lock_cycle_us_median": locks.0,
+        "refs_update_us_median": locks.1,
+        "lock_overhead_per_stage_us": locks.0 * 2.0 + locks.1,
         "stages": STAGES,
         "artifact_bytes": total_bytes,
         "cold_run_s": cold_run,
@@ -128,4 +139,77 @@ fn main() {
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let _ = std::fs::write(target.join("bench-engine.json"), serde_json::to_vec_pretty(&report).unwrap());
+}
+
+/// `plan` of a workflow swept over 10 x 100 values (1000 variants, three
+/// stages each, two of them shared by 10 or 100 variants): median ms.
+fn sweep_plan(d: &Path) -> (f64, usize) {
+    let dir = d.join("sweep");
+    std::fs::create_dir_all(&dir).unwrap();
+    let a: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let b: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let toml = format!(
+        r#"[workflow]
+name = "sweep"
+[stages.base]
+kind = "command"
+params = {{ a = 0 }}
+run = "echo '{{{{\"a\": {{{{ params.a }}}}}}}}' > {{{{ output }}}}"
+[stages.mid]
+kind = "command"
+inputs = {{ base = "stages.base" }}
+params = {{ b = 0 }}
+run = "cp {{{{ inputs.base }}}} {{{{ output }}}}"
+[stages.last]
+kind = "command"
+inputs = {{ mid = "stages.mid" }}
+run = "cp {{{{ inputs.mid }}}} {{{{ output }}}}"
+[sweep]
+"stages.base.params.a" = [{}]
+"stages.mid.params.b" = [{}]
+"#,
+        a.join(", "),
+        b.join(", ")
+    );
+    std::fs::write(dir.join("sweep.toml"), toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swestar"))
+        .args(["plan", "sweep.toml", "--json"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nodes = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().len();
+    let times: Vec<f64> = (0..7).map(|_| swestar(&dir, &["plan", "sweep.toml"])).collect();
+    (median(times) * 1e3, nodes)
+}
+
+/// One lock taken and released (a key's lock, or the pass through gc's),
+/// and one refs update under its lock, in microseconds (medians).
+fn lock_overhead(d: &Path) -> (f64, f64) {
+    use swestar::store::{Attempt, LockTimes, Locks, Store};
+    let store = Store::open(&d.join("locks-store")).unwrap();
+    let locks = Locks::new(&store.root, "run bench", LockTimes::from_env()).unwrap();
+    let cycles: Vec<f64> = (0..2000)
+        .map(|i| {
+            let t = Instant::now();
+            let Attempt::Acquired(g) = locks.try_lock(&format!("key-{i}")).unwrap() else { panic!("held") };
+            drop(g);
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    let refs: Vec<f64> = (0..500)
+        .map(|i| {
+            let t = Instant::now();
+            store
+                .update_refs(&locks, "bench", |r| {
+                    r.variants
+                        .entry(format!("v{}", i % 50))
+                        .or_default()
+                        .insert("s".into(), swestar::cache::CacheKey::parse(&format!("{i:064x}")).unwrap());
+                })
+                .unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    (median(cycles), median(refs))
 }

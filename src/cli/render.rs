@@ -43,13 +43,22 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
         Decision::Run { key: None, .. } => {
             let stand_in = crate::cache::hash_str(&format!("the pending key of {}", node.stage));
             let key = crate::cache::CacheKey::parse(&stand_in).expect("a blake3 hash is a key");
-            let first: Vec<&str> = node
-                .upstream
-                .iter()
-                .filter(|e| matches!(plan.nodes[e.node].decision, Decision::Run { .. }))
-                .map(|e| e.stage.as_str())
-                .collect();
-            (key, Some(first.join(", ")))
+            let why = match &node.decision {
+                Decision::Run { reasons, .. } if !node.runnable => {
+                    let lines: Vec<String> = reasons.iter().map(|r| format!("\n  {r}")).collect();
+                    format!("`{}` cannot run on this machine yet:{}\n  and", node.stage, lines.concat())
+                }
+                _ => {
+                    let first: Vec<&str> = node
+                        .upstream
+                        .iter()
+                        .filter(|e| matches!(plan.nodes[e.node].decision, Decision::Run { .. }))
+                        .map(|e| e.stage.as_str())
+                        .collect();
+                    format!("the key of `{}` is known once {} ran, so", node.stage, first.join(", "))
+                }
+            };
+            (key, Some(why))
         }
     };
     let root = match &store {
@@ -87,12 +96,9 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
     if let Some((i, _)) = args.shard {
         script = script.replace("${SLURM_ARRAY_TASK_ID:-0}", &format!("${{SLURM_ARRAY_TASK_ID:-{i}}}"));
     }
-    if let Some(upstream) = pending {
+    if let Some(why) = pending {
         script = script.replace(key.as_str(), PENDING_KEY).replace(key.short(), PENDING_KEY);
-        eprintln!(
-            "note: the key of `{}` is known once {upstream} ran; {PENDING_KEY} stands for it in the script",
-            node.stage
-        );
+        eprintln!("note: {why} {PENDING_KEY} stands for its key in the script");
     }
     print!("{script}");
     Ok(ExitCode::SUCCESS)

@@ -17,14 +17,22 @@ pub fn plan_text(plan: &Plan) -> String {
     for n in plan.nodes.iter().filter(|n| n.selected) {
         let (action, why) = match &n.decision {
             Decision::Cached { key, .. } => ("cached", key.short().to_string()),
+            // What is missing, one located line each: the user fixes them
+            // one by one.
+            Decision::Run { reasons, .. } if !n.runnable => {
+                let pad = format!("\n  {:<7}  {:<width$}  ", "", "");
+                let lines: Vec<String> =
+                    reasons.iter().map(|r| r.to_string().trim_start_matches("cannot run yet: ").to_string()).collect();
+                ("cannot", lines.join(&pad))
+            }
             Decision::Run { reasons, .. } => {
                 ("run", reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "))
             }
         };
-        out.push_str(&format!("  {action:<6}  {:<width$}  {why}\n", n.label()));
+        out.push_str(&format!("  {action:<7}  {:<width$}  {why}\n", n.label()));
         // A node several variants share: which ones, by their values.
         if n.variants.len() > 1 && n.variants.len() < plan.variants.len() {
-            out.push_str(&format!("  {:<6}  {:<width$}  shared by {}\n", "", "", n.variants.join(" | ")));
+            out.push_str(&format!("  {:<7}  {:<width$}  shared by {}\n", "", "", n.variants.join(" | ")));
         }
     }
     out

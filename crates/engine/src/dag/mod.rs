@@ -72,6 +72,9 @@ pub struct Node {
     pub selected: bool,
     /// Set by `force`: recomputed even when its artifact is in the store.
     pub forced: bool,
+    /// False when it, or a stage it waits for, reads a file that is not
+    /// there yet (`Stage::unmet`): such a node is planned, never run.
+    pub runnable: bool,
 }
 
 impl Node {
@@ -129,6 +132,8 @@ pub struct Summary {
     pub changed: usize,
     pub downstream: usize,
     pub cached: usize,
+    /// Stages that read files not there yet (or wait for such stages).
+    pub blocked: usize,
 }
 
 impl fmt::Display for Summary {
@@ -137,7 +142,11 @@ impl fmt::Display for Summary {
         if self.run > 0 {
             write!(f, " ({} changed, {} downstream)", self.changed, self.downstream)?;
         }
-        write!(f, ", {} cached", self.cached)
+        write!(f, ", {} cached", self.cached)?;
+        if self.blocked > 0 {
+            write!(f, ", {} cannot run yet", self.blocked)?;
+        }
+        Ok(())
     }
 }
 
@@ -197,12 +206,15 @@ impl Plan {
                     decision: Decision::Run { key: None, reasons: Vec::new() },
                     selected: true,
                     forced: false,
+                    runnable: stage.unmet.is_empty(),
                 });
                 by_def.insert(def.clone(), idx);
                 local.insert(name, (idx, def));
             }
         }
         for idx in 0..plan.nodes.len() {
+            let upstream_ok = plan.nodes[idx].upstream.iter().all(|e| plan.nodes[e.node].runnable);
+            plan.nodes[idx].runnable &= upstream_ok;
             let decision = decide(&plan, idx, store, &refs);
             plan.nodes[idx].decision = decision;
         }
@@ -268,6 +280,7 @@ impl Plan {
         for n in self.nodes.iter().filter(|n| n.selected) {
             match &n.decision {
                 Decision::Cached { .. } => s.cached += 1,
+                Decision::Run { .. } if !n.runnable => s.blocked += 1,
                 Decision::Run { reasons, .. } => {
                     s.run += 1;
                     if reasons.iter().all(Reason::is_cascade) {
@@ -290,6 +303,7 @@ impl Plan {
                 .map(|n| {
                     let (action, reasons, key) = match &n.decision {
                         Decision::Cached { key, .. } => ("cached", Vec::new(), Some(key.to_string())),
+                        Decision::Run { reasons, .. } if !n.runnable => ("cannot_run", reasons.clone(), None),
                         Decision::Run { key, reasons } => ("run", reasons.clone(), key.as_ref().map(|k| k.to_string())),
                     };
                     let variant = match n.variants.as_slice() {
@@ -351,7 +365,12 @@ fn partial_preimage(wf: &Workflow, stage: &Stage, stat: &mut StatCache) -> Resul
     let mut inputs = BTreeMap::new();
     for (input, r) in &stage.inputs {
         if let Ref::Data(d) = r {
-            inputs.insert(input.clone(), hash(stat, &wf.data[d.as_str()].path)?);
+            let src = &wf.data[d.as_str()];
+            // Not there yet: the node cannot run, and gets no key; this
+            // stands in for its hash so that variants still merge.
+            let h =
+                if src.missing.is_some() { format!("missing:{}", src.path.display()) } else { hash(stat, &src.path)? };
+            inputs.insert(input.clone(), h);
         }
     }
     let env =
@@ -400,6 +419,10 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
     // The last committed preimage is read only to explain a rerun: a cached
     // node (the no-op hot path) never needs it.
     let previous = || previous_preimage(node, store, refs);
+    if !node.spec.unmet.is_empty() {
+        let reasons = node.spec.unmet.iter().map(|what| Reason::NotRunnable { what: what.clone() }).collect();
+        return Decision::Run { key: None, reasons };
+    }
     match node.preimage(upstream_hash) {
         Some(pre) if node.forced => Decision::Run { key: Some(pre.key()), reasons: vec![Reason::Forced] },
         Some(pre) => {
@@ -425,6 +448,16 @@ fn decide(plan: &Plan, idx: usize, store: Option<&Store>, refs: &Refs) -> Decisi
                 None => vec![Reason::NoCachedArtifact],
             };
             Decision::Run { key: Some(key), reasons }
+        }
+        None if !node.runnable => {
+            let mut reasons = Vec::new();
+            for e in node.upstream.iter().filter(|e| !plan.nodes[e.node].runnable) {
+                let r = Reason::UpstreamNotRunnable { stage: e.stage.clone() };
+                if !reasons.contains(&r) {
+                    reasons.push(r);
+                }
+            }
+            Decision::Run { key: None, reasons }
         }
         None => {
             let pending: Vec<&Edge> = node.upstream.iter().filter(|e| upstream_hash(e.node).is_none()).collect();
@@ -485,7 +518,9 @@ mod tests {
 
     #[test]
     fn summary_separates_roots_from_cascade() {
-        let s = Summary { run: 3, changed: 1, downstream: 2, cached: 4 };
+        let s = Summary { run: 3, changed: 1, downstream: 2, cached: 4, blocked: 0 };
         assert_eq!(s.to_string(), "3 run (1 changed, 2 downstream), 4 cached");
+        let s = Summary { run: 0, changed: 0, downstream: 0, cached: 1, blocked: 2 };
+        assert_eq!(s.to_string(), "0 run, 1 cached, 2 cannot run yet");
     }
 }

@@ -79,12 +79,27 @@ pub enum Reason {
     PendingUpstream {
         stage: String,
     },
+    /// A file it reads is not there yet (located: file:line:col, key).
+    NotRunnable {
+        what: String,
+    },
+    UpstreamNotRunnable {
+        stage: String,
+    },
 }
 
 impl Reason {
     /// Caused by something upstream rather than by this stage itself.
     pub fn is_cascade(&self) -> bool {
-        matches!(self, Reason::PendingUpstream { .. } | Reason::UpstreamChanged { .. })
+        matches!(
+            self,
+            Reason::PendingUpstream { .. } | Reason::UpstreamChanged { .. } | Reason::UpstreamNotRunnable { .. }
+        )
+    }
+
+    /// The stage cannot run on this machine yet.
+    pub fn blocks(&self) -> bool {
+        matches!(self, Reason::NotRunnable { .. } | Reason::UpstreamNotRunnable { .. })
     }
 }
 
@@ -137,6 +152,8 @@ impl fmt::Display for Reason {
             Reason::InputRemoved { name } => write!(f, "input {name} removed"),
             Reason::EnvChanged { name } => write!(f, "environment variable {name} changed"),
             Reason::PendingUpstream { stage } => write!(f, "upstream {stage} reruns"),
+            Reason::NotRunnable { what } => write!(f, "cannot run yet: {what}"),
+            Reason::UpstreamNotRunnable { stage } => write!(f, "cannot run yet: upstream {stage} cannot run"),
         }
     }
 }

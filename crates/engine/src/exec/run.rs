@@ -133,6 +133,14 @@ pub async fn execute<B: Backend>(
                 // Removed between the plan and now (a gc): computed again.
                 _ => State::Waiting,
             },
+            // Refused: it reads a file that is not there yet. The rest runs.
+            (Decision::Run { reasons, .. }, true) if !node.runnable => {
+                let because = join(reasons);
+                r.record.stages[i].status = StageStatus::Skipped;
+                r.record.stages[i].reason = Some(because.clone());
+                let _ = r.tx.send(Event::Skipped { node: i, label: node.label(), because });
+                State::Skipped
+            }
             (Decision::Run { .. }, true) => State::Waiting,
         };
         r.state.push(state);

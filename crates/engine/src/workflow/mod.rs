@@ -54,6 +54,20 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// One line: where, which key, what (no snippet).
+    pub fn line(&self) -> String {
+        let at = match &self.location {
+            Some(loc) => loc.to_string(),
+            None => self.file.display().to_string(),
+        };
+        match &self.key {
+            Some(key) => format!("{at}: key `{key}`: {}", self.message),
+            None => format!("{at}: {}", self.message),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
     #[error("cannot read workflow file {}: {source}", path.display())]

@@ -47,6 +47,8 @@ pub struct DataSource {
     pub rel: String,
     pub path: PathBuf,
     pub format: TableFormat,
+    /// Why it cannot be read yet (the file does not exist), located.
+    pub missing: Option<String>,
 }
 
 /// A reference from a stage to what it reads.
@@ -81,6 +83,9 @@ pub struct Stage {
     pub description: Option<String>,
     /// The workflow's own SLURM job template (also listed in `deps`).
     pub template: Option<Dep>,
+    /// Files it reads that are not there yet (data, tokenizers, a
+    /// repository), one located line each: it cannot run until they are.
+    pub unmet: Vec<String>,
 }
 
 impl Stage {

@@ -51,10 +51,15 @@ impl Cx<'_> {
                 );
                 continue;
             };
-            if !path.is_file() {
-                err(p(&["data", name, "path"]), format!("data file `{}` does not exist", d.path), None);
-            }
-            data.insert(name.clone(), DataSource { name: name.clone(), rel: d.path.clone(), path, format });
+            // Not an error: a workflow is planned (and its scripts read)
+            // before the data is staged; the stages reading it cannot run.
+            let missing = (!path.is_file()).then(|| {
+                let mut d =
+                    self.diag_at(&p(&["data", name, "path"]), format!("data file `{}` does not exist", d.path), None);
+                d.origin = origin.map(str::to_string);
+                d.line()
+            });
+            data.insert(name.clone(), DataSource { name: name.clone(), rel: d.path.clone(), path, format, missing });
         }
 
         let mut models = IndexMap::new();
@@ -74,12 +79,9 @@ impl Cx<'_> {
             config.stop = m.stop.clone();
             config.max_retries = m.max_retries;
             config.timeout = m.request_timeout.std();
+            // A missing tokenizer is reported for the stages that use the
+            // model (they cannot run yet), not as an error.
             let tokenizer = m.tokenizer.as_ref().map(|t| self.dir.join(t));
-            if let Some(t) = &tokenizer {
-                if !t.is_file() {
-                    err(at("tokenizer"), format!("tokenizer file `{}` does not exist", t.display()), None);
-                }
-            }
             let (window, reserve) = (m.context_window, m.reply_reserve);
             if reserve >= window {
                 err(
@@ -203,8 +205,24 @@ impl Cx<'_> {
                     Err(m) => err(p(&["stages", &name, "params", k]), m, None),
                 }
             }
+            let unmet = std::cell::RefCell::new(Vec::<String>::new());
+            for r in inputs.values() {
+                if let Ref::Data(d) = r {
+                    if let Some(why) = data.get(d.as_str()).and_then(|s: &DataSource| s.missing.clone()) {
+                        unmet.borrow_mut().push(why);
+                    }
+                }
+            }
+            let note = |path: Vec<String>, message: String| {
+                let mut d = self.diag_at(&path, message, None);
+                d.origin = origin.map(str::to_string);
+                let line = d.line();
+                if !unmet.borrow().contains(&line) {
+                    unmet.borrow_mut().push(line);
+                }
+            };
             let kind = {
-                let mut settings = Settings::new(&name, &self.dir, c, &models, &mut deps, &err);
+                let mut settings = Settings::new(&name, &self.dir, c, &models, &mut deps, &err, &note);
                 kind_wire.validate(&mut settings)
             };
             out.insert(
@@ -220,6 +238,7 @@ impl Cx<'_> {
                     resources: c.resources.clone(),
                     description: c.description.clone(),
                     template,
+                    unmet: unmet.into_inner(),
                 },
             );
         }

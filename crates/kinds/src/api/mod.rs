@@ -11,4 +11,4 @@ pub mod wire;
 pub use job::{runtime, shard_file, Job, JobInput, ShardRun, StageError};
 pub use kind::{FromStage, Kind, StageTable, WireSource};
 pub use model::{serve_key, Dep, Model, PromptSource, StageModel};
-pub use settings::{count, did_you_mean, relative_dep, toml_to_json, Settings, Sink};
+pub use settings::{count, did_you_mean, relative_dep, toml_to_json, Settings, Sink, UnmetSink};

@@ -19,6 +19,11 @@ use crate::support::workspace::Workspace;
 /// Where diagnostics go: a key path under `stages.NAME`, a message, a help.
 pub type Sink<'a> = &'a dyn Fn(Vec<String>, String, Option<String>);
 
+/// Where what is missing on this machine goes (a file the stage reads that
+/// is not there yet): the full key path and a message. Such a stage is
+/// valid, but cannot run until it appears.
+pub type UnmetSink<'a> = &'a dyn Fn(Vec<String>, String);
+
 /// What a kind's validation sees of the workflow, and where it reports.
 pub struct Settings<'a> {
     /// The stage's name.
@@ -30,6 +35,7 @@ pub struct Settings<'a> {
     models: &'a IndexMap<String, Model>,
     deps: &'a mut Vec<Dep>,
     sink: Sink<'a>,
+    unmet: UnmetSink<'a>,
 }
 
 impl<'a> Settings<'a> {
@@ -40,8 +46,17 @@ impl<'a> Settings<'a> {
         models: &'a IndexMap<String, Model>,
         deps: &'a mut Vec<Dep>,
         sink: Sink<'a>,
+        unmet: UnmetSink<'a>,
     ) -> Settings<'a> {
-        Settings { stage, dir, common, models, deps, sink }
+        Settings { stage, dir, common, models, deps, sink, unmet }
+    }
+
+    /// Reports a file at `stages.NAME.<parts>` that is not there yet: the
+    /// stage cannot run until it is, but the workflow is valid.
+    pub fn missing(&self, parts: &[&str], message: String) {
+        let mut at = vec!["stages".to_string(), self.stage.to_string()];
+        at.extend(parts.iter().map(|s| s.to_string()));
+        (self.unmet)(at, message);
     }
 
     /// Reports a problem at `stages.NAME.<parts>`.
@@ -108,7 +123,10 @@ impl<'a> Settings<'a> {
             };
         };
         let mut tokenizer_hash = None;
-        if let Some(t) = &m.tokenizer_rel {
+        if let Some(path) = m.tokenizer.as_ref().filter(|p| !p.is_file()) {
+            let at = vec!["models".to_string(), m.name.clone(), "tokenizer".to_string()];
+            (self.unmet)(at, format!("tokenizer file `{}` does not exist", path.display()));
+        } else if let Some(t) = &m.tokenizer_rel {
             match relative_dep(self.dir, t) {
                 Ok(dep) => self.deps.push(dep),
                 Err(_) => {
@@ -175,7 +193,7 @@ impl<'a> Settings<'a> {
         if let Some(t) = &w.repo {
             self.template(&["repo"], t);
             if !t.contains("{{") && !t.contains("{%") && !self.dir.join(t).exists() {
-                self.fail(&["repo"], format!("repository `{t}` does not exist"), None);
+                self.missing(&["repo"], format!("repository `{t}` does not exist"));
             }
         }
         Workspace { sandbox: SandboxSpec { isolation, container: spec }, image, repo: w.repo.clone() }
@@ -221,7 +239,7 @@ impl<'a> Settings<'a> {
         let Some(t) = value else { return (None, None) };
         let path = self.dir.join(t);
         if !path.is_file() {
-            self.fail(parts, format!("tokenizer file `{}` does not exist", path.display()), None);
+            self.missing(parts, format!("tokenizer file `{}` does not exist", path.display()));
             return (Some(path), None);
         }
         match relative_dep(self.dir, t) {
