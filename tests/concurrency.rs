@@ -197,31 +197,89 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
 }
 
-/// Twenty orchestrators at once on one store, one per variant: every one
-/// succeeds, the shared stage runs once, every variant's refs and record
-/// are there, and gc afterwards finds nothing to remove.
+/// Twenty orchestrators at once on one store: eighteen variants of a sweep
+/// and two other workflows, all sharing `base`. The one computing `base`
+/// is killed with SIGKILL and another takes its key over; a gc runs in the
+/// middle. Every other run succeeds, `base` runs once more only for the
+/// kill, every variant's refs and record are there, and gc afterwards
+/// finds nothing to remove.
 #[test]
 fn twenty_runs_at_once_on_one_store() {
     let ctx = Ctx::new();
-    let values: Vec<u32> = (1..=20).collect();
-    shared(&ctx, &values, 1.0);
-    let children: Vec<Child> = values
-        .iter()
-        .map(|n| spawn(&ctx, &["run", "shared.toml", "--variant", &format!("n={n}"), "--json", "-j", "1"], &[]))
-        .collect();
-    let runs: Vec<Run> = children.into_iter().map(finish).collect();
-    for r in &runs {
-        assert_eq!(r.code, 0, "{}", r.stderr);
+    let values: Vec<u32> = (1..=18).collect();
+    shared(&ctx, &values, 2.0);
+    let text = std::fs::read_to_string(ctx.path("shared.toml")).unwrap();
+    let text = &text[..text.find("[sweep]").unwrap()];
+    for (name, n) in [("other1", 101), ("other2", 102)] {
+        ctx.write(
+            &format!("{name}.toml"),
+            &text.replace("name = \"shared\"", &format!("name = \"{name}\"")).replace("n = 0", &format!("n = {n}")),
+        );
     }
-    assert_eq!(base_runs(&ctx), 1, "base ran more than once");
-    assert_eq!(runs.iter().filter(|r| r.status_of("base") == "committed").count(), 1);
-    let refs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ctx.store().join("refs/shared.json")).unwrap()).unwrap();
-    assert_eq!(refs["variants"].as_object().unwrap().len(), 20, "{refs}");
-    assert_eq!(std::fs::read_dir(ctx.store().join("runs")).unwrap().count(), 20);
+    let plan = ctx.plan_json("other1.toml", &[]);
+    let key =
+        plan.as_array().unwrap().iter().find(|n| n["stage"] == "base").unwrap()["key"].as_str().unwrap().to_string();
+    let stale = [("SWESTAR_LOCK_STALE", "3")];
+    let mut commands: Vec<Vec<String>> =
+        values.iter().map(|n| vec!["run".into(), "shared.toml".into(), "--variant".into(), format!("n={n}")]).collect();
+    commands.push(vec!["run".into(), "other1.toml".into()]);
+    commands.push(vec!["run".into(), "other2.toml".into()]);
+    let start = |c: &Vec<String>| {
+        let mut args: Vec<&str> = c.iter().map(String::as_str).collect();
+        args.extend(["--json", "-j", "1"]);
+        spawn(&ctx, &args, &stale)
+    };
+    let children: Vec<Child> = commands.iter().map(start).collect();
+
+    // The orchestrator computing base: the owner of its key's lock.
+    let lock = ctx.store().join(format!("locks/key-{key}.lock"));
+    wait_for("base to start", 60, || read_pid(&ctx.path("base.pid")).is_some() && lock.exists());
+    let owner: serde_json::Value = serde_json::from_slice(&std::fs::read(&lock).unwrap()).unwrap();
+    let victim_pid = owner["pid"].as_u64().unwrap() as u32;
+    let victim_run = owner["holder"].as_str().unwrap().strip_prefix("run ").unwrap().to_string();
+    let victim = children.iter().position(|c| c.id() == victim_pid).expect("a child holds the lock");
+    let gc = ctx.swestar(&["gc"]);
+    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    assert!(gc.stdout.contains("removed 0 objects"), "{}", gc.stdout);
+    assert!(gc.stdout.contains(&format!("(in use: run {victim_run}")), "{}", gc.stdout);
+    unsafe { libc::kill(victim_pid as i32, libc::SIGKILL) };
+
+    let runs: Vec<Run> = children.into_iter().map(finish).collect();
+    for (i, r) in runs.iter().enumerate() {
+        if i != victim {
+            assert_eq!(r.code, 0, "{:?}: {}", commands[i], r.stderr);
+        }
+    }
+    assert_eq!(runs[victim].code, -1, "killed by a signal");
+    let took_over: Vec<&Run> =
+        runs.iter().filter(|r| r.stderr.contains(&format!("took its key over from run {victim_run}"))).collect();
+    assert_eq!(took_over.len(), 1, "exactly one run took base over");
+    assert_eq!(runs.iter().enumerate().filter(|(i, r)| *i != victim && r.status_of("base") == "committed").count(), 1);
+    assert_eq!(base_runs(&ctx), 2, "base ran once, and once more after the kill");
+
+    // The killed variant's run again: base is reused.
+    let again: Run = start(&commands[victim]).wait_with_output().unwrap().into();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.status_of("base"), "cached");
+
+    let refs = |wf: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(ctx.store().join(format!("refs/{wf}.json"))).unwrap()).unwrap()
+    };
+    assert_eq!(refs("shared")["variants"].as_object().unwrap().len(), 18);
+    for wf in ["other1", "other2"] {
+        assert_eq!(refs(wf)["variants"][""].as_object().unwrap().len(), 2, "{wf}");
+    }
+    let records = std::fs::read_dir(ctx.store().join("runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(records, 21);
     assert_eq!(ctx.objects().len(), 21);
     let gc = ctx.swestar(&["gc"]);
     assert!(gc.stdout.contains("removed 0 objects"), "{}", gc.stdout);
-    let plan = ctx.plan_json("shared.toml", &[]);
-    assert!(plan.as_array().unwrap().iter().all(|n| n["action"] == "cached"), "{plan}");
+    for wf in ["shared.toml", "other1.toml", "other2.toml"] {
+        let plan = ctx.plan_json(wf, &[]);
+        assert!(plan.as_array().unwrap().iter().all(|n| n["action"] == "cached"), "{wf}: {plan}");
+    }
 }

@@ -3,7 +3,7 @@
 //! interrupted stages.
 //!
 //! It runs beside live runs. It holds the `gc` lock, and a run writes a key
-//! into its record before it looks that key up, then passes through the
+//! into its key journal before it looks that key up, then passes through the
 //! `gc` lock (takes and drops it) before using what it found: so either gc
 //! read the record with the key in it, or the run looks after gc is done
 //! and finds the key missing, and computes it. Staging areas and objects
@@ -63,6 +63,14 @@ pub fn collect(
                 continue;
             }
             live.extend(run.stages.iter().filter_map(|s| s.key.as_deref().and_then(CacheKey::parse)));
+        }
+    }
+    // What a run journalled is live, unless its record goes now (a live
+    // run's never does); a journal without a record is a run starting.
+    let removed: BTreeSet<&str> = report.runs_removed.iter().map(String::as_str).collect();
+    for (id, keys) in store.journals() {
+        if !removed.contains(id.as_str()) {
+            live.extend(keys);
         }
     }
     let objects = store.root.join("objects");

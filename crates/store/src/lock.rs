@@ -206,18 +206,16 @@ impl Locks {
     /// gone, else says who holds it.
     pub fn try_lock(&self, name: &str) -> Result<Attempt, StoreError> {
         let path = self.path(name);
-        let mut displaced = None;
         for _ in 0..3 {
-            if let Some(mut guard) = self.link(&path)? {
-                guard.displaced = displaced;
+            if let Some(guard) = self.link(&path)? {
                 return Ok(Attempt::Acquired(guard));
             }
             let owner = read_owner(&path);
             if !self.is_stale(&path, owner.as_ref()) {
                 return Ok(Attempt::Held(owner));
             }
-            if self.take_over(&path)? {
-                displaced = owner;
+            if let Some(guard) = self.take_over(&path)? {
+                return Ok(Attempt::Acquired(guard));
             }
         }
         Ok(Attempt::Held(read_owner(&path)))
@@ -275,6 +273,14 @@ impl Locks {
 
     /// Writes the owner line to a unique file and links it to `path`.
     fn link(&self, path: &Path) -> Result<Option<Guard>, StoreError> {
+        self.create(path, false)
+    }
+
+    /// Writes the owner line to a unique file, then links it to `path`
+    /// (taken only if `path` does not exist) or, with `replace`, renames it
+    /// over `path` (which is never absent meanwhile, so no other waiter
+    /// can slip in).
+    fn create(&self, path: &Path, replace: bool) -> Result<Option<Guard>, StoreError> {
         let token = unique_token();
         let owner = Owner {
             holder: self.holder.clone(),
@@ -293,6 +299,14 @@ impl Locks {
         if let Err(e) = written {
             let _reported_below = std::fs::remove_file(&tmp);
             return Err(StoreError::io(&tmp, e));
+        }
+        if replace {
+            if let Err(e) = std::fs::rename(&tmp, path) {
+                let _reported_below = std::fs::remove_file(&tmp);
+                return Err(StoreError::io(path, e));
+            }
+            self.table.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_path_buf(), file);
+            return Ok(Some(Guard { path: path.to_path_buf(), token, table: self.table.clone(), displaced: None }));
         }
         let linked = match std::fs::hard_link(&tmp, path) {
             Ok(()) => true,
@@ -338,10 +352,10 @@ impl Locks {
         }
     }
 
-    /// Removes a stale lock under a `.break` lock of its own, checking
-    /// again under it that the lock is the same stale one. True when it
-    /// removed it.
-    fn take_over(&self, path: &Path) -> Result<bool, StoreError> {
+    /// Replaces a stale lock with this process's under a `.break` lock of
+    /// its own, checking again under it that the lock is the same stale
+    /// one. The new lock, naming whom it displaced, when it did.
+    fn take_over(&self, path: &Path) -> Result<Option<Guard>, StoreError> {
         let breaker = path.with_extension("lock.break");
         let guard = match self.link(&breaker)? {
             Some(g) => g,
@@ -351,24 +365,24 @@ impl Locks {
                 if self.is_stale(&breaker, owner.as_ref()) {
                     let _retried_by_caller = std::fs::remove_file(&breaker);
                 }
-                return Ok(false);
+                return Ok(None);
             }
         };
         let before = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get(path).map(|(s, _)| s.clone());
         let owner = read_owner(path);
         let now = Seen { token: owner.as_ref().map(|o| o.token.clone()), modified: modified(path) };
         let dead = owner.as_ref().is_some_and(|o| self.dead_here(o));
-        let mut removed = false;
-        if dead || before.as_ref() == Some(&now) {
-            match std::fs::remove_file(path) {
-                Ok(()) => removed = true,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(path, e)),
+        let mut taken = None;
+        // Gone meanwhile (released): the caller links it the usual way.
+        if path.exists() && (dead || before.as_ref() == Some(&now)) {
+            if let Some(mut g) = self.create(path, true)? {
+                g.displaced = owner;
+                taken = Some(g);
             }
             self.seen.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
         }
         drop(guard);
-        Ok(removed)
+        Ok(taken)
     }
 }
 

@@ -155,7 +155,51 @@ impl Store {
     }
 
     pub fn remove_run(&self, id: &str) -> Result<(), StoreError> {
+        let journal = self.root.join("runs").join(format!("{id}.keys"));
+        match std::fs::remove_file(&journal) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&journal, e)),
+        }
         let path = self.root.join("runs").join(format!("{id}.json"));
         std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Appends keys a run is about to look up or compute to its key
+    /// journal (`runs/<id>.keys`, one per line), durably: gc keeps every
+    /// key journalled (see `gc`). Cheaper than rewriting the run record
+    /// for every key.
+    pub fn journal_keys(&self, id: &str, keys: &[crate::cache::CacheKey]) -> Result<(), StoreError> {
+        use std::io::Write;
+        let path = self.root.join("runs").join(format!("{id}.keys"));
+        let mut text = String::with_capacity(keys.len() * 65);
+        for k in keys {
+            text.push_str(k.as_str());
+            text.push('\n');
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_data()
+            })
+            .map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Every run's key journal: run id, keys.
+    pub fn journals(&self) -> Vec<(String, Vec<crate::cache::CacheKey>)> {
+        let dir = self.root.join("runs");
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().strip_suffix(".keys")?.to_string();
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                Some((name, text.lines().filter_map(crate::cache::CacheKey::parse).collect()))
+            })
+            .collect()
     }
 }

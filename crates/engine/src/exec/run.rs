@@ -110,10 +110,16 @@ pub async fn execute<B: Backend>(
         stop: None,
         unsaved: false,
         told_gc: false,
+        journalled: Default::default(),
+        dirty: false,
+        written: std::time::Instant::now(),
+        refs_dirty: false,
+        refs_written: std::time::Instant::now(),
     };
     // The plan's cached keys are in the record (written first); once
     // past the gc lock, what the plan found is what gc left.
     r.save_record();
+    r.flush_record(true);
     r.pass_gc().await;
     for (i, node) in plan.nodes.iter().enumerate() {
         let state = match (&node.decision, node.selected) {
@@ -146,6 +152,7 @@ pub async fn execute<B: Backend>(
         r.state.push(state);
     }
     r.save_refs();
+    r.flush_refs(true);
 
     let wake = locks.times().heartbeat.min(std::time::Duration::from_secs(1));
     loop {
@@ -164,7 +171,9 @@ pub async fn execute<B: Backend>(
                 _ = sigterm.recv() => r.interrupt(backend),
             }
         } else {
-            let race = blocked && backend.next_is_cancel_safe();
+            // Wake to look at blocked nodes again, and to write a changed
+            // record within a second.
+            let race = (blocked || r.dirty || r.refs_dirty) && backend.next_is_cancel_safe();
             tokio::select! {
                 events = backend.next() => events,
                 _ = tokio::time::sleep(wake), if race => Vec::new(),
@@ -196,7 +205,18 @@ struct Runner<'a> {
     unsaved: bool,
     /// Whether the user was told that the run waits for a gc.
     told_gc: bool,
+    /// Keys written to the run's key journal (see `schedule`).
+    journalled: std::collections::HashSet<CacheKey>,
+    /// The record changed since it was last written, which was then.
+    dirty: bool,
+    written: std::time::Instant,
+    /// The same for this run's refs.
+    refs_dirty: bool,
+    refs_written: std::time::Instant,
 }
+
+/// How often a changed run record (and the run's refs) is written.
+const RECORD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Runner<'_> {
     fn interrupt<B: Backend>(&mut self, backend: &mut B) -> Vec<ShardEvent> {
@@ -224,6 +244,8 @@ impl Runner<'_> {
             }
         }
         self.save_refs();
+        self.flush_refs(true);
+        self.flush_record(true);
         if self.stop == Some(Outcome::Interrupted) {
             Outcome::Interrupted
         } else if self.unsaved
@@ -241,6 +263,8 @@ impl Runner<'_> {
         let (plan, store, opts) = (self.plan, self.store, self.opts);
         loop {
             let mut progressed = false;
+            // The nodes whose upstream is resolved, with their keys.
+            let mut ready = Vec::new();
             for i in 0..plan.nodes.len() {
                 if !matches!(self.state[i], State::Waiting | State::Blocked { .. }) {
                     continue;
@@ -254,9 +278,13 @@ impl Runner<'_> {
                     let because = format!("upstream {} did not finish", bad.stage);
                     self.record.stages[i].status = StageStatus::Skipped;
                     self.record.stages[i].reason = Some(because.clone());
+                    self.save_record();
                     let _ = self.tx.send(Event::Skipped { node: i, label: node.label(), because });
                     self.state[i] = State::Skipped;
                     progressed = true;
+                    continue;
+                }
+                if !node.upstream.iter().all(|e| matches!(self.state[e.node], State::Done(_))) {
                     continue;
                 }
                 let hashes = |u: usize| match &self.state[u] {
@@ -267,6 +295,25 @@ impl Runner<'_> {
                     continue;
                 };
                 let key = pre.key();
+                ready.push((i, pre, key));
+            }
+            // Their keys go into the run's key journal before they are
+            // looked up, and the lookups come after the gc lock: gc keeps
+            // what it sees journalled, and a run that waited for gc sees
+            // what gc left. One write and one pass for all of them.
+            let new: Vec<CacheKey> =
+                ready.iter().filter(|(_, _, k)| !self.journalled.contains(k)).map(|(_, _, k)| k.clone()).collect();
+            if !new.is_empty() {
+                if let Err(e) = store.journal_keys(&opts.run_id, &new) {
+                    self.unsaved = true;
+                    let _ =
+                        self.tx.send(Event::StoreError { what: "the run's key journal".into(), error: e.to_string() });
+                }
+                self.journalled.extend(new);
+                self.pass_gc().await;
+            }
+            for (i, pre, key) in ready {
+                let node = &plan.nodes[i];
                 // The same key already in flight (an identical stage under another name).
                 if self.state.iter().any(|s| matches!(s, State::Running { key: k, .. } if *k == key)) {
                     continue;
@@ -275,14 +322,10 @@ impl Runner<'_> {
                     State::Blocked { key: k, holder } if *k == key => Some(holder.clone()),
                     _ => None,
                 };
-                // The key goes into the record before it is looked up, and
-                // the lookup comes after the gc lock: gc keeps what it sees
-                // recorded, and a run that waited for gc sees what gc left.
                 if self.record.stages[i].key.as_deref() != Some(key.as_str()) {
                     self.record.stages[i].key = Some(key.to_string());
                     self.save_record();
                 }
-                self.pass_gc().await;
                 // A key the plan knew and found missing, found now, was
                 // committed by another run; one it could not know is an
                 // early cutoff.
@@ -615,20 +658,37 @@ impl Runner<'_> {
         }
         for (i, rec) in self.record.stages.iter_mut().enumerate() {
             if let Some(jobs) = backend.jobs(i) {
-                rec.jobs = Some(jobs);
+                if rec.jobs.as_ref() != Some(&jobs) {
+                    rec.jobs = Some(jobs);
+                    self.dirty = true;
+                }
             }
         }
         let polls = backend.polls();
-        if polls > 0 {
+        if polls > 0 && self.record.polls != Some(polls) {
             self.record.polls = Some(polls);
+            self.dirty = true;
         }
-        self.save_record();
+        self.flush_record(false);
+        self.flush_refs(false);
     }
 
-    /// Merges this run's refs into the workflow's; a failure (a full disk)
-    /// is reported and fails the run, since what it committed would not
-    /// be found again.
+    /// Marks this run's refs changed; `flush_refs` merges them in.
     fn save_refs(&mut self) {
+        self.refs_dirty = true;
+    }
+
+    /// Merges this run's refs into the workflow's if they changed, at most
+    /// once a second unless `now` (nothing reads them for the keys of a run
+    /// in progress: runs and gc go by objects and key journals); a failure
+    /// (a full disk) is reported and fails the run, since what it
+    /// committed would not be found again.
+    fn flush_refs(&mut self, now: bool) {
+        if !self.refs_dirty || (!now && self.refs_written.elapsed() < RECORD_EVERY) {
+            return;
+        }
+        self.refs_dirty = false;
+        self.refs_written = std::time::Instant::now();
         let ours = &self.ours;
         let merged = self.store.update_refs(self.locks, &self.plan.workflow, |refs| {
             for (variant, stages) in &ours.variants {
@@ -642,9 +702,21 @@ impl Runner<'_> {
         }
     }
 
-    /// Writes the run record as it stands; a failure is reported and fails
-    /// the run.
+    /// Marks the run record changed; `flush_record` writes it.
     fn save_record(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Writes the run record if it changed, at most once a second unless
+    /// `now` (rewriting a 2000-stage record on every event would make a
+    /// run's cost grow with the square of its stages); a failure is
+    /// reported and fails the run.
+    fn flush_record(&mut self, now: bool) {
+        if !self.dirty || (!now && self.written.elapsed() < RECORD_EVERY) {
+            return;
+        }
+        self.dirty = false;
+        self.written = std::time::Instant::now();
         if let Err(e) = self.store.write_run(self.record) {
             self.unsaved = true;
             let _ = self.tx.send(Event::StoreError { what: "the run record".into(), error: e.to_string() });
