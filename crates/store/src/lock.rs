@@ -291,15 +291,19 @@ impl Locks {
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = self.dir.join(format!(".{name}.{}.{token}.tmp", self.host));
-        let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        let written = serde_json::to_vec(&owner)
-            .map_err(std::io::Error::other)
-            .and_then(|line| file.write_all(&line))
-            .and_then(|()| file.sync_all());
-        if let Err(e) = written {
-            let _reported_below = std::fs::remove_file(&tmp);
-            return Err(StoreError::io(&tmp, e));
-        }
+        // Closing it is what makes its content visible to other hosts (NFS
+        // close-to-open); no fsync: a lock that a power cut leaves empty
+        // is stale like any other. Reopened for the heartbeat.
+        let written = File::create(&tmp)
+            .and_then(|mut f| f.write_all(&serde_json::to_vec(&owner).map_err(std::io::Error::other)?))
+            .and_then(|()| File::open(&tmp));
+        let file = match written {
+            Ok(f) => f,
+            Err(e) => {
+                let _reported_below = std::fs::remove_file(&tmp);
+                return Err(StoreError::io(&tmp, e));
+            }
+        };
         if replace {
             if let Err(e) = std::fs::rename(&tmp, path) {
                 let _reported_below = std::fs::remove_file(&tmp);
