@@ -308,6 +308,61 @@ fn sweep_variants_share_upstream_artifacts() {
     assert!(r.statuses().iter().all(|(_, s)| s == "cached"), "{}", r.stdout);
 }
 
+/// `render` and `export` take `--variant` more than once: one script per
+/// distinct node, one file per variant.
+#[test]
+fn render_and_export_take_several_variants() {
+    let ctx = Ctx::new();
+    diamond(&ctx);
+    let text = std::fs::read_to_string(ctx.path("wf.toml")).unwrap();
+    ctx.write("wf.toml", &format!("{text}\n[sweep]\n\"stages.double.params.factor\" = [2, 3, 4]\n"));
+    assert_eq!(ctx.run("wf.toml", &[]).code, 0);
+    let r = ctx.swestar(&["render", "wf.toml", "total", "--variant", "factor=2", "--variant", "factor=4"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let headers: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("# --- swestar render")).collect();
+    assert_eq!(
+        headers,
+        [
+            "# --- swestar render: stage total, variants factor=2",
+            "# --- swestar render: stage total, variants factor=4"
+        ]
+    );
+    assert_eq!(r.stdout.matches("#!/bin/bash").count(), 2);
+    // A shared stage is one node: one script, no header.
+    let r = ctx.swestar(&["render", "wf.toml", "square", "--variant", "factor=2", "--variant", "factor=3"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.matches("#!/bin/bash").count(), 1);
+
+    let r = ctx.swestar(&[
+        "export",
+        "wf.toml",
+        "total",
+        "--to",
+        "t.jsonl",
+        "--variant",
+        "factor=3",
+        "--variant",
+        "factor=4",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let total = |f: &str| -> f64 {
+        let line = std::fs::read_to_string(ctx.path(f)).unwrap();
+        serde_json::from_str::<serde_json::Value>(line.lines().next().unwrap()).unwrap()["total"].as_f64().unwrap()
+    };
+    assert_eq!(total("t.factor=3.jsonl"), 32.0);
+    assert_eq!(total("t.factor=4.jsonl"), 38.0);
+    assert!(!ctx.path("t.jsonl").exists());
+    let r = ctx.swestar(&["export", "wf.toml", "total", "--to", "one.jsonl", "--variant", "factor=2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(total("one.jsonl"), 26.0);
+    let r = ctx.swestar(&["export", "wf.toml", "total", "--to", "t.jsonl"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--variant (repeatable)"), "{}", r.stderr);
+    let r = ctx.swestar(&["export", "wf.toml", "total", "--to", "t.jsonl", "--variant", "factr=2"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("did you mean `factor=2`"), "{}", r.stderr);
+}
+
 /// A sweep is narrowed with `--variant` or by replacing its values with
 /// `--set 'sweep."KEY"=[...]'`; a `--set` of the swept key itself, which
 /// would give every variant one value under names that say otherwise, is

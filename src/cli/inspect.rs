@@ -48,8 +48,11 @@ pub struct ExportArgs {
     /// protocol, resolved rate, Pass@k; .jsonl or .parquet).
     #[arg(long = "as", value_enum, default_value = "table")]
     as_: ExportAs,
-    #[arg(long)]
-    variant: Option<String>,
+    /// Which sweep variant (repeatable): with several whose stage differs,
+    /// one file each, the variant's name before the extension
+    /// (`out.n=1.jsonl`).
+    #[arg(long = "variant", value_name = "NAME")]
+    variants: Vec<String>,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
 }
@@ -151,26 +154,53 @@ fn artifact(
     stage: &str,
     variant: Option<&str>,
 ) -> Result<(Store, Manifest), Exit> {
+    let variants: Vec<String> = variant.map(str::to_string).into_iter().collect();
+    let (store, mut found) = artifacts(store_flag, workflow, sets, stage, &variants, false)?;
+    let (_, manifest) = found.remove(0);
+    Ok((store, manifest))
+}
+
+/// The committed artifacts of a stage for the named variants (one per
+/// distinct node, with the first of the named variants it belongs to);
+/// `many` allows more than one.
+fn artifacts(
+    store_flag: Option<&Path>,
+    workflow: &Path,
+    sets: &[String],
+    stage: &str,
+    variants: &[String],
+    many: bool,
+) -> Result<(Store, Vec<(String, Manifest)>), Exit> {
     let loaded = load(workflow, sets)?;
     let store = open_existing(&store_dir(store_flag, Some(&loaded)))?;
     let plan = build_plan(&loaded, Some(&store))?;
-    let node = find_node(&plan, workflow, stage, variant)?;
-    match &node.decision {
-        Decision::Cached { manifest, .. } => Ok((store, (**manifest).clone())),
-        Decision::Run { reasons, .. } => Err(Exit::failed(format!(
-            "error: stage `{stage}` has no artifact for the current settings (it would run: {})",
-            reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
-        ))),
+    let nodes = find_nodes(&plan, workflow, stage, variants, many)?;
+    let mut out = Vec::new();
+    for node in nodes {
+        let name = node.variants.iter().find(|v| variants.contains(v)).unwrap_or(&node.variants[0]).clone();
+        match &node.decision {
+            Decision::Cached { manifest, .. } => out.push((name, (**manifest).clone())),
+            Decision::Run { reasons, .. } => {
+                let which = if name.is_empty() { String::new() } else { format!(" (variant {name})") };
+                return Err(Exit::failed(format!(
+                    "error: stage `{stage}`{which} has no artifact for the current settings (it would run: {})",
+                    reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; ")
+                )));
+            }
+        }
     }
+    Ok((store, out))
 }
 
-/// The one node of a stage (of one variant, where variants differ).
-pub(super) fn find_node<'a>(
+/// The distinct nodes of a stage for the named variants (all variants when
+/// none is named); `many` allows more than one.
+pub(super) fn find_nodes<'a>(
     plan: &'a Plan,
     workflow: &Path,
     stage: &str,
-    variant: Option<&str>,
-) -> Result<&'a Node, Exit> {
+    variants: &[String],
+    many: bool,
+) -> Result<Vec<&'a Node>, Exit> {
     let mut nodes: Vec<_> = plan.nodes.iter().filter(|n| n.stage == stage).collect();
     if nodes.is_empty() {
         let names: Vec<&str> = plan.nodes.iter().map(|n| n.stage.as_str()).collect();
@@ -178,19 +208,27 @@ pub(super) fn find_node<'a>(
             crate::workflow::did_you_mean(stage, names).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
         return Err(Exit::invalid(format!("error: no stage named `{stage}` in {}{hint}", workflow.display())));
     }
-    if let Some(v) = variant {
-        nodes.retain(|n| n.variants.iter().any(|x| x == v));
-        if nodes.is_empty() {
-            return Err(Exit::invalid(format!("error: no variant `{v}` (variants: {})", plan.variants.join(", "))));
+    for v in variants {
+        if !plan.variants.contains(v) {
+            let hint = crate::workflow::did_you_mean(v, plan.variants.iter().map(String::as_str))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(Exit::invalid(format!(
+                "error: no variant `{v}`{hint} (variants: {})",
+                plan.variants.join(", ")
+            )));
         }
     }
-    if nodes.len() > 1 {
+    if !variants.is_empty() {
+        nodes.retain(|n| n.variants.iter().any(|x| variants.contains(x)));
+    }
+    if nodes.len() > 1 && !many {
         return Err(Exit::invalid(format!(
             "error: stage `{stage}` differs between variants; pick one with --variant (variants: {})",
             plan.variants.join(", ")
         )));
     }
-    Ok(nodes[0])
+    Ok(nodes)
 }
 
 pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit> {
@@ -250,22 +288,48 @@ pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, E
     if ext != "jsonl" && ext != "parquet" {
         return Err(Exit::invalid(format!("error: --to {}: write a .jsonl or .parquet file", args.to.display())));
     }
-    let (store, manifest) = artifact(store_flag, &args.workflow, &args.sets, &args.stage, args.variant.as_deref())?;
-    let parts = store.part_paths(&manifest);
-    let refs: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
-    // Write beside the target and rename, so a failed export never leaves half a file.
-    let tmp = args.to.with_extension(format!("{ext}.partial"));
-    let rows = if ext == "jsonl" { table::parquet_to_jsonl(&refs, &tmp) } else { table::concat_parquet(&refs, &tmp) }
-        .map_err(|e| Exit::failed(format!("error: {e}")))?;
-    std::fs::rename(&tmp, &args.to).map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
-    eprintln!("wrote {rows} rows of {} to {}", manifest.stage, args.to.display());
+    let (store, found) = artifacts(store_flag, &args.workflow, &args.sets, &args.stage, &args.variants, true)?;
+    if found.len() > 1 && args.variants.is_empty() {
+        return Err(Exit::invalid(format!(
+            "error: stage `{}` differs between variants; pick them with --variant (repeatable)",
+            args.stage
+        )));
+    }
+    let several = found.len() > 1;
+    for (variant, manifest) in found {
+        let to = if several { per_variant(&args.to, &variant) } else { args.to.clone() };
+        let parts = store.part_paths(&manifest);
+        let refs: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
+        // Write beside the target and rename, so a failed export never leaves half a file.
+        let tmp = to.with_extension(format!("{ext}.partial"));
+        let rows =
+            if ext == "jsonl" { table::parquet_to_jsonl(&refs, &tmp) } else { table::concat_parquet(&refs, &tmp) }
+                .map_err(|e| Exit::failed(format!("error: {e}")))?;
+        std::fs::rename(&tmp, &to).map_err(|e| Exit::failed(format!("error: {}: {e}", to.display())))?;
+        eprintln!("wrote {rows} rows of {} to {}", manifest.stage, to.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `out.jsonl` for variant `n=1`: `out.n=1.jsonl`.
+fn per_variant(to: &Path, variant: &str) -> PathBuf {
+    let safe: String = variant.chars().map(|c| if c == '/' || c.is_whitespace() { '_' } else { c }).collect();
+    let stem = to.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match to.extension() {
+        Some(ext) => format!("{stem}.{safe}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{safe}"),
+    };
+    to.with_file_name(name)
 }
 
 /// Predictions JSONL or the run report of a swebench_eval artifact, in the
 /// official harness's layouts, so results can be checked with it.
 fn export_swebench(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, Exit> {
-    let (store, manifest) = artifact(store_flag, &args.workflow, &args.sets, &args.stage, args.variant.as_deref())?;
+    if args.variants.len() > 1 {
+        return Err(Exit::invalid("error: --as predictions, report and summary take one --variant"));
+    }
+    let (store, manifest) =
+        artifact(store_flag, &args.workflow, &args.sets, &args.stage, args.variants.first().map(String::as_str))?;
     if manifest.kind != "swebench_eval" {
         return Err(Exit::invalid(format!(
             "error: stage `{}` is a {} stage; predictions and reports come from swebench_eval stages",

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::inspect::find_node;
+use super::inspect::find_nodes;
 use super::{build_plan, load, store_dir, Exit};
 use crate::dag::Decision;
 use crate::exec::prepare::{prepare, shard_count};
@@ -20,8 +20,10 @@ pub struct RenderArgs {
     /// hand outside SLURM (`bash script`).
     #[arg(long, value_name = "I/N", value_parser = crate::exec::job::parse_shard)]
     shard: Option<(u32, u32)>,
-    #[arg(long)]
-    variant: Option<String>,
+    /// Which sweep variant (repeatable: one script after another, each
+    /// under a `# ---` line naming its variants).
+    #[arg(long = "variant", value_name = "NAME")]
+    variants: Vec<String>,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
 }
@@ -34,7 +36,28 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
     let dir = store_dir(store_flag, Some(&loaded));
     let store = Store::existing(&dir);
     let plan = build_plan(&loaded, store.as_ref())?;
-    let node = find_node(&plan, &args.workflow, &args.stage, args.variant.as_deref())?;
+    let nodes = find_nodes(&plan, &args.workflow, &args.stage, &args.variants, !args.variants.is_empty())?;
+    let several = nodes.len() > 1;
+    for node in nodes {
+        if several {
+            let named: Vec<&str> =
+                node.variants.iter().filter(|v| args.variants.contains(v)).map(String::as_str).collect();
+            println!("# --- swestar render: stage {}, variants {}", node.stage, named.join(" | "));
+        }
+        print!("{}", render_node(&args, &loaded, &plan, node, store.as_ref(), &dir)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The job script of one node.
+fn render_node(
+    args: &RenderArgs,
+    loaded: &super::Loaded,
+    plan: &crate::dag::Plan,
+    node: &crate::dag::Node,
+    store: Option<&Store>,
+    dir: &Path,
+) -> Result<String, Exit> {
     // Below a stage that has not run, the key (which names the staging
     // directory) is not known yet: a stand-in renders the script, and the
     // printed script says where the key goes.
@@ -73,7 +96,7 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
     }
     // Upstream artifacts as the run will find them: the key is known, so
     // every upstream stage is in the store.
-    let shown = store.clone().unwrap_or(Store { root: root.clone() });
+    let shown = store.cloned().unwrap_or(Store { root: root.clone() });
     let upstream = |u: usize| match (&plan.nodes[u].decision, &store) {
         (Decision::Cached { key, .. }, Some(store)) => match store.lookup(key) {
             crate::store::Lookup::Present(m) => Some(store.part_paths(&m)),
@@ -100,6 +123,5 @@ pub fn render(store_flag: Option<&Path>, args: RenderArgs) -> Result<ExitCode, E
         script = script.replace(key.as_str(), PENDING_KEY).replace(key.short(), PENDING_KEY);
         eprintln!("note: {why} {PENDING_KEY} stands for its key in the script");
     }
-    print!("{script}");
-    Ok(ExitCode::SUCCESS)
+    Ok(script)
 }
