@@ -86,7 +86,7 @@ fn render_node(
     };
     let root = match &store {
         Some(s) => s.root.clone(),
-        None => std::path::absolute(&dir).map_err(|e| Exit::failed(format!("error: {}: {e}", dir.display())))?,
+        None => std::path::absolute(dir).map_err(|e| Exit::failed(format!("error: {}: {e}", dir.display())))?,
     };
     let count = shard_count(node);
     if let Some((_, n)) = args.shard {
