@@ -56,6 +56,7 @@ path = "t.jsonl"
 kind = "segment"
 inputs = {{ trajectories = "data.t" }}
 window = 4096
+reply_reserve = 512
 tokenizer = "{tok}"
 resources = {{ shards = 2 }}
 "#
@@ -105,6 +106,11 @@ resources = {{ shards = 2 }}
     let trainable: u64 = samples.iter().map(|s| s["trainable_tokens"].as_u64().unwrap()).sum();
     assert_eq!(stats["samples"], samples.len() as u64, "{stats}");
     assert_eq!(stats["trajectories"], 4);
+    assert_eq!(stats["trajectories_in"], 4);
+    assert_eq!(stats["trajectories_with_samples"], 4);
+    assert_eq!(stats["assistant_turns"], turns.len() as u64);
+    assert_eq!(stats["trained_turns"], turns.len() as u64);
+    assert_eq!(stats["untrained_turns"], json!({}));
     assert_eq!(stats["tokens"], tokens.iter().sum::<u64>());
     assert_eq!(stats["trainable_tokens"], trainable);
     assert_eq!(stats["tokens_per_sample"]["max"], *tokens.iter().max().unwrap());
@@ -132,4 +138,37 @@ resources = {{ shards = 2 }}
         ids(&export(&["--set", "stages.segment.max_per_instance=1", "--set", "stages.segment.max_trajectories=2"]));
     assert_eq!(two.len(), 2);
     assert!(two.iter().all(|t| each.contains(t)), "a smaller subset is inside the larger one");
+}
+
+/// Input that gives nothing to train on fails the stage with the reason
+/// (here a window smaller than system prompt and task), instead of
+/// committing an empty table.
+#[test]
+fn no_sample_from_a_non_empty_input_fails_and_says_why() {
+    let ctx = Ctx::new();
+    let trajs = [trajectory("a", 0, 3), trajectory("b", 0, 5)];
+    ctx.write("t.jsonl", &trajs.iter().map(|t| t.to_string() + "\n").collect::<String>());
+    ctx.write(
+        "wf.toml",
+        r#"[workflow]
+name = "seg"
+
+[data.t]
+path = "t.jsonl"
+
+[stages.segment]
+kind = "segment"
+inputs = { trajectories = "data.t" }
+window = 300
+reply_reserve = 100
+"#,
+    );
+    let r = ctx.run("wf.toml", &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no training sample: 2 trajectories in, 0 samples from 0; 8 assistant turns: 0 trained, 8 not trained: no room even with every observation masked (8)"),
+        "{}",
+        r.stderr
+    );
+    assert!(ctx.objects().is_empty(), "nothing committed");
 }

@@ -50,6 +50,7 @@ path = "trajectories.jsonl"
 kind = "segment"
 inputs = {{ trajectories = "data.trajectories" }}
 window = 480
+reply_reserve = 64
 tokenizer = "{tok}"
 
 [stages.sft]
@@ -69,6 +70,33 @@ launch = "local"
     assert_eq!(row["base_model"], "tiny-qwen2");
     let samples = ctx.export_rows("wf.toml", "segment", &[]);
     assert!(samples.len() > 6, "long trajectories were cut: {}", samples.len());
+    // The trainer sees what segment counted: torchtune's own Qwen2.5
+    // tokenizer frames every sample in exactly `tokens - 1` tokens.
+    assert_eq!(ctx.swestar(&["export", "wf.toml", "segment", "--to", "samples.jsonl"]).code, 0);
+    let tiny = ctx.path("tiny");
+    let agree = format!(
+        r#"
+import json
+from torchtune.data import Message
+from torchtune.models.qwen2_5 import qwen2_5_tokenizer
+tok = qwen2_5_tokenizer(path="{vocab}", merges_file="{merges}")
+n = 0
+for line in open("{samples}"):
+    s = json.loads(line)
+    msgs = [Message(role=m["role"], content=m["content"], masked=not m["trainable"]) for m in s["messages"]]
+    ids, mask = tok.tokenize_messages(msgs)
+    assert len(ids) == s["tokens"] - 1, (len(ids), s["tokens"], s["instance_id"], s["segment"])
+    assert ids[-1] == tok.eos_id
+    n += 1
+print(n)
+"#,
+        vocab = tiny.join("vocab.json").display(),
+        merges = tiny.join("merges.txt").display(),
+        samples = ctx.path("samples.jsonl").display()
+    );
+    let out = Command::new(python_of(&tune)).arg("-c").arg(&agree).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), samples.len().to_string());
     assert_eq!(row["rows"], samples.len() as u64);
     let losses: Vec<f64> = row["losses"].as_array().unwrap().iter().map(|l| l.as_f64().unwrap()).collect();
     assert_eq!(row["steps"], losses.len() as u64);
@@ -154,7 +182,7 @@ tune = "/nonexistent/tune"
         "3 of 4 samples cannot be trained on; nothing was launched",
         "instance inst-without-answer, attempt 1, segment 0): no trainable assistant turn",
         "instance inst-tool, attempt 0, segment 2): message 1 has the unknown role `tool`",
-        "9000 tokens exceed max_seq_len 8192",
+        "8999 tokens as torchtune frames it (9000 counted by segment) exceed max_seq_len 8192",
     ] {
         assert!(log.contains(needle), "{needle}\n{log}");
     }

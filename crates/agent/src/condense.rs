@@ -1,8 +1,10 @@
 //! Observation masking: before each model call, if the prompt plus a
 //! reserve for the reply would not fit the context window, the oldest tool
 //! observations are replaced by a short placeholder. The system prompt,
-//! the task and the model's own turns are never touched, and a masked
-//! observation stays masked.
+//! the task and the model's own turns are never touched, a masked
+//! observation stays masked, the latest observation (what the next turn
+//! answers) is never masked, and neither is one no longer than the
+//! placeholder (masking it would not save a token).
 //!
 //! Two policies. `Fit` masks just enough to fit, as OpenHands' observation
 //! masking does; every later call then changes the prompt early again, so
@@ -82,7 +84,8 @@ pub fn total(msgs: &[Msg]) -> usize {
 
 /// Masks observations, oldest first, as the policy says. Returns how many
 /// were newly masked; the prompt may still not fit when nothing is left to
-/// mask (the caller ends the episode as context-exhausted).
+/// mask (the caller then cuts the latest observation, see `episode`, or
+/// ends the episode as context-exhausted).
 pub fn mask(msgs: &mut [Msg], budget: Budget, policy: Policy) -> usize {
     let limit = budget.window.saturating_sub(budget.reserve);
     let mut size = total(msgs);
@@ -94,11 +97,12 @@ pub fn mask(msgs: &mut [Msg], budget: Budget, policy: Policy) -> usize {
         Policy::Block { low_water } => ((budget.window as f64 * low_water) as usize).min(limit),
     };
     let mut masked = 0;
-    for m in msgs.iter_mut() {
+    let latest = msgs.len().checked_sub(1).filter(|&i| msgs[i].role == Role::Observation);
+    for (i, m) in msgs.iter_mut().enumerate() {
         if size <= target {
             break;
         }
-        if m.role == Role::Observation && !m.masked {
+        if m.role == Role::Observation && !m.masked && Some(i) != latest && m.tokens > m.masked_tokens {
             size = size - m.tokens + m.masked_tokens;
             m.masked = true;
             masked += 1;
@@ -151,11 +155,24 @@ mod tests {
 
     #[test]
     fn block_masks_down_to_the_low_water_mark() {
-        let mut p = prompt(&[400, 400, 400, 400]);
-        // Fitting needs three masks; the low-water mark (1200) needs the fourth too.
+        let mut p = prompt(&[400, 400, 400, 100]);
+        // 2300 tokens: fitting 1800 needs two masks; the low-water mark
+        // (1200) needs the third too (the latest is never masked).
+        let mut fit = p.clone();
+        assert_eq!(mask(&mut fit, Budget { window: 2000, reserve: 200 }, Policy::Fit), 2);
         let n = mask(&mut p, Budget { window: 2000, reserve: 200 }, Policy::Block { low_water: 0.6 });
-        assert_eq!(n, 4);
+        assert_eq!(n, 3);
         assert!(total(&p) <= 1200, "{}", total(&p));
+    }
+
+    #[test]
+    fn the_latest_observation_and_short_ones_are_never_masked() {
+        // The second observation is shorter than the placeholder (10).
+        let mut p = prompt(&[400, 8, 400, 400]);
+        let n = mask(&mut p, Budget { window: 1000, reserve: 0 }, Policy::Fit);
+        let masked: Vec<bool> = p.iter().filter(|m| m.role == Role::Observation).map(|m| m.masked).collect();
+        assert_eq!(masked, [true, false, true, false], "{n}");
+        assert!(total(&p) > 1000, "still over: the caller cuts the latest one");
     }
 
     #[test]

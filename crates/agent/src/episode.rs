@@ -98,8 +98,11 @@ pub struct EpisodeSpec<'a> {
 }
 
 /// The prompt of each model call: masking before the call (a masked
-/// observation stays masked) and the prefix-cache accounting against the
-/// previous call's prompt.
+/// observation stays masked), the latest observation cut in the middle
+/// when even masking every older one leaves no room for it, and the
+/// prefix-cache accounting against the previous call's prompt. The segment
+/// stage replays trajectories through the same code, so a student is
+/// trained on exactly the prompts this builds.
 pub struct Window {
     budget: Budget,
     policy: Policy,
@@ -109,16 +112,41 @@ pub struct Window {
     previous: Vec<u32>,
 }
 
+/// How a message appears in one prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    Full,
+    Masked,
+    /// The latest observation, cut in the middle to fit: its text and
+    /// tokens.
+    Cut {
+        content: String,
+        tokens: usize,
+    },
+}
+
+/// One call's prompt: how each message before it appears, and its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condensed {
+    pub views: Vec<View>,
+    pub tokens: usize,
+}
+
 impl Window {
     pub fn new(budget: Budget, policy: Policy, counter: std::sync::Arc<TokenCounter>) -> Window {
         let placeholder_tokens = counter.message("user", condense::PLACEHOLDER);
         Window { budget, policy, counter, placeholder_tokens, masks: Vec::new(), previous: Vec::new() }
     }
 
-    /// Masks `turns` for the next call and returns its prompt, counting
-    /// masked observations and recomputed tokens into `t`; `None` when even
-    /// fully masked the prompt does not fit.
-    pub fn prompt(&mut self, turns: &mut [Turn], t: &mut Trajectory) -> Option<(Vec<Message>, usize)> {
+    /// Tokens of the masking placeholder, as a message.
+    pub fn placeholder_tokens(&self) -> usize {
+        self.placeholder_tokens
+    }
+
+    /// Masks `turns` for the next call (marking them, for the calls after)
+    /// and says how each appears; `None` when even with every older
+    /// observation masked and the latest one cut there is no room.
+    pub fn condense(&mut self, turns: &mut [Turn], t: &mut Trajectory) -> Option<Condensed> {
         self.masks.clear();
         self.masks.extend(turns.iter().enumerate().map(|(i, m)| Msg {
             role: match (i, m.role.as_str()) {
@@ -135,13 +163,62 @@ impl Window {
         for (turn, m) in turns.iter_mut().zip(&self.masks) {
             turn.masked = m.masked;
         }
-        if condense::total(&self.masks) + self.budget.reserve > self.budget.window {
+        let mut views: Vec<View> =
+            self.masks.iter().map(|m| if m.masked { View::Masked } else { View::Full }).collect();
+        let limit = self.budget.window.saturating_sub(self.budget.reserve);
+        let mut size = condense::total(&self.masks);
+        if size > limit {
+            // Only the latest observation can still give: cut it.
+            let last = self.masks.len().checked_sub(1)?;
+            if self.masks[last].role != Role::Observation || self.masks[last].masked {
+                return None;
+            }
+            let room = limit.checked_sub(size - self.masks[last].tokens)?;
+            let (content, tokens) = self.cut_to(&turns[last], room)?;
+            size = size - self.masks[last].tokens + tokens;
+            views[last] = View::Cut { content, tokens };
+        }
+        Some(Condensed { views, tokens: size })
+    }
+
+    /// The longest middle cut of a message that fits `room` tokens, if
+    /// even the cut marker alone fits.
+    fn cut_to(&self, turn: &Turn, room: usize) -> Option<(String, usize)> {
+        let measure = |keep: usize| {
+            let text = super::session::cut_middle(&turn.content, keep);
+            let tokens = self.counter.message(&turn.role, &text);
+            (text, tokens)
+        };
+        let best = measure(0);
+        if best.1 > room {
             return None;
         }
+        let (mut lo, mut hi, mut best) = (0usize, turn.content.chars().count(), best);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let m = measure(mid);
+            if m.1 <= room {
+                lo = mid;
+                best = m;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some(best)
+    }
+
+    /// Masks `turns` for the next call and returns its prompt, counting
+    /// masked observations and recomputed tokens into `t`; `None` when even
+    /// fully masked the prompt does not fit.
+    pub fn prompt(&mut self, turns: &mut [Turn], t: &mut Trajectory) -> Option<(Vec<Message>, usize)> {
+        let condensed = self.condense(turns, t)?;
         let prompt: Vec<Message> = turns
             .iter()
-            .map(|m| {
-                Message::new(&m.role, if m.masked { condense::PLACEHOLDER.to_string() } else { m.content.clone() })
+            .zip(&condensed.views)
+            .map(|(m, v)| match v {
+                View::Full => Message::new(&m.role, m.content.clone()),
+                View::Masked => Message::new(&m.role, condense::PLACEHOLDER.to_string()),
+                View::Cut { content, .. } => Message::new(&m.role, content.clone()),
             })
             .collect();
         let ids = self.counter.encode(&chatml_prompt(prompt.iter().map(|m| (m.role.as_str(), m.content.as_str()))));
@@ -193,7 +270,8 @@ pub fn replay(messages: &[Turn], budget: Budget, policy: Policy, counter: std::s
 }
 
 impl Trajectory {
-    fn empty(instance_id: &str) -> Trajectory {
+    /// A trajectory with nothing in it yet (also what a replay counts into).
+    pub fn empty(instance_id: &str) -> Trajectory {
         Trajectory {
             instance_id: instance_id.to_string(),
             messages: Vec::new(),

@@ -359,12 +359,39 @@ fn finish(out: Bounded, sentinel_len: usize) -> (String, usize) {
     if out.dropped == 0 {
         return (head + &tail, 0);
     }
-    (format!("{head}\n[... {} characters cut from the middle of the output ...]\n{tail}", out.dropped), out.dropped)
+    (format!("{head}{}{tail}", cut_marker(out.dropped)), out.dropped)
+}
+
+/// What stands where output was cut from the middle.
+fn cut_marker(dropped: usize) -> String {
+    format!("\n[... {dropped} characters cut from the middle of the output ...]\n")
+}
+
+/// `text` cut in the middle to `keep` characters, half from each end, the
+/// way a shell's long output is cut (the same marker); whole if it is not
+/// longer.
+pub fn cut_middle(text: &str, keep: usize) -> String {
+    let n = text.chars().count();
+    if n <= keep {
+        return text.to_string();
+    }
+    let head_chars = keep / 2;
+    let tail_chars = keep - head_chars;
+    let head_end = text.char_indices().nth(head_chars).map_or(text.len(), |(i, _)| i);
+    let tail_start = text.char_indices().nth(n - tail_chars).map_or(text.len(), |(i, _)| i);
+    format!("{}{}{}", &text[..head_end], cut_marker(n - keep), &text[tail_start..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_middle_keeps_both_ends_and_says_how_much_is_gone() {
+        assert_eq!(cut_middle("abcdef", 6), "abcdef");
+        assert_eq!(cut_middle("abcdefgh", 4), "ab\n[... 4 characters cut from the middle of the output ...]\ngh");
+        assert_eq!(cut_middle("ééééé", 2), "é\n[... 3 characters cut from the middle of the output ...]\né");
+    }
 
     #[test]
     fn bounded_keeps_head_and_tail() {

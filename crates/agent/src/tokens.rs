@@ -59,9 +59,19 @@ impl TokenCounter {
         }
     }
 
-    /// Tokens one message takes in a prompt.
+    /// Tokens one message takes in a prompt, framing included, counted
+    /// piece by piece the way torchtune's Qwen2.5 tokenizer encodes a
+    /// training sample: `<|im_start|>`, `"{role}\n"`, the content,
+    /// `<|im_end|>`, `"\n"`. (Encoding the whole ChatML text at once can
+    /// merge the header's newline with a content that starts with one.) A
+    /// sample's tokens are the sum over its messages; torchtune's length
+    /// of it is that minus one: the last (assistant) message has no
+    /// `<|im_end|>` and `"\n"`, and its end-of-sequence token is added.
     pub fn message(&self, role: &str, content: &str) -> usize {
-        self.count(&chatml_message(role, content))
+        match self {
+            TokenCounter::Tokenizer(_) => 2 + self.count(&format!("{role}\n")) + self.count(content) + self.count("\n"),
+            TokenCounter::Estimate => self.count(&chatml_message(role, content)),
+        }
     }
 }
 

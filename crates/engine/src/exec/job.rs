@@ -76,6 +76,16 @@ pub fn run_job_file(path: &Path, shard: Option<(u32, u32)>) -> Result<(), JobErr
         job.kind.execute(&job, &run).map_err(|e| stage_err(on_a_full_disk(e, &job.stage_dir))).and_then(|()| {
             std::fs::File::open(&run.output).and_then(|f| f.sync_all()).map_err(|e| io(&run.output, e))?;
             let target = job.shard_file(index);
+            // Files a kind wrote beside its output (`part.accounting.json`)
+            // go beside the shard file, before it: the shard file is what
+            // says the shard is done.
+            for entry in std::fs::read_dir(&tmp).map_err(|e| io(&tmp, e))?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(ext) = name.strip_prefix("part.").filter(|e| *e != "parquet") {
+                    let side = target.with_extension(ext);
+                    std::fs::rename(entry.path(), &side).map_err(|e| io(&side, e))?;
+                }
+            }
             std::fs::rename(&run.output, &target).map_err(|e| io(&target, e))
         });
     // Scratch space goes when the shard is done or failed: a stage that

@@ -65,7 +65,9 @@ pub use crate::store::shard::shard_file;
 pub struct ShardRun {
     pub index: u32,
     pub count: u32,
-    /// The Parquet file to write.
+    /// The Parquet file to write. Files beside it named `part.<ext>` are
+    /// kept beside the finished shard as `shard-NNNNN.<ext>` (for the
+    /// kind's `stats`).
     pub output: PathBuf,
     /// Scratch space, removed afterwards.
     pub tmp: PathBuf,

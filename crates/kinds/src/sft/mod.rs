@@ -351,8 +351,15 @@ impl SftSpec {
         }
         let tokens =
             row.get("tokens").and_then(Value::as_u64).ok_or("no `tokens` count (samples come from a segment stage)")?;
-        if tokens > self.max_seq_len {
-            return Err(format!("{tokens} tokens exceed max_seq_len {}", self.max_seq_len));
+        // torchtune's length of the sample: segment's count (every message
+        // framed) less the last message's `<|im_end|>\n`, plus the EOS
+        // token (see `TokenCounter::message`). Longer would be cut.
+        let trained = tokens.saturating_sub(1);
+        if trained > self.max_seq_len {
+            return Err(format!(
+                "{trained} tokens as torchtune frames it ({tokens} counted by segment) exceed max_seq_len {}",
+                self.max_seq_len
+            ));
         }
         let trainable_tokens = row.get("trainable_tokens").and_then(Value::as_u64).unwrap_or(0);
         Ok((json!({ "messages": out }).to_string(), tokens, trainable_tokens))
