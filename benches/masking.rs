@@ -1,7 +1,10 @@
 //! Observation masking, `fit` against `block`, on the same recorded
 //! trajectories: for each context window, the prompt tokens sent and the
 //! tokens a perfect prefix cache would have to recompute (prefill work the
-//! inference server cannot reuse), plus observations masked.
+//! inference server cannot reuse), plus observations masked; then what the
+//! segment stage makes of the same trajectories for a student with that
+//! window under each policy (samples that are exactly the scaffold's
+//! prompts): samples, their tokens, trainable tokens, turns trained.
 //!
 //! The trajectories are recorded first: real episodes on every example task
 //! (examples/tasks) in the local sandbox, driven by the scripted server with
@@ -24,6 +27,7 @@ use swestar::agent::llm::{LlmClient, ModelConfig};
 use swestar::agent::sandbox::{repo_from_tree, Sandbox, TaskState};
 use swestar::agent::scripted::{Reply, ScriptedServer};
 use swestar::agent::tokens::TokenCounter;
+use swestar::stages::segment::{segment, Student};
 
 const TASKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tasks");
 
@@ -172,6 +176,37 @@ fn main() {
                 100.0 * sum.recompute_tokens as f64 / sum.prompt_tokens.max(1) as f64,
                 sum.masked,
                 exhausted
+            );
+        }
+    }
+    println!();
+    println!(
+        "segment: {:>7} {:<11} {:>8} {:>14} {:>14} {:>8} {:>10}",
+        "window", "policy", "samples", "tokens", "trainable", "trained", "untrained"
+    );
+    for window in [8192usize, 16384, 32768] {
+        for policy in [Policy::Fit, Policy::Block { low_water: 0.7 }, Policy::Block { low_water: 0.5 }] {
+            let student = Student {
+                budget: Budget { window, reserve: 1024 },
+                policy,
+                counter: counter.clone(),
+                train_format_errors: false,
+            };
+            let (mut samples, mut tokens, mut trainable, mut trained, mut untrained) = (0, 0, 0, 0, 0);
+            for t in &trajectories {
+                let out = segment(t, &student);
+                samples += out.samples.len();
+                tokens += out.samples.iter().map(|s| s.tokens).sum::<u64>();
+                trainable += out.samples.iter().map(|s| s.trainable_tokens).sum::<u64>();
+                trained += out.trained;
+                untrained += out.untrained.values().sum::<u64>();
+            }
+            let name = match policy {
+                Policy::Fit => "fit".to_string(),
+                Policy::Block { low_water } => format!("block@{low_water}"),
+            };
+            println!(
+                "segment: {window:>7} {name:<11} {samples:>8} {tokens:>14} {trainable:>14} {trained:>8} {untrained:>10}"
             );
         }
     }
