@@ -64,6 +64,14 @@ resources = {{ shards = 2 }}
     );
     let r = ctx.run("wf.toml", &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // The done line accounts for every turn.
+    let turn_count: usize = trajs.iter().map(|t| t["messages"].as_array().unwrap().len() / 2 - 1).sum();
+    assert!(
+        r.stderr.contains("4 trajectories in, ")
+            && r.stderr.contains(&format!("{turn_count} assistant turns: {turn_count} trained")),
+        "{}",
+        r.stderr
+    );
     let export = |sets: &[&str]| ctx.export_rows("wf.toml", "segment", sets);
     let samples = export(&[]);
     let counter = TokenCounter::from_file(std::path::Path::new(&tok)).unwrap();

@@ -112,12 +112,13 @@ impl Reporter {
                     self.line(format!("  shard    {label}  #{shard} done, {left} left"));
                 }
             }
-            Event::Committed { node, label, rows, bytes, seconds, .. } => {
+            Event::Committed { node, label, rows, bytes, seconds, summary, .. } => {
                 self.committed += 1;
                 if let Some(bar) = self.bars.remove(&node) {
                     bar.finish_and_clear();
                 }
-                self.line(format!("  done     {label}  {rows} rows, {}, {seconds:.1}s", super::bytes(bytes)));
+                let more = summary.map(|s| format!("; {s}")).unwrap_or_default();
+                self.line(format!("  done     {label}  {rows} rows, {}, {seconds:.1}s{more}", super::bytes(bytes)));
             }
             Event::Failed { node, label, error, log_tail, log } => {
                 self.failed += 1;

@@ -7,8 +7,44 @@
 use std::path::Path;
 
 pub enum TokenCounter {
-    Tokenizer(Box<tokenizers::Tokenizer>),
+    Tokenizer(Box<Counted>),
     Estimate,
+}
+
+/// A tokenizer with the tokens of the training framing around a message
+/// counted once (they are counted for every message of every sample).
+pub struct Counted {
+    pub tokenizer: tokenizers::Tokenizer,
+    /// `"{role}\n"` for the usual roles.
+    headers: [(&'static str, usize); 3],
+    newline: usize,
+}
+
+impl std::ops::Deref for Counted {
+    type Target = tokenizers::Tokenizer;
+    fn deref(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
+    }
+}
+
+impl Counted {
+    fn new(tokenizer: tokenizers::Tokenizer) -> Counted {
+        let count = |t: &str| tokenizer.encode_fast(t, false).map(|e| e.len()).unwrap_or(0);
+        let headers = ["system", "user", "assistant"].map(|r| (r, count(&format!("{r}\n"))));
+        let newline = count("\n");
+        Counted { tokenizer, headers, newline }
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.tokenizer.encode_fast(text, false).map(|e| e.len()).unwrap_or(0)
+    }
+
+    fn header(&self, role: &str) -> usize {
+        match self.headers.iter().find(|(r, _)| *r == role) {
+            Some((_, n)) => *n,
+            None => self.count(&format!("{role}\n")),
+        }
+    }
 }
 
 impl std::fmt::Debug for TokenCounter {
@@ -35,7 +71,7 @@ pub fn chatml_prompt<'a>(messages: impl IntoIterator<Item = (&'a str, &'a str)>)
 impl TokenCounter {
     pub fn from_file(path: &Path) -> Result<TokenCounter, String> {
         tokenizers::Tokenizer::from_file(path)
-            .map(|t| TokenCounter::Tokenizer(Box::new(t)))
+            .map(|t| TokenCounter::Tokenizer(Box::new(Counted::new(t))))
             .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))
     }
 
@@ -54,7 +90,7 @@ impl TokenCounter {
 
     pub fn count(&self, text: &str) -> usize {
         match self {
-            TokenCounter::Tokenizer(_) => self.encode(text).len(),
+            TokenCounter::Tokenizer(t) => t.count(text),
             TokenCounter::Estimate => text.len().div_ceil(4),
         }
     }
@@ -69,7 +105,7 @@ impl TokenCounter {
     /// `<|im_end|>` and `"\n"`, and its end-of-sequence token is added.
     pub fn message(&self, role: &str, content: &str) -> usize {
         match self {
-            TokenCounter::Tokenizer(_) => 2 + self.count(&format!("{role}\n")) + self.count(content) + self.count("\n"),
+            TokenCounter::Tokenizer(t) => 2 + t.header(role) + t.count(content) + t.newline,
             TokenCounter::Estimate => self.count(&chatml_message(role, content)),
         }
     }

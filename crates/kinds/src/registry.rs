@@ -70,6 +70,11 @@ macro_rules! register {
                 match self { $(StageKind::$variant(k) => $crate::api::Kind::stats(k.as_ref(), shards),)* }
             }
 
+            /// What the run's `done` line adds, from the output's stats.
+            pub fn summary(&self, stats: &std::collections::BTreeMap<String, serde_json::Value>) -> Option<String> {
+                match self { $(StageKind::$variant(k) => $crate::api::Kind::summary(k.as_ref(), stats),)* }
+            }
+
             /// The inference server the stage's job starts, if any.
             pub fn serve(&self) -> Option<&swestar_vocab::serve::Serve> {
                 match self { $(StageKind::$variant(k) => $crate::api::Kind::serve(k.as_ref()),)* }

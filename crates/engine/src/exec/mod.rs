@@ -62,6 +62,8 @@ pub enum Event {
         rows: u64,
         bytes: u64,
         seconds: f64,
+        /// The kind's word on its output (segment: turns not trained, and why).
+        summary: Option<String>,
     },
     Failed {
         node: usize,

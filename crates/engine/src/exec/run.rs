@@ -603,6 +603,7 @@ impl Runner<'_> {
                     rows: manifest.rows,
                     bytes: manifest.bytes,
                     seconds: manifest.duration_s,
+                    summary: node.spec.kind.summary(&manifest.stats),
                 });
                 set_refs(&mut self.ours, node, &key);
                 self.save_refs();

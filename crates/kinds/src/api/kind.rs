@@ -44,6 +44,12 @@ pub trait Kind: Sized + Clone + PartialEq + std::fmt::Debug + Serialize + Deseri
         Ok(BTreeMap::new())
     }
 
+    /// What the run's `done` line adds about the output, from its stats
+    /// (what went in, what came out and what was left out, and why).
+    fn summary(&self, _stats: &BTreeMap<String, Value>) -> Option<String> {
+        None
+    }
+
     /// The inference server the stage's job starts, if any.
     fn serve(&self) -> Option<&Serve> {
         None

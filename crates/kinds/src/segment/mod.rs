@@ -282,6 +282,12 @@ impl Kind for SegmentSpec {
         self.token_stats(shards)
     }
 
+    fn summary(&self, stats: &BTreeMap<String, Value>) -> Option<String> {
+        let mut acc = Accounting::default();
+        acc.merge_json(&Value::Object(stats.clone().into_iter().collect()));
+        Some(acc.line())
+    }
+
     fn execute(&self, job: &Job, shard: &ShardRun) -> Result<(), StageError> {
         let input =
             job.inputs.get("trajectories").ok_or_else(|| StageError::Failed("no `trajectories` input".into()))?;
