@@ -180,3 +180,114 @@ reply_reserve = 100
     );
     assert!(ctx.objects().is_empty(), "nothing committed");
 }
+
+/// Real episodes, recorded: the agent explores an example task in a local
+/// sandbox (real bash, real files, the real test suite) for 16 calls driven
+/// by the scripted server, unmasked. Segmented for a small student window
+/// under each policy, every trained turn's context is exactly the prompt
+/// the scaffold builds at that turn (replayed through `Window::prompt`),
+/// counts are the messages' own, no observation shorter than the
+/// placeholder is masked, and every turn is accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_episodes_train_on_the_scaffolds_own_prompts() {
+    use std::sync::Arc;
+    use swestar::agent::condense::{Budget, Policy, PLACEHOLDER};
+    use swestar::agent::episode::{run, EpisodeSpec, Limits, Trajectory, Turn, Window};
+    use swestar::agent::llm::{LlmClient, ModelConfig};
+    use swestar::agent::protocol::format_call;
+    use swestar::agent::sandbox::{repo_from_tree, Sandbox, TaskState};
+    use swestar::agent::scripted::{Reply, ScriptedServer};
+    use swestar::stages::segment::{segment, Student};
+
+    let counter = Arc::new(match tokenizer() {
+        Some(t) => TokenCounter::from_file(std::path::Path::new(&t)).unwrap(),
+        None => TokenCounter::Estimate,
+    });
+    let commands = [
+        "cat ledger/money.py",
+        "cat ledger/parse.py",
+        "grep -rn 'def ' ledger",
+        "python -m pytest -q -p no:cacheprovider 2>&1 | tail -30",
+        "echo ok",
+        "cat tests/test_parse.py",
+        "git log --stat | head -30",
+        "true",
+    ];
+    let mut script: Vec<Reply> = (0..16)
+        .map(|i| Reply::text(format_call("execute_bash", &[("command", commands[i % commands.len()])])))
+        .collect();
+    // One malformed call among them: answered with a format error.
+    script[9] = Reply::text("<function=execute_bash>\n<parameter=command>ls -la".to_string());
+    script.push(Reply::text(format_call("submit", &[])));
+    let server = ScriptedServer::start(HashMap::from([("*".to_string(), script)])).await.unwrap();
+    let client = LlmClient::new(ModelConfig::new(server.base_url(), "teacher")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("repo");
+    repo_from_tree(&std::path::Path::new(common::TASKS).join("repo"), &source).unwrap();
+    let inst = &common::task_instances()[0];
+    let field = |k: &str| inst[k].as_str().unwrap().to_string();
+    let task = TaskState {
+        instance_id: field("instance_id"),
+        base_commit: field("base_commit"),
+        bug_patch: field("patch"),
+        image: String::new(),
+    };
+    let sandbox = Sandbox::local(&source, &task).unwrap();
+    let spec = EpisodeSpec {
+        instance_id: &task.instance_id,
+        system: "You are a careful software engineer.".into(),
+        task: format!("Fix the issue.\n{}", field("problem_statement")),
+        limits: Limits { max_steps: 30, max_format_errors: 5, ..Limits::default() },
+        budget: Budget { window: 1 << 30, reserve: 0 },
+        policy: Policy::Fit,
+        env: vec![("PATH".into(), common::path_with_pytest())],
+        exclude: vec![],
+        counter: counter.clone(),
+    };
+    let turns: Vec<Turn> = run(&client, &sandbox, spec).await.messages;
+    let assistant_turns = turns.iter().skip(2).filter(|t| t.role == "assistant").count() as u64;
+    assert_eq!(assistant_turns, 17);
+    let largest = turns.iter().skip(2).map(|t| t.tokens).max().unwrap();
+    let placeholder = counter.message("user", PLACEHOLDER) as u64;
+
+    for policy in [Policy::Fit, Policy::Block { low_water: 0.7 }, Policy::Block { low_water: 0.5 }] {
+        // A window the largest observation alone nearly fills.
+        let budget = Budget { window: (largest as usize * 3 / 2).max(1500), reserve: 256 };
+        let student = Student { budget, policy, counter: counter.clone(), train_format_errors: false };
+        let out = segment(&turns, &student);
+        assert!(out.samples.len() > 1, "{policy:?}: the episode needs several samples");
+        assert_eq!(out.trained + out.untrained.values().sum::<u64>(), assistant_turns, "{policy:?}");
+        assert_eq!(out.untrained.get(&swestar::stages::segment::Untrained::FormatError), Some(&1));
+
+        let mut window = Window::new(budget, policy, counter.clone());
+        let mut scratch = Trajectory::empty("");
+        let mut history: Vec<Turn> = Vec::new();
+        let mut prompts: HashMap<usize, Vec<String>> = HashMap::new();
+        for (i, t) in turns.iter().enumerate() {
+            if i >= 2 && t.role == "assistant" {
+                if let Some((p, _)) = window.prompt(&mut history, &mut scratch) {
+                    prompts.insert(i, p.into_iter().map(|m| m.content).collect());
+                }
+            }
+            history.push(Turn { masked: false, ..t.clone() });
+        }
+        let mut trained = 0;
+        for s in &out.samples {
+            let counted: u64 = s.messages.iter().map(|m| counter.message(&m.role, &m.content) as u64).sum();
+            assert_eq!(counted, s.tokens, "{policy:?}: token for token");
+            assert!(s.tokens <= budget.window as u64);
+            for (k, m) in s.messages.iter().enumerate() {
+                if m.trainable {
+                    trained += 1;
+                    let context: Vec<&str> = s.messages[..k].iter().map(|m| m.content.as_str()).collect();
+                    let prompt: Vec<&str> = prompts[&k].iter().map(String::as_str).collect();
+                    assert_eq!(context, prompt, "{policy:?}: turn {k}");
+                }
+                if m.content == PLACEHOLDER {
+                    assert!(turns[k].tokens > placeholder, "{policy:?}: message {k} masked though short");
+                }
+            }
+        }
+        assert_eq!(trained, out.trained);
+    }
+}
