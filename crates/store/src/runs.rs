@@ -1,7 +1,9 @@
 //! Run records (`<store>/runs/<run-id>.json`): what each `swestar run`
-//! did, stage by stage. Written when a run starts and after every stage,
-//! so a killed run still leaves an honest record. Never needed to reuse
-//! the cache.
+//! did, stage by stage. Written when a run starts, as stages change (at
+//! most once a second) and at its end, so a killed run still leaves an
+//! honest record. Never needed to reuse the cache. Beside each, the run's
+//! key journal (`<run-id>.keys`): every key it looked up or computed,
+//! appended before the lookup, for gc.
 
 use std::path::PathBuf;
 

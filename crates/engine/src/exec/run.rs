@@ -3,7 +3,8 @@
 //! an upstream that reproduces identical content cuts the rerun off here),
 //! hands the unfinished shards of each node to the backend, and commits a
 //! node when all its shards are in. Records and refs are written as nodes
-//! finish, so a killed run leaves an honest record behind.
+//! finish (at most once a second, and at the end), so a killed run leaves
+//! an honest record behind, at most a second old.
 //!
 //! Other runs may share the store. A node computes its key only while it
 //! holds the key's lock; a node whose key another run holds waits (and
