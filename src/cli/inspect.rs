@@ -136,7 +136,7 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
 /// Whether a run's orchestrator lives: its process, on its own host; from
 /// another host, its lock's heartbeat, given twice the stale time for the
 /// hosts' clocks to disagree.
-fn alive(store: &Store, run: &crate::store::runs::RunRecord) -> bool {
+pub(super) fn alive(store: &Store, run: &crate::store::runs::RunRecord) -> bool {
     if run.host.is_empty() || run.host == crate::store::lock::hostname() {
         return Path::new(&format!("/proc/{}", run.pid)).exists();
     }

@@ -3,6 +3,7 @@
 //! (0 success, 1 a stage failed, 2 the workflow or arguments are invalid).
 
 mod agent;
+mod history;
 mod inspect;
 mod kinds;
 mod render;
@@ -34,6 +35,11 @@ enum Command {
     Plan(run::PlanArgs),
     /// Show what the last run (or RUN) did.
     Status(inspect::StatusArgs),
+    /// List the store's runs, newest first (runs that found everything
+    /// cached are folded).
+    Runs(history::RunsArgs),
+    /// Print the workflow's graph as DOT or Mermaid, with each stage's state.
+    Dag(history::DagArgs),
     /// Print an artifact's schema, row count and first rows.
     Show(inspect::ShowArgs),
     /// Write an artifact to a .jsonl or .parquet file.
@@ -91,6 +97,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(cli.store.as_deref(), args),
         Command::Plan(args) => run::plan(cli.store.as_deref(), args),
         Command::Status(args) => inspect::status(cli.store.as_deref(), args),
+        Command::Runs(args) => history::runs(cli.store.as_deref(), args),
+        Command::Dag(args) => history::dag(cli.store.as_deref(), args),
         Command::Show(args) => inspect::show(cli.store.as_deref(), args),
         Command::Export(args) => inspect::export(cli.store.as_deref(), args),
         Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),

@@ -1,0 +1,274 @@
+//! `swestar runs` (the store's run history) and `swestar dag` (a
+//! workflow's graph as DOT or Mermaid, each node with its state).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::{build_plan, bytes, load, only_variants, store_dir, Exit};
+use crate::dag::{Decision, Plan};
+use crate::store::runs::{RunRecord, RunStatus, StageStatus};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Show every run: runs that only found everything cached are folded
+    /// into one line per stretch otherwise.
+    #[arg(long)]
+    all: bool,
+    /// Only the newest N runs.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Print the runs as JSON (every run, newest first).
+    #[arg(long)]
+    json: bool,
+}
+
+/// One run, as the history lists it.
+struct Line {
+    record: RunRecord,
+    status: RunStatus,
+    seconds: Option<f64>,
+    run: usize,
+    cached: usize,
+    failed: usize,
+    variants: Vec<String>,
+}
+
+impl Line {
+    fn of(store: &Store, record: RunRecord) -> Line {
+        let status = if record.status == RunStatus::Running && !super::inspect::alive(store, &record) {
+            RunStatus::Killed
+        } else {
+            record.status
+        };
+        let seconds = record.finished.as_deref().and_then(|f| {
+            let (a, b) = (humantime::parse_rfc3339(&record.started).ok()?, humantime::parse_rfc3339(f).ok()?);
+            Some(b.duration_since(a).ok()?.as_secs_f64())
+        });
+        let count = |s: &[StageStatus]| record.stages.iter().filter(|x| s.contains(&x.status)).count();
+        let run = count(&[StageStatus::Committed]);
+        let cached = count(&[StageStatus::Cached]);
+        let failed = count(&[StageStatus::Failed, StageStatus::Interrupted, StageStatus::Skipped]);
+        let mut variants: Vec<String> =
+            record.stages.iter().flat_map(|s| s.variants.iter()).filter(|v| !v.is_empty()).cloned().collect();
+        variants.sort();
+        variants.dedup();
+        Line { record, status, seconds, run, cached, failed, variants }
+    }
+
+    /// Found everything cached and did nothing.
+    fn noop(&self) -> bool {
+        self.status == RunStatus::Succeeded && self.run == 0 && self.failed == 0
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "id": self.record.id,
+            "workflow": self.record.workflow,
+            "variants": self.variants,
+            "status": self.status,
+            "started": self.record.started,
+            "finished": self.record.finished,
+            "duration_s": self.seconds,
+            "stages": {"run": self.run, "cached": self.cached, "failed": self.failed},
+            "host": self.record.host,
+            "executor": self.record.executor,
+            "noop": self.noop(),
+        })
+    }
+
+    fn text(&self) -> String {
+        let variants = match self.variants.len() {
+            0 => String::new(),
+            1..=3 => format!(" [{}]", self.variants.join(" | ")),
+            n => format!(" [{n} variants]"),
+        };
+        let took = self.seconds.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "-".into());
+        let status = match self.status {
+            RunStatus::Killed => "killed".to_string(),
+            s => s.to_string(),
+        };
+        format!(
+            "{}  {:<11} {:>8}  {} run, {} cached, {} failed  {}{}  {}",
+            self.record.id,
+            status,
+            took,
+            self.run,
+            self.cached,
+            self.failed,
+            self.record.workflow,
+            variants,
+            if self.record.host.is_empty() { "-" } else { &self.record.host }
+        )
+    }
+}
+
+pub fn runs(store_flag: Option<&Path>, args: RunsArgs) -> Result<ExitCode, Exit> {
+    let dir = store_dir(store_flag, None);
+    let store = Store::existing(&dir)
+        .ok_or_else(|| Exit::failed(format!("error: no store at {} (nothing has run yet)", dir.display())))?;
+    let mut lines: Vec<Line> = store.runs().into_iter().rev().map(|r| Line::of(&store, r)).collect();
+    if let Some(n) = args.limit {
+        lines.truncate(n);
+    }
+    if args.json {
+        let all: Vec<Value> = lines.iter().map(Line::json).collect();
+        println!("{}", serde_json::to_string_pretty(&all).expect("plain data"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if lines.is_empty() {
+        println!("no run recorded in {}", store.root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("run                             status          took  stages                      workflow  host");
+    let mut folded: Vec<&Line> = Vec::new();
+    let flush = |folded: &mut Vec<&Line>| {
+        match folded.as_slice() {
+            [] => {}
+            [one] => println!("{}", one.text()),
+            [newest, .., oldest] => println!(
+                "… {} no-op runs (everything cached), {} to {}  (--all shows them)",
+                folded.len(),
+                oldest.record.id,
+                newest.record.id
+            ),
+        }
+        folded.clear();
+    };
+    for line in &lines {
+        if line.noop() && !args.all {
+            folded.push(line);
+            continue;
+        }
+        flush(&mut folded);
+        println!("{}", line.text());
+    }
+    flush(&mut folded);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DagFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct DagArgs {
+    /// The workflow file.
+    workflow: PathBuf,
+    /// Graphviz DOT (`| dot -Tsvg`) or a Mermaid flowchart.
+    #[arg(long, value_enum, default_value = "dot")]
+    format: DagFormat,
+    /// Override a value: a dotted path into the TOML.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Only this variant of the sweep (repeatable).
+    #[arg(long = "variant", value_name = "NAME")]
+    variants: Vec<String>,
+}
+
+/// A node's state in the graph: a word, a detail and a colour.
+fn state(plan: &Plan, i: usize) -> (&'static str, String, &'static str) {
+    let node = &plan.nodes[i];
+    match &node.decision {
+        Decision::Cached { manifest, .. } => {
+            ("cached", format!("{} rows, {}", manifest.rows, bytes(manifest.bytes)), "#d4edda")
+        }
+        Decision::Run { .. } if !node.runnable => ("cannot run yet", "files missing".into(), "#e2e3e5"),
+        Decision::Run { reasons, .. } => {
+            let why = reasons.first().map(|r| r.to_string()).unwrap_or_default();
+            ("run", why, "#fff3cd")
+        }
+    }
+}
+
+/// The variants of a node, for its label (none without a sweep, or when
+/// every variant shares it).
+fn variants_of(plan: &Plan, i: usize) -> String {
+    let v = &plan.nodes[i].variants;
+    if v.iter().all(String::is_empty) || v.len() == plan.variants.len() {
+        String::new()
+    } else if v.len() <= 3 {
+        v.join(" | ")
+    } else {
+        format!("{} variants", v.len())
+    }
+}
+
+pub fn dag(store_flag: Option<&Path>, args: DagArgs) -> Result<ExitCode, Exit> {
+    let mut loaded = load(&args.workflow, &args.sets)?;
+    only_variants(&mut loaded, &args.variants)?;
+    let store = Store::existing(&store_dir(store_flag, Some(&loaded)));
+    let plan = build_plan(&loaded, store.as_ref())?;
+    print!(
+        "{}",
+        match args.format {
+            DagFormat::Dot => dot(&plan),
+            DagFormat::Mermaid => mermaid(&plan),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dot(plan: &Plan) -> String {
+    let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, style=\"rounded,filled\", fontname=\"sans-serif\"];\n",
+        q(&plan.workflow)
+    );
+    for i in 0..plan.nodes.len() {
+        let (word, detail, colour) = state(plan, i);
+        let mut label = q(&plan.nodes[i].stage);
+        let variants = variants_of(plan, i);
+        if !variants.is_empty() {
+            label.push_str(&format!("\\n[{}]", q(&variants)));
+        }
+        label.push_str(&format!("\\n{word}: {}", q(&detail)));
+        out.push_str(&format!("  n{i} [label=\"{label}\", fillcolor=\"{colour}\"];\n"));
+    }
+    for (i, n) in plan.nodes.iter().enumerate() {
+        for e in &n.upstream {
+            match &e.input {
+                Some(input) => out.push_str(&format!("  n{} -> n{i} [label=\"{}\"];\n", e.node, q(input))),
+                None => out.push_str(&format!("  n{} -> n{i} [style=dashed];\n", e.node)),
+            }
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn mermaid(plan: &Plan) -> String {
+    // Mermaid labels take HTML entities, not backslash escapes.
+    let q = |s: &str| s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;");
+    let mut out = String::from("flowchart TD\n");
+    for i in 0..plan.nodes.len() {
+        let (word, detail, _) = state(plan, i);
+        let mut label = q(&plan.nodes[i].stage);
+        let variants = variants_of(plan, i);
+        if !variants.is_empty() {
+            label.push_str(&format!("<br/>[{}]", q(&variants)));
+        }
+        label.push_str(&format!("<br/>{word}: {}", q(&detail)));
+        let class = match word {
+            "cached" => "cached",
+            "run" => "run",
+            _ => "blocked",
+        };
+        out.push_str(&format!("  n{i}[\"{label}\"]:::{class}\n"));
+    }
+    for (i, n) in plan.nodes.iter().enumerate() {
+        for e in &n.upstream {
+            match &e.input {
+                Some(input) => out.push_str(&format!("  n{} -->|{}| n{i}\n", e.node, q(input))),
+                None => out.push_str(&format!("  n{} -.-> n{i}\n", e.node)),
+            }
+        }
+    }
+    out.push_str("  classDef cached fill:#d4edda\n  classDef run fill:#fff3cd\n  classDef blocked fill:#e2e3e5\n");
+    out
+}
