@@ -123,3 +123,73 @@ fn dag_prints_the_graph_with_each_stage_state_as_dot_and_mermaid() {
     assert_eq!(lines.iter().filter(|l| l.ends_with(":::cached")).count(), 3, "{}", m.stdout);
     assert!(m.stdout.contains(" -->|doubled| ") && m.stdout.contains(" -.-> "), "{}", m.stdout);
 }
+
+/// `compare` puts a sweep's variants side by side: the swept values, then
+/// each stage kind's headline figures from the manifests, as a table, JSON
+/// or CSV, and only the figures asked for.
+#[test]
+fn compare_shows_each_variants_swept_values_and_headline_figures() {
+    let ctx = Ctx::new();
+    let call = "<function=execute_bash>\n<parameter=command>grep -n parse ledger/parse.py</parameter>\n</function>";
+    let trajectories: String = (0..3)
+        .map(|t| {
+            let mut messages = vec![
+                serde_json::json!({"role": "system", "content": "You fix bugs. ".repeat(20)}),
+                serde_json::json!({"role": "user", "content": format!("Fix issue {t}.")}),
+            ];
+            for r in 0..(10 + 5 * t) {
+                messages.push(serde_json::json!({"role": "assistant", "content": call}));
+                messages.push(serde_json::json!({"role": "user", "content": format!("line {r}: x\n").repeat(60)}));
+            }
+            serde_json::json!({"instance_id": format!("i{t}"), "attempt": 0, "messages": messages}).to_string() + "\n"
+        })
+        .collect();
+    ctx.write("t.jsonl", &trajectories);
+    ctx.write(
+        "wf.toml",
+        r#"[workflow]
+name = "cmp"
+
+[data.t]
+path = "t.jsonl"
+
+[stages.segment]
+kind = "segment"
+inputs = { trajectories = "data.t" }
+window = 2048
+reply_reserve = 256
+
+[sweep]
+"stages.segment.window" = [2048, 8192]
+"#,
+    );
+    // Before anything ran: the variants, no figures.
+    let r = ctx.swestar(&["compare", "wf.toml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("window=2048  2048    -"), "{}", r.stdout);
+    assert_eq!(ctx.run("wf.toml", &[]).code, 0);
+
+    let json: serde_json::Value = serde_json::from_str(&ctx.swestar(&["compare", "wf.toml", "--json"]).stdout).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["variant"], "window=2048");
+    assert_eq!(rows[0]["settings"]["window"], "2048");
+    let (small, large) = (&rows[0]["metrics"], &rows[1]["metrics"]);
+    // The same 45 turns trained either way; a small window needs more samples.
+    assert_eq!(small["segment.trained_turns"], 45);
+    assert_eq!(large["segment.trained_turns"], 45);
+    assert!(small["segment.samples"].as_u64() > large["segment.samples"].as_u64(), "{json}");
+    assert!(small["wall_s"].as_f64().unwrap() > 0.0);
+
+    let r = ctx.swestar(&["compare", "wf.toml", "--csv", "--metrics", "samples,trained_turns"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "variant,window,segment.samples,segment.trained_turns");
+    assert!(lines[1].starts_with("window=2048,2048,") && lines[1].ends_with(",45"), "{}", r.stdout);
+    assert_eq!(lines.len(), 3);
+    let table = ctx.swestar(&["compare", "wf.toml"]);
+    assert!(
+        table.stdout.lines().next().unwrap().starts_with("variant      window  segment.samples"),
+        "{}",
+        table.stdout
+    );
+}

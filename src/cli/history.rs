@@ -272,3 +272,156 @@ fn mermaid(plan: &Plan) -> String {
     out.push_str("  classDef cached fill:#d4edda\n  classDef run fill:#fff3cd\n  classDef blocked fill:#e2e3e5\n");
     out
 }
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The workflow file.
+    workflow: PathBuf,
+    /// Override a value: a dotted path into the TOML.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Only these variants (repeatable).
+    #[arg(long = "variant", value_name = "NAME")]
+    variants: Vec<String>,
+    /// Only these figures, by name or ending (`resolved_rate`,
+    /// `segment.samples`), comma-separated.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    metrics: Vec<String>,
+    /// Print JSON: one object per variant.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// Print CSV: a header, then one line per variant.
+    #[arg(long)]
+    csv: bool,
+}
+
+/// One variant's swept values and headline figures.
+struct Row {
+    variant: String,
+    settings: Vec<(String, String)>,
+    metrics: Vec<(String, Value)>,
+}
+
+pub fn compare(store_flag: Option<&Path>, args: CompareArgs) -> Result<ExitCode, Exit> {
+    let mut loaded = load(&args.workflow, &args.sets)?;
+    only_variants(&mut loaded, &args.variants)?;
+    let store = Store::existing(&store_dir(store_flag, Some(&loaded)));
+    let plan = build_plan(&loaded, store.as_ref())?;
+    let keep = |name: &str| {
+        args.metrics.is_empty() || args.metrics.iter().any(|m| name == m || name.ends_with(&format!(".{m}")))
+    };
+    let mut rows = Vec::new();
+    for wf in &loaded.variants {
+        let mut metrics: Vec<(String, Value)> = Vec::new();
+        let mut wall = 0.0;
+        let mut complete = true;
+        for node in plan.nodes.iter().filter(|n| n.variants.contains(&wf.variant.name)) {
+            let Decision::Cached { manifest, .. } = &node.decision else {
+                complete = false;
+                continue;
+            };
+            wall += manifest.duration_s;
+            for h in node.spec.kind.headline() {
+                match manifest.stats.get(*h) {
+                    Some(Value::Object(entries)) => {
+                        metrics.extend(entries.iter().map(|(k, v)| (format!("{}.{k}", node.stage), v.clone())))
+                    }
+                    Some(v) => metrics.push((format!("{}.{h}", node.stage), v.clone())),
+                    None => {}
+                }
+            }
+        }
+        // The stages' own times, one after another: what it took to compute
+        // this variant, shared stages included.
+        metrics.push(("wall_s".into(), if complete { json!(wall) } else { Value::Null }));
+        metrics.retain(|(name, _)| keep(name));
+        let settings = wf
+            .variant
+            .settings
+            .iter()
+            .map(|(k, v)| (k.rsplit('.').next().unwrap_or(k).to_string(), v.clone()))
+            .collect();
+        rows.push(Row { variant: wf.variant.name.clone(), settings, metrics });
+    }
+    // Every figure any variant has, in first-seen order.
+    let mut columns: Vec<String> = Vec::new();
+    for r in &rows {
+        for (name, _) in &r.metrics {
+            if !columns.contains(name) {
+                columns.push(name.clone());
+            }
+        }
+    }
+    let swept: Vec<String> =
+        rows.first().map(|r| r.settings.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let cell = |r: &Row, c: &str| r.metrics.iter().find(|(n, _)| n == c).map(|(_, v)| v.clone()).unwrap_or(Value::Null);
+    if args.json {
+        let all: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let settings: serde_json::Map<String, Value> =
+                    r.settings.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                let metrics: serde_json::Map<String, Value> = columns.iter().map(|c| (c.clone(), cell(r, c))).collect();
+                json!({"variant": r.variant, "settings": settings, "metrics": metrics})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all).expect("plain data"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut header: Vec<String> = vec!["variant".into()];
+    header.extend(swept.iter().cloned());
+    header.extend(columns.iter().cloned());
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut line = vec![if r.variant.is_empty() { "-".into() } else { r.variant.clone() }];
+            line.extend(r.settings.iter().map(|(_, v)| v.clone()));
+            line.extend(columns.iter().map(|c| figure(&cell(r, c))));
+            line
+        })
+        .collect();
+    if args.csv {
+        let esc = |s: &str| {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        println!("{}", header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(","));
+        for line in &table {
+            let cells: Vec<String> = line.iter().map(|c| if c == "-" { String::new() } else { esc(c) }).collect();
+            println!("{}", cells.join(","));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| table.iter().map(|l| l[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let render = |cells: &[String]| {
+        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+    };
+    println!("{}", render(&header));
+    for line in &table {
+        println!("{}", render(line));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A figure as a table shows it: rates and losses to three decimals,
+/// counts whole, `-` where there is none (not computed yet).
+fn figure(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(0.0);
+            if f.abs() >= 100.0 {
+                format!("{f:.1}")
+            } else {
+                format!("{f:.3}")
+            }
+        }
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -40,6 +40,8 @@ enum Command {
     Runs(history::RunsArgs),
     /// Print the workflow's graph as DOT or Mermaid, with each stage's state.
     Dag(history::DagArgs),
+    /// Print every variant's swept values and headline figures side by side.
+    Compare(history::CompareArgs),
     /// Print an artifact's schema, row count and first rows.
     Show(inspect::ShowArgs),
     /// Write an artifact to a .jsonl or .parquet file.
@@ -99,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => inspect::status(cli.store.as_deref(), args),
         Command::Runs(args) => history::runs(cli.store.as_deref(), args),
         Command::Dag(args) => history::dag(cli.store.as_deref(), args),
+        Command::Compare(args) => history::compare(cli.store.as_deref(), args),
         Command::Show(args) => inspect::show(cli.store.as_deref(), args),
         Command::Export(args) => inspect::export(cli.store.as_deref(), args),
         Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),

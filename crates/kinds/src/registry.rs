@@ -70,6 +70,11 @@ macro_rules! register {
                 match self { $(StageKind::$variant(k) => $crate::api::Kind::stats(k.as_ref(), shards),)* }
             }
 
+            /// The stats that are the kind's headline figures.
+            pub fn headline(&self) -> &'static [&'static str] {
+                match self { $(StageKind::$variant(_) => <$module::$spec as $crate::api::Kind>::HEADLINE,)* }
+            }
+
             /// What the run's `done` line adds, from the output's stats.
             pub fn summary(&self, stats: &std::collections::BTreeMap<String, serde_json::Value>) -> Option<String> {
                 match self { $(StageKind::$variant(k) => $crate::api::Kind::summary(k.as_ref(), stats),)* }

@@ -44,6 +44,10 @@ pub trait Kind: Sized + Clone + PartialEq + std::fmt::Debug + Serialize + Deseri
         Ok(BTreeMap::new())
     }
 
+    /// Which of its stats are the stage's headline figures (`swestar
+    /// compare`); an object's entries become a figure each.
+    const HEADLINE: &'static [&'static str] = &[];
+
     /// What the run's `done` line adds about the output, from its stats
     /// (what went in, what came out and what was left out, and why).
     fn summary(&self, _stats: &BTreeMap<String, Value>) -> Option<String> {

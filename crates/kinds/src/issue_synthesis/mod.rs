@@ -72,6 +72,12 @@ impl Kind for IssueSynthesisSpec {
         self.serve.as_ref()
     }
 
+    const HEADLINE: &'static [&'static str] = &["rows_out"];
+
+    fn stats(&self, shards: &[std::path::PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        Ok(crate::rowwise::row_stats(shards))
+    }
+
     fn definition(&self) -> BTreeMap<String, Value> {
         let mut model = self.model.sampling_key();
         model["temperature"] = json!(self.model.config.temperature.unwrap_or(0.0));

@@ -81,6 +81,32 @@ impl Kind for RolloutSpec {
         self.serve.as_ref()
     }
 
+    const HEADLINE: &'static [&'static str] =
+        &["trajectories", "mean_turns", "prompt_tokens", "completion_tokens", "submitted_rate"];
+
+    fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        let mut out = crate::rowwise::row_stats(shards);
+        let table = crate::store::rows::Table::open(shards, crate::store::TableFormat::Parquet)?;
+        let (mut n, mut steps, mut prompt, mut completion, mut submitted) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let columns = ["steps", "prompt_tokens", "completion_tokens", "exit_reason"];
+        for batch in table.read_columns(0, table.rows(), Some(&columns)) {
+            for r in batch? {
+                n += 1;
+                steps += r["steps"].as_u64().unwrap_or(0);
+                prompt += r["prompt_tokens"].as_u64().unwrap_or(0);
+                completion += r["completion_tokens"].as_u64().unwrap_or(0);
+                submitted += u64::from(r["exit_reason"] == "submitted");
+            }
+        }
+        let rate = |x: u64| if n == 0 { 0.0 } else { x as f64 / n as f64 };
+        out.insert("trajectories".into(), serde_json::json!(n));
+        out.insert("mean_turns".into(), serde_json::json!(rate(steps)));
+        out.insert("prompt_tokens".into(), serde_json::json!(prompt));
+        out.insert("completion_tokens".into(), serde_json::json!(completion));
+        out.insert("submitted_rate".into(), serde_json::json!(rate(submitted)));
+        Ok(out)
+    }
+
     fn definition(&self) -> BTreeMap<String, Value> {
         let m = &self.model;
         let mut model = m.sampling_key();

@@ -263,6 +263,8 @@ impl Kind for SegmentSpec {
         settings::validate(wire, s)
     }
 
+    const HEADLINE: &'static [&'static str] = &["samples", "trainable_tokens", "trained_turns"];
+
     fn definition(&self) -> BTreeMap<String, Value> {
         BTreeMap::from([
             ("window".into(), json!(self.window)),

@@ -149,6 +149,22 @@ impl Kind for SftSpec {
         }
     }
 
+    const HEADLINE: &'static [&'static str] = &["final_loss", "steps", "rows"];
+
+    fn stats(&self, shards: &[PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        let table = crate::store::rows::Table::open(shards, crate::store::TableFormat::Parquet)?;
+        let mut out = BTreeMap::new();
+        let columns = ["final_loss", "steps", "rows", "tokens", "trainable_tokens", "trained"];
+        for batch in table.read_columns(0, table.rows(), Some(&columns)) {
+            for r in batch? {
+                for c in columns {
+                    out.insert(c.to_string(), r[c].clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn definition(&self) -> BTreeMap<String, Value> {
         let mut v = serde_json::to_value(self).expect("plain data");
         let o = v.as_object_mut().expect("a struct");

@@ -132,6 +132,7 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
     let head = format!("{}: shard {}/{}: {} {lo}..{hi}", W::NAME, shard.index, shard.count, W::NOUN);
     let mut out = RowWriter::create(&shard.output, schema)?;
     let mut done_line = String::new();
+    let mut dropped = serde_json::Map::new();
     let rows_in = match W::ORDER {
         LogOrder::Ordered => {
             let mut log = Ordered::open(&log_path)?;
@@ -171,6 +172,10 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
                 }
             }
             done_line = drops_line(&log.drops);
+            for (d, n) in &log.drops {
+                let cause = if d.environment { format!("environment: {}", d.cause) } else { d.cause.clone() };
+                dropped.insert(cause, serde_json::json!(n));
+            }
             log.done
         }
         LogOrder::Keyed => {
@@ -204,6 +209,12 @@ pub fn drive<W: RowWork>(w: &W, job: &Job, shard: &ShardRun) -> Result<(), Stage
         }
     };
     let rows_out = out.finish()?;
+    // What went in and why rows were dropped, beside the shard for the
+    // kind's stats (the output alone cannot tell).
+    let side = shard.output.with_extension("rows.json");
+    let counts = serde_json::json!({"rows_in": rows_in, "rows_out": rows_out, "dropped": dropped});
+    crate::store::write_atomic(&side, counts.to_string().as_bytes())
+        .map_err(|e| StageError::Failed(format!("{}: {e}", side.display())))?;
     swestar_vocab::progress!(
         "{}: shard {}: {rows_in} {} in, {rows_out} rows out{done_line}",
         W::NAME,
@@ -408,6 +419,35 @@ fn write_keyed(log_path: &std::path::Path, rows: &[Value], out: &mut RowWriter) 
         out.push_json(line.as_bytes())?;
     }
     Ok(())
+}
+
+/// The row counts of a row-wise stage's shards (`shard-N.rows.json`, written
+/// by [`drive`]): rows in and out, the fraction kept, and the dropped rows
+/// by cause. Shards without counts are left out.
+pub fn row_stats(shards: &[std::path::PathBuf]) -> std::collections::BTreeMap<String, Value> {
+    let (mut rows_in, mut rows_out) = (0u64, 0u64);
+    let mut dropped: std::collections::BTreeMap<String, u64> = Default::default();
+    for shard in shards {
+        let Some(v) = std::fs::read(shard.with_extension("rows.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            continue;
+        };
+        rows_in += v["rows_in"].as_u64().unwrap_or(0);
+        rows_out += v["rows_out"].as_u64().unwrap_or(0);
+        for (cause, n) in v["dropped"].as_object().into_iter().flatten() {
+            *dropped.entry(cause.clone()).or_default() += n.as_u64().unwrap_or(0);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    out.insert("rows_in".into(), serde_json::json!(rows_in));
+    out.insert("rows_out".into(), serde_json::json!(rows_out));
+    if rows_in > 0 {
+        out.insert("kept_fraction".into(), serde_json::json!(rows_out as f64 / rows_in as f64));
+    }
+    out.insert("dropped".into(), serde_json::json!(dropped));
+    out
 }
 
 #[cfg(test)]

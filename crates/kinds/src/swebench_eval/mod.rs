@@ -80,6 +80,8 @@ impl Kind for EvalSpec {
         self.agent.serve.as_ref()
     }
 
+    const HEADLINE: &'static [&'static str] = &["resolved_rate", "submitted_rate", "pass_at_k"];
+
     fn definition(&self) -> BTreeMap<String, Value> {
         let mut d = self.agent.definition();
         d.remove("attempts");

@@ -116,6 +116,12 @@ impl Kind for TestFilterSpec {
         settings::validate(wire, s)
     }
 
+    const HEADLINE: &'static [&'static str] = &["kept_fraction", "rows_out"];
+
+    fn stats(&self, shards: &[std::path::PathBuf]) -> Result<BTreeMap<String, Value>, StageError> {
+        Ok(crate::rowwise::row_stats(shards))
+    }
+
     fn definition(&self) -> BTreeMap<String, Value> {
         BTreeMap::from([
             ("sandbox".into(), self.workspace.definition()),
