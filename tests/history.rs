@@ -193,3 +193,64 @@ reply_reserve = 256
         table.stdout
     );
 }
+
+/// `plan` forecasts what it would run from what earlier artifacts of the
+/// same kinds took, scaled to the input's rows; none without history, and
+/// a stage whose input size depends on an upstream one says so.
+#[test]
+fn plan_forecasts_the_cost_of_what_it_would_run_from_history() {
+    let ctx = Ctx::new();
+    let call = "<function=execute_bash>\n<parameter=command>ls</parameter>\n</function>";
+    let trajectories: String = (0..12)
+        .map(|t| {
+            let mut messages = vec![
+                serde_json::json!({"role": "system", "content": "You fix bugs."}),
+                serde_json::json!({"role": "user", "content": format!("Fix issue {t}.")}),
+            ];
+            for r in 0..6 {
+                messages.push(serde_json::json!({"role": "assistant", "content": call}));
+                messages.push(serde_json::json!({"role": "user", "content": format!("line {r}\n").repeat(40)}));
+            }
+            serde_json::json!({"instance_id": format!("i{t}"), "attempt": 0, "messages": messages}).to_string() + "\n"
+        })
+        .collect();
+    ctx.write("t.jsonl", &trajectories);
+    ctx.write(
+        "wf.toml",
+        r#"[workflow]
+name = "fc"
+
+[data.t]
+path = "t.jsonl"
+
+[stages.segment]
+kind = "segment"
+inputs = { trajectories = "data.t" }
+window = 2048
+reply_reserve = 256
+
+[stages.copy]
+kind = "command"
+inputs = { s = "stages.segment" }
+run = "cp {{ inputs.s }} {{ output }}"
+
+[sweep]
+"stages.segment.window" = [2048, 4096]
+"#,
+    );
+    let r = ctx.swestar(&["plan", "wf.toml"]);
+    assert!(r.stdout.contains("no forecast yet: no earlier artifact of these kinds in this store"), "{}", r.stdout);
+    assert_eq!(ctx.run("wf.toml", &["--variant", "window=2048"]).code, 0);
+    let r = ctx.swestar(&["plan", "wf.toml"]);
+    assert!(r.stdout.contains("segment [window=4096]  12 rows: ≈ "), "{}", r.stdout);
+    assert!(r.stdout.contains("from 1 artifact(s)"), "{}", r.stdout);
+    assert!(r.stdout.contains("copy [window=4096]     its input's size is known once segment ran"), "{}", r.stdout);
+    assert!(r.stdout.contains("(and 1 stage(s) not forecast)"), "{}", r.stdout);
+    let plan = ctx.plan_json("wf.toml", &[]);
+    let f: Vec<&serde_json::Value> = plan.as_array().unwrap().iter().map(|n| &n["forecast"]).collect();
+    assert_eq!(f[0]["forecast"], "nothing", "cached: {plan}");
+    let cost = f.iter().find(|x| x["forecast"] == "cost").expect("one costed stage");
+    assert_eq!(cost["rows_in"], 12);
+    assert!(cost["wall_s"].as_f64().unwrap() > 0.0 && cost["node_hours"].as_f64().unwrap() > 0.0);
+    assert!(f.iter().any(|x| x["forecast"] == "rows_unknown" && x["upstream"] == "segment"));
+}

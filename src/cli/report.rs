@@ -38,6 +38,73 @@ pub fn plan_text(plan: &Plan) -> String {
     out
 }
 
+/// The cost forecast of the stages a plan would run (nothing when none
+/// would).
+pub fn forecast_text(plan: &Plan, forecast: &[crate::dag::forecast::Estimate]) -> String {
+    use crate::dag::forecast::Estimate;
+    if forecast.iter().all(|f| *f == Estimate::Nothing) {
+        return String::new();
+    }
+    let width = plan.nodes.iter().map(|n| n.label().chars().count()).max().unwrap_or(0);
+    let mut out = String::from("forecast, from what earlier artifacts of the same kinds in this store took:\n");
+    let (mut wall, mut node_hours, mut open) = (0.0, 0.0, 0usize);
+    for (n, f) in plan.nodes.iter().zip(forecast) {
+        let text = match f {
+            Estimate::Nothing => continue,
+            Estimate::NoHistory => {
+                open += 1;
+                "no history".to_string()
+            }
+            Estimate::RowsUnknown { upstream } => {
+                open += 1;
+                format!("its input's size is known once {upstream} ran")
+            }
+            Estimate::Cost { rows_in, seconds_per_row, wall_s, node_hours: nh, tokens, from } => {
+                wall += wall_s;
+                node_hours += nh;
+                let tokens = tokens.map(|t| format!(", ≈ {} model tokens", count(t))).unwrap_or_default();
+                format!(
+                    "{rows_in} rows: ≈ {} wall, ≈ {nh:.2} node-hours{tokens} ({seconds_per_row:.3} s per row and shard, from {from} artifact(s))",
+                    duration(*wall_s)
+                )
+            }
+        };
+        out.push_str(&format!("  {:<width$}  {text}\n", n.label()));
+    }
+    if open == out.lines().count() - 1 {
+        out.push_str("no forecast yet: no earlier artifact of these kinds in this store\n");
+        return out;
+    }
+    let more = if open > 0 { format!(" (and {open} stage(s) not forecast)") } else { String::new() };
+    out.push_str(&format!(
+        "≈ {node_hours:.2} node-hours; ≈ {} wall with the stages one after another{more}\n",
+        duration(wall)
+    ));
+    out
+}
+
+fn duration(s: f64) -> String {
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 60.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+fn count(n: f64) -> String {
+    if n >= 1e9 {
+        format!("{:.1} G", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
+}
+
 /// Turns executor events into terminal output.
 pub struct Reporter {
     multi: MultiProgress,

@@ -88,8 +88,16 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
     let store = Store::existing(&dir);
     let mut plan = build_plan(&loaded, store.as_ref())?;
     args.force.apply(&mut plan, store.as_ref())?;
+    let forecast = crate::dag::forecast::forecast(&plan, store.as_ref());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan.to_json()).expect("plain data"));
+        let mut json = plan.to_json();
+        let selected = plan.nodes.iter().zip(&forecast).filter(|(n, _)| n.selected).map(|(_, f)| f);
+        if let Some(nodes) = json.as_array_mut() {
+            for (node, f) in nodes.iter_mut().zip(selected) {
+                node["forecast"] = serde_json::to_value(f).expect("plain data");
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&json).expect("plain data"));
     } else {
         let read = match &store {
             Some(s) => s.root.display().to_string(),
@@ -98,6 +106,7 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
         println!("plan for {} ({}), store {read}", plan.workflow, args.workflow.display());
         print!("{}", plan_text(&plan));
         println!("{} stages: {}", plan.nodes.len(), plan.summary());
+        print!("{}", super::report::forecast_text(&plan, &forecast));
     }
     Ok(ExitCode::SUCCESS)
 }

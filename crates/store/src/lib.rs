@@ -405,6 +405,20 @@ impl Store {
             .collect()
     }
 
+    /// The manifest of every artifact in the store (unreadable ones left
+    /// out): what earlier runs recorded, for forecasts.
+    pub fn manifests(&self) -> Vec<Manifest> {
+        let objects = self.root.join("objects");
+        std::fs::read_dir(&objects)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|shard| std::fs::read_dir(shard.path()).into_iter().flatten().flatten())
+            .filter_map(|o| std::fs::read(o.path().join("manifest.json")).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect()
+    }
+
     /// Paths of an artifact's part files, in order.
     pub fn part_paths(&self, manifest: &Manifest) -> Vec<PathBuf> {
         let dir = self.object_dir(&manifest.key);

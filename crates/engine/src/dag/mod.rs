@@ -20,6 +20,7 @@ use crate::store::statcache::StatCache;
 use crate::store::{Lookup, Manifest, Refs, Store};
 use crate::workflow::{Ref, Stage, TableFormat, Workflow};
 
+pub mod forecast;
 mod reason;
 pub use reason::{reasons, Reason};
 
