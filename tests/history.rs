@@ -35,6 +35,30 @@ run = "echo '{\"ok\": 1}' > {{ output }}"
 "stages.double.params.factor" = [2, 3]
 "#;
 
+/// `n` trajectories as JSON Lines: `rounds(t)` tool calls each, the
+/// `r`-th answered by `observation(r)`.
+fn trajectories(
+    n: usize,
+    system: &str,
+    rounds: impl Fn(usize) -> usize,
+    observation: impl Fn(usize) -> String,
+) -> String {
+    let call = "<function=execute_bash>\n<parameter=command>grep -n parse ledger/parse.py</parameter>\n</function>";
+    (0..n)
+        .map(|t| {
+            let mut messages = vec![
+                serde_json::json!({"role": "system", "content": system}),
+                serde_json::json!({"role": "user", "content": format!("Fix issue {t}.")}),
+            ];
+            for r in 0..rounds(t) {
+                messages.push(serde_json::json!({"role": "assistant", "content": call}));
+                messages.push(serde_json::json!({"role": "user", "content": observation(r)}));
+            }
+            serde_json::json!({"instance_id": format!("i{t}"), "attempt": 0, "messages": messages}).to_string() + "\n"
+        })
+        .collect()
+}
+
 fn setup() -> Ctx {
     let ctx = Ctx::new();
     ctx.write("nums.jsonl", "{\"x\": 1}\n");
@@ -130,21 +154,10 @@ fn dag_prints_the_graph_with_each_stage_state_as_dot_and_mermaid() {
 #[test]
 fn compare_shows_each_variants_swept_values_and_headline_figures() {
     let ctx = Ctx::new();
-    let call = "<function=execute_bash>\n<parameter=command>grep -n parse ledger/parse.py</parameter>\n</function>";
-    let trajectories: String = (0..3)
-        .map(|t| {
-            let mut messages = vec![
-                serde_json::json!({"role": "system", "content": "You fix bugs. ".repeat(20)}),
-                serde_json::json!({"role": "user", "content": format!("Fix issue {t}.")}),
-            ];
-            for r in 0..(10 + 5 * t) {
-                messages.push(serde_json::json!({"role": "assistant", "content": call}));
-                messages.push(serde_json::json!({"role": "user", "content": format!("line {r}: x\n").repeat(60)}));
-            }
-            serde_json::json!({"instance_id": format!("i{t}"), "attempt": 0, "messages": messages}).to_string() + "\n"
-        })
-        .collect();
-    ctx.write("t.jsonl", &trajectories);
+    ctx.write(
+        "t.jsonl",
+        &trajectories(3, &"You fix bugs. ".repeat(20), |t| 10 + 5 * t, |r| format!("line {r}: x\n").repeat(60)),
+    );
     ctx.write(
         "wf.toml",
         r#"[workflow]
@@ -200,21 +213,7 @@ reply_reserve = 256
 #[test]
 fn plan_forecasts_the_cost_of_what_it_would_run_from_history() {
     let ctx = Ctx::new();
-    let call = "<function=execute_bash>\n<parameter=command>ls</parameter>\n</function>";
-    let trajectories: String = (0..12)
-        .map(|t| {
-            let mut messages = vec![
-                serde_json::json!({"role": "system", "content": "You fix bugs."}),
-                serde_json::json!({"role": "user", "content": format!("Fix issue {t}.")}),
-            ];
-            for r in 0..6 {
-                messages.push(serde_json::json!({"role": "assistant", "content": call}));
-                messages.push(serde_json::json!({"role": "user", "content": format!("line {r}\n").repeat(40)}));
-            }
-            serde_json::json!({"instance_id": format!("i{t}"), "attempt": 0, "messages": messages}).to_string() + "\n"
-        })
-        .collect();
-    ctx.write("t.jsonl", &trajectories);
+    ctx.write("t.jsonl", &trajectories(12, "You fix bugs.", |_| 6, |r| format!("line {r}\n").repeat(40)));
     ctx.write(
         "wf.toml",
         r#"[workflow]

@@ -208,17 +208,7 @@ pub(super) fn find_nodes<'a>(
             crate::workflow::did_you_mean(stage, names).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
         return Err(Exit::invalid(format!("error: no stage named `{stage}` in {}{hint}", workflow.display())));
     }
-    for v in variants {
-        if !plan.variants.contains(v) {
-            let hint = crate::workflow::did_you_mean(v, plan.variants.iter().map(String::as_str))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            return Err(Exit::invalid(format!(
-                "error: no variant `{v}`{hint} (variants: {})",
-                plan.variants.join(", ")
-            )));
-        }
-    }
+    super::check_variants(variants, &plan.variants)?;
     if !variants.is_empty() {
         nodes.retain(|n| n.variants.iter().any(|x| variants.contains(x)));
     }

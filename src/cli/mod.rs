@@ -142,6 +142,14 @@ fn only_variants(loaded: &mut Loaded, names: &[String]) -> Result<(), Exit> {
         return Ok(());
     }
     let all: Vec<String> = loaded.variants.iter().map(|v| v.variant.name.clone()).collect();
+    check_variants(names, &all)?;
+    loaded.variants.retain(|v| names.contains(&v.variant.name));
+    Ok(())
+}
+
+/// Every name is one of the variants, or the error says which are, with a
+/// did-you-mean.
+fn check_variants(names: &[String], all: &[String]) -> Result<(), Exit> {
     for name in names {
         if !all.contains(name) {
             let hint = workflow::did_you_mean(name, all.iter().map(String::as_str))
@@ -150,7 +158,6 @@ fn only_variants(loaded: &mut Loaded, names: &[String]) -> Result<(), Exit> {
             return Err(Exit::invalid(format!("error: no variant `{name}`{hint}; variants: {}", all.join(", "))));
         }
     }
-    loaded.variants.retain(|v| names.contains(&v.variant.name));
     Ok(())
 }
 

@@ -33,7 +33,8 @@ pub enum Event {
         by: Option<String>,
     },
     /// Another run (or gc) holds what this node needs: it waits, and
-    /// reuses the other run's artifact when it is committed.
+    /// reuses the other run's artifact when it is committed. Waiting for a
+    /// gc, the whole run waits: `node` is then `usize::MAX`, `label` "store".
     Waiting {
         node: usize,
         label: String,
