@@ -9,45 +9,11 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{path_with_pytest, task_instances, Ctx};
-use swestar::agent::protocol::format_call as call;
-use swestar::agent::scripted::{Reply, ScriptedServer};
+use common::demo::scripts;
+use common::{path_with_pytest, Ctx};
+use swestar::agent::scripted::ScriptedServer;
 
 const WF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/workflows/local-demo.toml");
-
-fn fix(sed: &str) -> Vec<Reply> {
-    vec![Reply::text(call("execute_bash", &[("command", sed)])), Reply::text(call("submit", &[]))]
-}
-
-fn scripts() -> HashMap<String, Vec<Reply>> {
-    let mut s = HashMap::new();
-    let all = task_instances();
-    for inst in &all {
-        let name = inst["instance_id"].as_str().unwrap().rsplit('.').next().unwrap().to_string();
-        // Synthesis: the instance prompt holds the bug's diff; its longest
-        // removed line names the instance.
-        let patch = inst["patch"].as_str().unwrap();
-        let key = patch
-            .lines()
-            .filter(|l| l.starts_with('-') && !l.starts_with("---") && l.trim().len() > 8)
-            .max_by_key(|l| l.len())
-            .unwrap()
-            .to_string();
-        let shared = all.iter().filter(|o| o["patch"].as_str().unwrap().contains(&key)).count();
-        assert_eq!(shared, 1, "{key} names one bug");
-        s.insert(key, vec![Reply::text(format!("Issue about {name}: it misbehaves.\n"))]);
-    }
-    // Rollout: the teacher fixes two of the synthesized issues.
-    let currency = "sed -i 's/, parts\\[1\\]$/, parts[1].upper()/' ledger/parse.py";
-    let sub = "sed -i '/def __sub__/a\\        self._check(other)' ledger/money.py";
-    s.insert("Issue about currency_code_case:".into(), fix(currency));
-    s.insert("Issue about sub_skips_currency_check:".into(), fix(sub));
-    // Eval: the student fixes one original issue.
-    s.insert("Lowercase currency codes are rejected".into(), fix(currency));
-    // Anything else: give up.
-    s.insert("*".into(), vec![Reply::text(call("submit", &[]))]);
-    s
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_demo_runs_every_stage_and_reruns_only_what_changed() {

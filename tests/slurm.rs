@@ -99,7 +99,7 @@ fn arrays_commit_and_render_matches_what_was_submitted(cluster: &Cluster) {
 kind = "command"
 format = "jsonl"
 resources = {{ shards = 3, max_parallel = 2 }}
-run = "echo '{{\"shard\": {{{{ shard.index }}}}, \"job\": '$SLURM_ARRAY_JOB_ID'}}' > {{{{ output }}}}"
+run = "sleep 1.2; echo '{{\"shard\": {{{{ shard.index }}}}, \"job\": '$SLURM_ARRAY_JOB_ID'}}' > {{{{ output }}}}"
 [stages.count]
 kind = "command"
 format = "jsonl"
@@ -121,9 +121,22 @@ run = "wc -l < {{{{ inputs.parts }}}} | sed 's/.*/{{\"rows\": &}}/' > {{{{ outpu
     assert_eq!(sbatch.len(), 2, "{sbatch:?}");
     assert!(sbatch[0].contains("--array=0-2%2"), "{}", sbatch[0]);
     assert!(sbatch.iter().all(|c| c.contains(&format!("--job-name={}", record["id"].as_str().unwrap()))));
-    // One job-state query per poll, plus the one that checks accounting.
+    // One job-state query per poll, plus the one that checks accounting,
+    // plus one per committed stage for its jobs' usage.
     let polls = record["polls"].as_u64().unwrap();
-    assert_eq!(calls(&bin, "sacct").len() as u64, polls + 1);
+    assert_eq!(calls(&bin, "sacct").len() as u64, polls + 1 + 2);
+    // SLURM's accounting of the array: three tasks of a second or more,
+    // one node each.
+    let key = split["key"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ctx.store().join("objects").join(&key[..2]).join(key).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let usage = &manifest["usage"];
+    assert_eq!(usage["accounted_by"], "sacct", "{usage}");
+    assert!(usage["node_s"].as_f64().unwrap() >= 3.0, "{usage}");
+    assert!(usage["alloc_cpu_s"].as_f64().unwrap() >= usage["node_s"].as_f64().unwrap(), "{usage}");
+    assert!(usage["shard_s"].as_f64().unwrap() >= 3.0, "each shard's own time: {usage}");
     assert!(calls(&bin, "squeue").is_empty());
     // All shards ran as array tasks of the same job and were committed as parts.
     let show = ctx.swestar(&["show", "wf.toml", "split", "--json"]);
@@ -133,7 +146,6 @@ run = "wc -l < {{{{ inputs.parts }}}} | sed 's/.*/{{\"rows\": &}}/' > {{{{ outpu
     let count = ctx.swestar(&["show", "wf.toml", "count", "--json"]);
     assert_eq!(count.json()["head"][0]["rows"], 3);
     // `render` prints exactly what was submitted.
-    let key = split["key"].as_str().unwrap();
     let submitted = ctx
         .store()
         .canonicalize()

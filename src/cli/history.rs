@@ -296,20 +296,15 @@ pub struct CompareArgs {
 }
 
 /// One variant's swept values and headline figures.
-struct Row {
-    variant: String,
-    settings: Vec<(String, String)>,
-    metrics: Vec<(String, Value)>,
+pub(super) struct Row {
+    pub variant: String,
+    pub settings: Vec<(String, String)>,
+    pub metrics: Vec<(String, Value)>,
 }
 
-pub fn compare(store_flag: Option<&Path>, args: CompareArgs) -> Result<ExitCode, Exit> {
-    let mut loaded = load(&args.workflow, &args.sets)?;
-    only_variants(&mut loaded, &args.variants)?;
-    let store = Store::existing(&store_dir(store_flag, Some(&loaded)));
-    let plan = build_plan(&loaded, store.as_ref())?;
-    let keep = |name: &str| {
-        args.metrics.is_empty() || args.metrics.iter().any(|m| name == m || name.ends_with(&format!(".{m}")))
-    };
+/// Every variant's swept values and its stages' headline figures (those
+/// not computed yet are missing), plus `wall_s`: its stages' times summed.
+pub(super) fn variant_rows(loaded: &crate::workflow::Loaded, plan: &Plan) -> Vec<Row> {
     let mut rows = Vec::new();
     for wf in &loaded.variants {
         let mut metrics: Vec<(String, Value)> = Vec::new();
@@ -334,7 +329,6 @@ pub fn compare(store_flag: Option<&Path>, args: CompareArgs) -> Result<ExitCode,
         // The stages' own times, one after another: what it took to compute
         // this variant, shared stages included.
         metrics.push(("wall_s".into(), if complete { json!(wall) } else { Value::Null }));
-        metrics.retain(|(name, _)| keep(name));
         let settings = wf
             .variant
             .settings
@@ -342,6 +336,21 @@ pub fn compare(store_flag: Option<&Path>, args: CompareArgs) -> Result<ExitCode,
             .map(|(k, v)| (k.rsplit('.').next().unwrap_or(k).to_string(), v.clone()))
             .collect();
         rows.push(Row { variant: wf.variant.name.clone(), settings, metrics });
+    }
+    rows
+}
+
+pub fn compare(store_flag: Option<&Path>, args: CompareArgs) -> Result<ExitCode, Exit> {
+    let mut loaded = load(&args.workflow, &args.sets)?;
+    only_variants(&mut loaded, &args.variants)?;
+    let store = Store::existing(&store_dir(store_flag, Some(&loaded)));
+    let plan = build_plan(&loaded, store.as_ref())?;
+    let keep = |name: &str| {
+        args.metrics.is_empty() || args.metrics.iter().any(|m| name == m || name.ends_with(&format!(".{m}")))
+    };
+    let mut rows = variant_rows(&loaded, &plan);
+    for r in &mut rows {
+        r.metrics.retain(|(name, _)| keep(name));
     }
     // Every figure any variant has, in first-seen order.
     let mut columns: Vec<String> = Vec::new();
@@ -410,7 +419,7 @@ pub fn compare(store_flag: Option<&Path>, args: CompareArgs) -> Result<ExitCode,
 
 /// A figure as a table shows it: rates and losses to three decimals,
 /// counts whole, `-` where there is none (not computed yet).
-fn figure(v: &Value) -> String {
+pub(super) fn figure(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::Number(n) if n.is_f64() => {

@@ -2,13 +2,25 @@
 //! plans and events, and the mapping of errors to exit statuses
 //! (0 success, 1 a stage failed, 2 the workflow or arguments are invalid).
 
+/// Appends formatted text to a page being built (a `String`: no error).
+macro_rules! out {
+    ($s:expr, $($t:tt)*) => { $s.push_str(&format!($($t)*)) };
+}
+/// `out!` and a newline.
+macro_rules! outln {
+    ($s:expr, $($t:tt)*) => {{ $s.push_str(&format!($($t)*)); $s.push('\n'); }};
+}
+
 mod agent;
+mod charts;
 mod history;
 mod inspect;
 mod kinds;
 mod render;
 mod report;
+mod results;
 mod run;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +54,11 @@ enum Command {
     Dag(history::DagArgs),
     /// Print every variant's swept values and headline figures side by side.
     Compare(history::CompareArgs),
+    /// Write an HTML report: the graph, stage costs, sweep figures, Pass@k
+    /// and data distributions, self-contained (no network needed to read it).
+    Report(results::ReportArgs),
+    /// Write one trajectory or training sample as an HTML page (or --list them).
+    View(view::ViewArgs),
     /// Print an artifact's schema, row count and first rows.
     Show(inspect::ShowArgs),
     /// Write an artifact to a .jsonl or .parquet file.
@@ -102,6 +119,8 @@ pub fn main() -> ExitCode {
         Command::Runs(args) => history::runs(cli.store.as_deref(), args),
         Command::Dag(args) => history::dag(cli.store.as_deref(), args),
         Command::Compare(args) => history::compare(cli.store.as_deref(), args),
+        Command::Report(args) => results::report(cli.store.as_deref(), args),
+        Command::View(args) => view::view(cli.store.as_deref(), args),
         Command::Show(args) => inspect::show(cli.store.as_deref(), args),
         Command::Export(args) => inspect::export(cli.store.as_deref(), args),
         Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),

@@ -143,6 +143,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
         status: crate::store::runs::RunStatus::Running,
         executor: String::new(),
         polls: None,
+        sets: args.sets.clone(),
         stages: core::initial_records(&plan),
     };
     let slurm = match args.executor.as_deref() {

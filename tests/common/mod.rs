@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod demo;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
@@ -197,6 +198,41 @@ impl Ctx {
         let (_, batches) = swestar::store::table::read_parquet(&[out.as_path()], None).expect("readable Parquet");
         swestar::store::table::batches_to_json_rows(&batches).expect("JSON rows")
     }
+}
+
+/// Headless Chromium (SWESTAR_TEST_CHROMIUM, which .ci/run sets to
+/// Debian's `chromium`).
+pub fn chromium() -> String {
+    match std::env::var("SWESTAR_TEST_CHROMIUM") {
+        Ok(p) if Path::new(&p).is_file() => p,
+        _ => panic!("SWESTAR_TEST_CHROMIUM is not set to a chromium binary: `bash .ci/run` installs Debian's chromium and sets it"),
+    }
+}
+
+/// Opens a local HTML file in headless Chromium with the network off and
+/// returns the DOM after its scripts ran, and the console messages.
+pub fn browse(file: &Path, profile: &Path) -> (String, Vec<String>) {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            // No network: every host resolves to nothing, and no proxy answers.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--proxy-server=127.0.0.1:9",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    let console =
+        String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains(":CONSOLE")).map(str::to_string).collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
 }
 
 /// The `tune` of the torchtune venv .ci/run builds (SWESTAR_TEST_TUNE);

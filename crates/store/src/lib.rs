@@ -99,6 +99,9 @@ pub struct CommitMeta {
     /// A forced rerun: replace an artifact already under this key instead
     /// of keeping it.
     pub replace: bool,
+    /// The scheduler's part of the usage (node-seconds), if any; the
+    /// shards' own part is read at commit. `None`: keep no usage.
+    pub usage: Option<manifest::Usage>,
 }
 
 /// Where a stage puts the files of a directory artifact: `files/` in its
@@ -329,6 +332,16 @@ impl Store {
             preimage: meta.preimage,
             stats: meta.stats,
             files,
+            usage: meta.usage.map(|mut u| {
+                // The shards' own measurements, beside their files.
+                for i in 0..shards {
+                    let side = shard::shard_file(&staging, i).with_extension("usage.json");
+                    if let Some(v) = std::fs::read(&side).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                        u.add_shard(&v);
+                    }
+                }
+                u
+            }),
         };
         let mpath = out.join("manifest.json");
         let bytes = serde_json::to_vec_pretty(&manifest).expect("plain data");

@@ -43,6 +43,46 @@ pub struct Manifest {
     /// The files of a directory artifact (under `files/`), beside its table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
+    /// What computing it cost; absent in manifests from before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// What an artifact cost to compute: its shards' own measurements, and
+/// the scheduler's accounting where it ran on a cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Usage {
+    /// Wall seconds of the shards' processes, summed (the last attempt of
+    /// each shard).
+    pub shard_s: f64,
+    /// CPU seconds (user and system) of the shards' processes and the
+    /// processes they waited for.
+    pub cpu_s: f64,
+    /// Node-seconds the scheduler accounted to the stage's jobs (elapsed
+    /// times allocated nodes, every attempt), where it ran on a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_s: Option<f64>,
+    /// CPU-seconds the scheduler allocated (elapsed times CPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alloc_cpu_s: Option<f64>,
+    /// Where `node_s` comes from (`sacct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounted_by: Option<String>,
+}
+
+impl Usage {
+    /// Node-hours: the scheduler's where it accounted them, else the
+    /// shards' wall time (each shard on one node).
+    pub fn node_hours(&self) -> Option<f64> {
+        Some(self.node_s.unwrap_or(self.shard_s) / 3600.0)
+    }
+
+    /// One shard's measurement, as `swestar exec` writes it beside the
+    /// shard (`shard-N.usage.json`).
+    pub fn add_shard(&mut self, v: &Value) {
+        self.shard_s += v["wall_s"].as_f64().unwrap_or(0.0);
+        self.cpu_s += v["cpu_s"].as_f64().unwrap_or(0.0);
+    }
 }
 
 /// One file of a directory artifact.

@@ -29,6 +29,9 @@ pub struct RunRecord {
     /// SLURM: job-state queries made (one `sacct` or `squeue` per poll).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polls: Option<u64>,
+    /// The `--set` overrides the run was given, as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<String>,
     pub stages: Vec<StageRecord>,
 }
 

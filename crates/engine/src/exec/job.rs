@@ -52,6 +52,28 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// What this shard's process cost: wall seconds since it began, CPU
+/// seconds (user and system) of itself and of the children it waited for,
+/// and its peak resident memory.
+fn own_usage(began: std::time::Instant) -> serde_json::Value {
+    let usage = |who| {
+        // SAFETY: getrusage writes the struct it is given and nothing else.
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut r) } != 0 {
+            return (0.0, 0);
+        }
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        (secs(r.ru_utime) + secs(r.ru_stime), r.ru_maxrss)
+    };
+    let (own, rss) = usage(libc::RUSAGE_SELF);
+    let (children, child_rss) = usage(libc::RUSAGE_CHILDREN);
+    serde_json::json!({
+        "wall_s": began.elapsed().as_secs_f64(),
+        "cpu_s": own + children,
+        "max_rss_kb": rss.max(child_rss),
+    })
+}
+
 /// Runs one shard of a job. On success the shard's Parquet file is moved
 /// into place (`staging/<key>/shard-00007.parquet`) atomically, so a shard
 /// file exists only when that shard finished.
@@ -65,6 +87,7 @@ pub fn run_job_file(path: &Path, shard: Option<(u32, u32)>) -> Result<(), JobErr
         return Err(JobError::ShardCount { given: count, expected: job.shards });
     }
     install_signal_handlers();
+    let began = std::time::Instant::now();
     let tmp = job.shard_tmp(index);
     let io = |p: &Path, source: std::io::Error| stage_err(StageError::Io { path: p.to_path_buf(), source });
     if tmp.exists() {
@@ -76,6 +99,8 @@ pub fn run_job_file(path: &Path, shard: Option<(u32, u32)>) -> Result<(), JobErr
         job.kind.execute(&job, &run).map_err(|e| stage_err(on_a_full_disk(e, &job.stage_dir))).and_then(|()| {
             std::fs::File::open(&run.output).and_then(|f| f.sync_all()).map_err(|e| io(&run.output, e))?;
             let target = job.shard_file(index);
+            let usage = tmp.join("part.usage.json");
+            crate::store::write_atomic(&usage, own_usage(began).to_string().as_bytes()).map_err(|e| io(&usage, e))?;
             // Files a kind wrote beside its output (`part.accounting.json`)
             // go beside the shard file, before it: the shard file is what
             // says the shard is done.

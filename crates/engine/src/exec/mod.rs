@@ -266,6 +266,22 @@ pub trait Backend {
     fn take_notes(&mut self) -> Vec<(usize, String)> {
         Vec::new()
     }
+    /// What the scheduler accounted to a node's jobs, once its last shard
+    /// is in; `None` where it keeps no accounts (locally, or SLURM without
+    /// accounting).
+    fn accounting(&mut self, _node: usize) -> impl Future<Output = Option<Accounted>> {
+        std::future::ready(None)
+    }
+}
+
+/// A scheduler's accounting of a node's jobs, every attempt included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Accounted {
+    /// Elapsed seconds times allocated nodes.
+    pub node_s: f64,
+    /// Elapsed seconds times allocated CPUs.
+    pub cpu_s: f64,
+    pub by: &'static str,
 }
 
 pub fn write_job(path: &Path, job: &Job) -> std::io::Result<()> {

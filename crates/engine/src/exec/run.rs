@@ -183,7 +183,7 @@ pub async fn execute<B: Backend>(
             }
         };
         for ev in events {
-            r.settle(ev).await;
+            r.settle(ev, backend).await;
         }
         r.note_jobs(backend);
     }
@@ -429,6 +429,7 @@ impl Runner<'_> {
                     duration_s: 0.0,
                     stats: Default::default(),
                     replace: node.forced,
+                    usage: Some(Default::default()),
                 };
                 self.state[i] = State::Running {
                     lock: Box::new(lock),
@@ -442,7 +443,7 @@ impl Runner<'_> {
                 };
                 if pending.is_empty() {
                     // Every shard finished in an earlier attempt: commit now.
-                    self.commit_node(i).await;
+                    self.commit_node(i, backend).await;
                     continue;
                 }
                 if let Err(error) = backend.launch(prepared.launch).await {
@@ -457,7 +458,7 @@ impl Runner<'_> {
 
     /// Applies one shard outcome; commits or fails the node when its last
     /// shard is in.
-    async fn settle(&mut self, ev: ShardEvent) {
+    async fn settle<B: Backend>(&mut self, ev: ShardEvent, backend: &mut B) {
         let plan = self.plan;
         let i = ev.node();
         let State::Running { pending, failure, interrupted, count, .. } = &mut self.state[i] else {
@@ -499,7 +500,7 @@ impl Runner<'_> {
             self.record.stages[i].status = StageStatus::Interrupted;
             let _ = self.tx.send(Event::Interrupted { node: i, label: plan.nodes[i].label() });
         } else {
-            self.commit_node(i).await;
+            self.commit_node(i, backend).await;
         }
     }
 
@@ -569,7 +570,7 @@ impl Runner<'_> {
         }
     }
 
-    async fn commit_node(&mut self, i: usize) {
+    async fn commit_node<B: Backend>(&mut self, i: usize, backend: &mut B) {
         let (plan, store) = (self.plan, self.store);
         let node = &plan.nodes[i];
         let State::Running { meta, count, key, started, lock, .. } = &self.state[i] else {
@@ -586,6 +587,11 @@ impl Runner<'_> {
         }
         let (mut meta, count, key) = ((**meta).clone(), *count, key.clone());
         meta.duration_s = started.elapsed().as_secs_f64();
+        if let (Some(usage), Some(a)) = (meta.usage.as_mut(), backend.accounting(i).await) {
+            usage.node_s = Some(a.node_s);
+            usage.alloc_cpu_s = Some(a.cpu_s);
+            usage.accounted_by = Some(a.by.into());
+        }
         let s = store.clone();
         let kind = node.spec.kind.clone();
         let committed = tokio::task::spawn_blocking(move || {

@@ -507,4 +507,40 @@ impl Backend for SlurmBackend {
     fn take_notes(&mut self) -> Vec<(usize, String)> {
         std::mem::take(&mut self.notes)
     }
+
+    /// One `sacct` over the node's jobs (every submission, retries too).
+    /// Without accounting, or when it fails, the usage keeps only the
+    /// shards' own figures.
+    async fn accounting(&mut self, node: usize) -> Option<super::Accounted> {
+        if self.mode != Mode::Sacct {
+            return None;
+        }
+        // A node's tracking ends with its last shard; its summary keeps
+        // the job ids.
+        let jobs = match self.tracked.get(&node) {
+            Some(t) => &t.job_ids,
+            None => &self.summaries.get(&node)?.job_ids,
+        };
+        let ids = jobs.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        if ids.is_empty() {
+            return None;
+        }
+        let since = self.started.elapsed().as_secs() + 600;
+        let text = slurm_cmd(
+            "sacct",
+            &[
+                "-X".into(),
+                "-P".into(),
+                "-n".into(),
+                format!("--jobs={ids}"),
+                format!("--starttime=now-{since}seconds"),
+                "-o".into(),
+                "JobID,ElapsedRaw,NNodes,AllocCPUS".into(),
+            ],
+        )
+        .await
+        .ok()?;
+        let (node_s, cpu_s) = poll::parse_usage(&text);
+        Some(super::Accounted { node_s, cpu_s, by: "sacct" })
+    }
 }

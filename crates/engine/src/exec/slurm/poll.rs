@@ -97,6 +97,21 @@ pub fn parse_sacct(text: &str) -> Vec<TaskState> {
         .collect()
 }
 
+/// Sums `sacct -X -P -n -o JobID,ElapsedRaw,NNodes,AllocCPUS` into
+/// (node-seconds, CPU-seconds). A pending array's summary line (`12_[3-7]`)
+/// has run nowhere yet and adds nothing.
+pub fn parse_usage(text: &str) -> (f64, f64) {
+    let (mut node_s, mut cpu_s) = (0.0, 0.0);
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('|').collect();
+        let [_id, elapsed, nodes, cpus, ..] = f.as_slice() else { continue };
+        let num = |s: &str| s.trim().parse::<f64>().unwrap_or(0.0);
+        node_s += num(elapsed) * num(nodes);
+        cpu_s += num(elapsed) * num(cpus);
+    }
+    (node_s, cpu_s)
+}
+
 /// Parses `squeue -h -r -o %i|%T|%N`.
 pub fn parse_squeue(text: &str) -> Vec<TaskState> {
     text.lines()
@@ -204,6 +219,13 @@ mod tests {
         assert_eq!(by[&(9, Some(5))].state, JobState::Completed);
         let running = parse_sacct(&fixture("sacct-running-array.txt"));
         assert!(running.iter().all(|t| t.state == JobState::Running && t.node.as_deref() == Some("vm")));
+    }
+
+    #[test]
+    fn usage_sums_elapsed_times_nodes_and_cpus_over_array_tasks() {
+        let text = "40_0|61|2|8\n40_1|59|2|8\n40_[2-3]|0|2|8\n41|30|1|4\nweird line\n";
+        assert_eq!(parse_usage(text), (61.0 * 2.0 + 59.0 * 2.0 + 30.0, (61.0 + 59.0) * 8.0 + 120.0));
+        assert_eq!(parse_usage(""), (0.0, 0.0));
     }
 
     #[test]
