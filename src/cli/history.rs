@@ -186,16 +186,20 @@ fn state(plan: &Plan, i: usize) -> (&'static str, String, &'static str) {
     }
 }
 
-/// The variants of a node, for its label (none without a sweep, or when
-/// every variant shares it).
-fn variants_of(plan: &Plan, i: usize) -> String {
-    let v = &plan.nodes[i].variants;
-    if v.iter().all(String::is_empty) || v.len() == plan.variants.len() {
-        String::new()
-    } else if v.len() <= 3 {
-        v.join(" | ")
+/// The variants of a node, for its label: the swept settings they all
+/// share (`n=1`), else how many they are; empty without a sweep, or when
+/// every variant shares the node.
+pub(super) fn variants_of(plan: &Plan, i: usize) -> String {
+    let vs: Vec<&str> = plan.nodes[i].variants.iter().filter(|v| !v.is_empty()).map(String::as_str).collect();
+    if vs.is_empty() || vs.len() == plan.variants.len() {
+        return String::new();
+    }
+    // Variant names are `key=value` pairs joined by commas.
+    let common: Vec<&str> = vs[0].split(',').filter(|kv| vs.iter().all(|v| v.split(',').any(|x| x == *kv))).collect();
+    if common.is_empty() {
+        format!("{} variants", vs.len())
     } else {
-        format!("{} variants", v.len())
+        common.join(",")
     }
 }
 
@@ -311,7 +315,7 @@ pub(super) fn variant_rows(loaded: &crate::workflow::Loaded, plan: &Plan) -> Vec
         let mut wall = 0.0;
         let mut complete = true;
         for node in plan.nodes.iter().filter(|n| n.variants.contains(&wf.variant.name)) {
-            let Decision::Cached { manifest, .. } = &node.decision else {
+            let Some(manifest) = node.decision.manifest() else {
                 complete = false;
                 continue;
             };

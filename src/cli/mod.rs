@@ -18,8 +18,8 @@ mod inspect;
 mod kinds;
 mod render;
 mod report;
-mod results;
 mod run;
+mod terminal;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ enum Command {
     Compare(history::CompareArgs),
     /// Write an HTML report: the graph, stage costs, sweep figures, Pass@k
     /// and data distributions, self-contained (no network needed to read it).
-    Report(results::ReportArgs),
+    Report(report::ReportArgs),
     /// Write one trajectory or training sample as an HTML page (or --list them).
     View(view::ViewArgs),
     /// Print an artifact's schema, row count and first rows.
@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
         Command::Runs(args) => history::runs(cli.store.as_deref(), args),
         Command::Dag(args) => history::dag(cli.store.as_deref(), args),
         Command::Compare(args) => history::compare(cli.store.as_deref(), args),
-        Command::Report(args) => results::report(cli.store.as_deref(), args),
+        Command::Report(args) => report::report(cli.store.as_deref(), args),
         Command::View(args) => view::view(cli.store.as_deref(), args),
         Command::Show(args) => inspect::show(cli.store.as_deref(), args),
         Command::Export(args) => inspect::export(cli.store.as_deref(), args),
@@ -204,6 +204,11 @@ fn store_dir(flag: Option<&Path>, loaded: Option<&Loaded>) -> PathBuf {
 }
 
 /// Human-readable byte counts.
+/// Text made safe for HTML, in elements and in quoted attributes.
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::report::{plan_text, Reporter};
+use super::terminal::{plan_text, Reporter};
 use super::{build_plan, load, only_variants, store_dir, Exit};
 use crate::exec::local::LocalBackend;
 use crate::exec::slurm::{OnInterrupt, SlurmBackend};
@@ -106,7 +106,7 @@ pub fn plan(store_flag: Option<&Path>, args: PlanArgs) -> Result<ExitCode, Exit>
         println!("plan for {} ({}), store {read}", plan.workflow, args.workflow.display());
         print!("{}", plan_text(&plan));
         println!("{} stages: {}", plan.nodes.len(), plan.summary());
-        print!("{}", super::report::forecast_text(&plan, &forecast));
+        print!("{}", super::terminal::forecast_text(&plan, &forecast));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,9 +19,11 @@ use clap::Args;
 use serde_json::{Map, Value};
 
 use super::inspect::find_nodes;
-use super::{build_plan, load, store_dir, Exit};
-use crate::agent::condense::{self, Budget, Msg, Policy, Role};
-use crate::dag::{Decision, Plan};
+use super::{build_plan, html as esc, load, store_dir, Exit};
+use crate::agent::condense::{Budget, Policy};
+use crate::agent::episode::{Trajectory, Turn, View, Window};
+use crate::agent::tokens::TokenCounter;
+use crate::dag::Plan;
 use crate::store::{Manifest, Store, TableFormat};
 
 #[derive(Debug, Args)]
@@ -59,30 +61,10 @@ type Row = Map<String, Value>;
 /// Rows a filter graded, by (instance, attempt): the filter's stage and the row.
 type Graded = BTreeMap<(String, u64), (String, Row)>;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn read(store: &Store, m: &Manifest, columns: Option<&[&str]>) -> Result<Vec<Row>, Exit> {
-    let parts = store.part_paths(m);
-    let table = crate::store::rows::Table::open(&parts, TableFormat::Parquet)
-        .map_err(|e| Exit::failed(format!("error: {e}")))?;
-    let mut out = Vec::new();
-    for batch in table.read_columns(0, table.rows(), columns) {
-        for r in batch.map_err(|e| Exit::failed(format!("error: {e}")))? {
-            if let Value::Object(o) = r {
-                out.push(o);
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn cached(plan: &Plan, i: usize) -> Option<&Manifest> {
-    match &plan.nodes[i].decision {
-        Decision::Cached { manifest, .. } => Some(manifest),
-        Decision::Run { .. } => None,
-    }
+    let rows = crate::store::rows::read_all_columns(&store.part_paths(m), TableFormat::Parquet, columns)
+        .map_err(|e| Exit::failed(format!("error: reading stage {}: {e}", m.stage)))?;
+    Ok(rows.into_iter().filter_map(|r| if let Value::Object(o) = r { Some(o) } else { None }).collect())
 }
 
 fn s<'a>(r: &'a Row, k: &str) -> &'a str {
@@ -115,7 +97,7 @@ pub fn view(store_flag: Option<&Path>, args: ViewArgs) -> Result<ExitCode, Exit>
             args.stage
         )));
     }
-    let manifest = cached(&plan, i).ok_or_else(|| {
+    let manifest = plan.nodes[i].decision.manifest().ok_or_else(|| {
         Exit::failed(format!(
             "error: stage `{}` has no artifact for the current settings yet (run it first)",
             args.stage
@@ -224,7 +206,7 @@ fn filter_verdicts(plan: &Plan, rollout: usize, store: &Store) -> Result<Graded,
         if n.spec.kind.name() != "test_filter" || !n.upstream.iter().any(|e| e.node == rollout) {
             continue;
         }
-        let Some(m) = cached(plan, j) else { continue };
+        let Some(m) = plan.nodes[j].decision.manifest() else { continue };
         for r in read(store, m, Some(&["instance_id", "attempt", "resolved", "resolution", "tests", "test_error"]))? {
             out.insert((s(&r, "instance_id").to_string(), u(&r, "attempt")), (n.stage.clone(), r));
         }
@@ -233,43 +215,33 @@ fn filter_verdicts(plan: &Plan, rollout: usize, store: &Store) -> Result<Graded,
 }
 
 /// From which turn (1-based: the n-th model call) each message was masked,
-/// replaying the policy on the recorded token counts; `None` for one never
-/// masked.
+/// replaying the scaffold's own window over the recorded token counts;
+/// `None` for one never masked. Only the placeholder is counted anew (by
+/// estimate: the stage's tokenizer need not be at hand).
 fn replay_masking(messages: &[Row], budget: Budget, policy: Policy) -> Vec<Option<usize>> {
-    let placeholder = crate::agent::tokens::TokenCounter::Estimate.message("user", condense::PLACEHOLDER);
-    let mut msgs: Vec<Msg> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Msg {
-            role: match (i, s(m, "role")) {
-                (0, _) => Role::System,
-                (1, _) => Role::Task,
-                (_, "assistant") => Role::Assistant,
-                _ => Role::Observation,
-            },
-            tokens: u(m, "tokens") as usize,
-            masked_tokens: placeholder,
-            masked: false,
-        })
-        .collect();
+    let mut window = Window::new(budget, policy, std::sync::Arc::new(TokenCounter::Estimate));
+    let mut scratch = Trajectory::empty("");
+    let mut history: Vec<Turn> = Vec::new();
     let mut from = vec![None; messages.len()];
     let mut turn = 0;
-    for end in 0..=messages.len() {
-        // A model call sees everything before each assistant message (and,
-        // at the end, before the call that was never answered).
-        if end < messages.len() && s(&messages[end], "role") != "assistant" {
-            continue;
-        }
-        if end == messages.len() {
-            break;
-        }
-        turn += 1;
-        condense::mask(&mut msgs[..end], budget, policy);
-        for (k, m) in msgs[..end].iter().enumerate() {
-            if m.masked && from[k].is_none() {
-                from[k] = Some(turn);
+    for m in messages {
+        // A model call saw everything before each assistant message.
+        if history.len() >= 2 && s(m, "role") == "assistant" {
+            turn += 1;
+            if let Some(c) = window.condense(&mut history, &mut scratch) {
+                for (k, v) in c.views.iter().enumerate() {
+                    if matches!(v, View::Masked) && from[k].is_none() {
+                        from[k] = Some(turn);
+                    }
+                }
             }
         }
+        history.push(Turn {
+            role: s(m, "role").into(),
+            content: s(m, "content").into(),
+            tokens: u(m, "tokens"),
+            masked: false,
+        });
     }
     from
 }
@@ -435,15 +407,39 @@ mod tests {
         json!({"role": role, "content": "", "tokens": tokens}).as_object().cloned().unwrap()
     }
 
-    #[test]
-    fn masking_is_replayed_turn_by_turn_from_the_recorded_tokens() {
-        // system, task, then three rounds of a call and a 400-token output.
+    /// System, task, three rounds of a call and a 400-token output, and a
+    /// last call.
+    fn episode() -> Vec<Row> {
         let mut m = vec![msg("system", 100), msg("user", 100)];
         for _ in 0..3 {
             m.push(msg("assistant", 20));
             m.push(msg("user", 400));
         }
         m.push(msg("assistant", 20));
+        m
+    }
+
+    #[test]
+    fn the_page_says_from_which_turn_only_when_the_replay_agrees_with_the_record() {
+        let budget = Budget { window: 1000, reserve: 100 };
+        let mut messages = episode();
+        for k in [3, 5] {
+            messages[k].insert("masked".into(), json!(true));
+        }
+        let row = |messages: &Vec<Row>| json!({"messages": messages}).as_object().cloned().unwrap();
+        let page = trajectory_body(&row(&messages), Some((budget, Policy::Fit)), None, false);
+        assert!(page.contains("masked from turn 3 on") && page.contains("masked from turn 4 on"), "{page}");
+        assert!(page.contains("never masked"));
+        // The episode recorded something else: only its own flags are said.
+        messages[5].insert("masked".into(), json!(false));
+        let page = trajectory_body(&row(&messages), Some((budget, Policy::Fit)), None, false);
+        assert!(!page.contains("from turn"), "{page}");
+        assert!(page.contains("masked (in the last prompt)") && page.contains("not masked in the last prompt"));
+    }
+
+    #[test]
+    fn masking_is_replayed_turn_by_turn_from_the_recorded_tokens() {
+        let m = episode();
         // 1000 tokens leave 900 for the prompt: turn 3 sees 1040, turn 4
         // 1460 tokens, so each masks the oldest output it may.
         let from = replay_masking(&m, Budget { window: 1000, reserve: 100 }, Policy::Fit);

@@ -104,6 +104,15 @@ pub struct CommitMeta {
     pub usage: Option<manifest::Usage>,
 }
 
+/// The files of `dir` whose names end with `suffix`, as (name without
+/// it, path); none when `dir` does not exist.
+pub(crate) fn files_ending<'a>(dir: &Path, suffix: &'a str) -> impl Iterator<Item = (String, PathBuf)> + 'a {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(move |e| {
+        let name = e.file_name().to_string_lossy().strip_suffix(suffix)?.to_string();
+        Some((name, e.path()))
+    })
+}
+
 /// Where a stage puts the files of a directory artifact: `files/` in its
 /// staging directory, then in its object directory.
 pub const FILES_DIR: &str = "files";
@@ -405,16 +414,8 @@ impl Store {
 
     /// Every workflow's refs.
     pub fn all_refs(&self) -> Vec<(String, Refs)> {
-        let dir = self.root.join("refs");
-        std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().strip_suffix(".json")?.to_string();
-                let refs = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-                Some((name, refs))
-            })
+        files_ending(&self.root.join("refs"), ".json")
+            .filter_map(|(name, path)| Some((name, serde_json::from_slice(&std::fs::read(path).ok()?).ok()?)))
             .collect()
     }
 

@@ -73,8 +73,8 @@ pub struct Usage {
 impl Usage {
     /// Node-hours: the scheduler's where it accounted them, else the
     /// shards' wall time (each shard on one node).
-    pub fn node_hours(&self) -> Option<f64> {
-        Some(self.node_s.unwrap_or(self.shard_s) / 3600.0)
+    pub fn node_hours(&self) -> f64 {
+        self.node_s.unwrap_or(self.shard_s) / 3600.0
     }
 
     /// One shard's measurement, as `swestar exec` writes it beside the

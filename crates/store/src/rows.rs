@@ -332,8 +332,18 @@ impl RowWriter {
 /// Reads a whole (small) table input, e.g. an instances table that a
 /// stage looks rows up in.
 pub fn read_all(paths: &[PathBuf], format: TableFormat) -> Result<Vec<Value>, TableError> {
+    read_all_columns(paths, format, None)
+}
+
+/// Reads a whole table, only the named columns (all when `None`).
+pub fn read_all_columns(
+    paths: &[PathBuf],
+    format: TableFormat,
+    columns: Option<&[&str]>,
+) -> Result<Vec<Value>, TableError> {
+    let table = Table::open(paths, format)?;
     let mut out = Vec::new();
-    for batch in RowReader::open(paths, format, 0, u64::MAX)? {
+    for batch in table.read_columns(0, table.rows(), columns) {
         out.extend(batch?);
     }
     Ok(out)

@@ -146,14 +146,8 @@ impl Store {
 
     /// All run records, oldest first. Unreadable ones are skipped.
     pub fn runs(&self) -> Vec<RunRecord> {
-        let dir = self.root.join("runs");
-        let mut out: Vec<RunRecord> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
+        let mut out: Vec<RunRecord> = crate::files_ending(&self.root.join("runs"), ".json")
+            .filter_map(|(_, path)| serde_json::from_slice(&std::fs::read(path).ok()?).ok())
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
@@ -195,14 +189,9 @@ impl Store {
 
     /// Every run's key journal: run id, keys.
     pub fn journals(&self) -> Vec<(String, Vec<crate::cache::CacheKey>)> {
-        let dir = self.root.join("runs");
-        std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().strip_suffix(".keys")?.to_string();
-                let text = std::fs::read_to_string(e.path()).ok()?;
+        crate::files_ending(&self.root.join("runs"), ".keys")
+            .filter_map(|(name, path)| {
+                let text = std::fs::read_to_string(path).ok()?;
                 Some((name, text.lines().filter_map(crate::cache::CacheKey::parse).collect()))
             })
             .collect()

@@ -38,6 +38,16 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// The artifact in the store, when the node is cached.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        match self {
+            Decision::Cached { manifest, .. } => Some(manifest),
+            Decision::Run { .. } => None,
+        }
+    }
+}
+
 /// An upstream edge: which node, and under which input name (`None` for
 /// an ordering-only `needs`).
 #[derive(Debug, Clone)]
