@@ -556,7 +556,7 @@ fn a_damaged_object_is_reported_and_redone() {
     diamond(&ctx);
     let r = ctx.run("wf.toml", &[]);
     let key = r.json()["stages"][1]["key"].as_str().unwrap().to_string();
-    let part = ctx.store().join("objects").join(&key[..2]).join(&key).join("part-00000.parquet");
+    let part = ctx.store().join("objects").join(&key[..2]).join(&key).join("parts/part-00000.parquet");
     std::fs::write(&part, "garbage").unwrap();
     let plan = ctx.plan_json("wf.toml", &[]);
     assert!(plan[1]["reason"].as_str().unwrap().starts_with("cached artifact is damaged"), "{plan}");
@@ -575,7 +575,7 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
     let key = r.json()["stages"][2]["key"].as_str().unwrap().to_string();
     let obj = ctx.store().join("objects").join(&key[..2]).join(&key);
     let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(obj.join("manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(obj.join("_manifest.json")).unwrap()).unwrap();
     for field in [
         "key",
         "stage",
@@ -600,14 +600,14 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
     let out = std::process::Command::new(&python)
         .arg("-c")
         .arg(script)
-        .arg(obj.join("part-00000.parquet"))
+        .arg(obj.join("parts/part-00000.parquet"))
         .output()
         .expect("python3 with pyarrow (see .ci/run)");
     assert!(out.status.success(), "pyarrow could not read the artifact: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 26.0");
     let out = std::process::Command::new(&python)
         .args(["-c", "import sys, duckdb; print(duckdb.connect().execute(f\"select total from read_parquet('{sys.argv[1]}')\").fetchone()[0])"])
-        .arg(obj.join("part-00000.parquet"))
+        .arg(obj.join("parts/part-00000.parquet"))
         .output()
         .expect("python3 with duckdb (see .ci/run)");
     assert!(out.status.success(), "DuckDB could not read the artifact: {}", String::from_utf8_lossy(&out.stderr));
@@ -632,7 +632,51 @@ fn artifacts_are_zstd_parquet_readable_by_pyarrow_and_duckdb_and_exportable() {
     assert!(out.status.success(), "DuckDB could not read the export: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "12.0");
     let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "double.csv"]);
-    assert_eq!(e.code, 2);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    assert_eq!(std::fs::read_to_string(ctx.path("double.csv")).unwrap(), "x\n2.0\n4.0\n6.0\n");
+    let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "-"]);
+    assert_eq!((e.code, e.stdout.as_str()), (0, "{\"x\":2.0}\n{\"x\":4.0}\n{\"x\":6.0}\n"), "{}", e.stderr);
+    let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "-", "--format", "csv"]);
+    assert_eq!((e.code, e.stdout.as_str()), (0, "x\n2.0\n4.0\n6.0\n"), "{}", e.stderr);
+    let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "-", "--format", "parquet"]);
+    assert_eq!(e.code, 2, "{}", e.stderr);
+    let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "double.txt"]);
+    assert!(e.code == 2 && e.stderr.contains("--format"), "{}", e.stderr);
+    let e = ctx.swestar(&["export", "wf.toml", "double", "--to", "nosuchdir/t.jsonl"]);
+    assert_eq!(e.code, 2, "{}", e.stderr);
+    assert!(e.stderr.contains("--to nosuchdir/t.jsonl: there is no directory nosuchdir"), "{}", e.stderr);
+    assert!(!e.stderr.contains("partial"), "{}", e.stderr);
+}
+
+/// An object directory is one table to the usual readers: its manifest is
+/// under a name they skip.
+#[test]
+fn an_object_directory_reads_as_a_dataset_in_pyarrow_duckdb_and_polars() {
+    let ctx = Ctx::new();
+    diamond(&ctx);
+    let r = ctx.run("wf.toml", &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json = r.json();
+    let double = json["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "double").unwrap();
+    let key = double["key"].as_str().unwrap().to_string();
+    let obj = ctx.store().join("objects").join(&key[..2]).join(&key);
+    // The object directory (manifest skipped) and its parts folder alone.
+    let script = r#"
+import sys, pyarrow.dataset as ds, pyarrow.parquet as pq, duckdb, polars as pl
+d = sys.argv[1]
+a = ds.dataset(d, format="parquet").to_table()
+b = pq.read_table(d)
+c = duckdb.connect().execute(f"select sum(x) from read_parquet('{d}/**/*.parquet')").fetchone()[0]
+p = pl.read_parquet(d + "/parts")
+q = pq.read_table(d + "/parts")
+print(a.num_rows, sum(a.column("x").to_pylist()), b.num_rows, c, p.height, p["x"].sum(), q.num_rows)
+"#;
+    let out = std::process::Command::new(common::python()).args(["-c", script]).arg(&obj).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 12.0 3 12.0 3 12.0 3");
+    // `show` names the folder to hand a reader.
+    let shown = ctx.swestar(&["show", "wf.toml", "double", "--json"]);
+    assert_eq!(shown.json()["dataset"].as_str().map(std::path::PathBuf::from), Some(obj.join("parts")));
 }
 
 #[test]
@@ -877,7 +921,7 @@ fn a_sharded_stage_commits_one_part_per_shard() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let key = r.json()["stages"][0]["key"].as_str().unwrap().to_string();
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ctx.store().join("objects").join(&key[..2]).join(&key).join("manifest.json")).unwrap(),
+        &std::fs::read(ctx.store().join("objects").join(&key[..2]).join(&key).join("_manifest.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(manifest["parts"].as_array().unwrap().len(), 3);

@@ -229,7 +229,7 @@ fn bad_set_paths() {
     );
     check(BASE, &["--set", "stages.double.params.fator=3"], &["no parameter", "`fator`"]);
     check(BASE, &["--set", "stages.double.bogus=3"], &["unknown field `bogus`", "--set stages.double.bogus=3"]);
-    check(BASE, &["--set", "stages.double.format=7"], &["invalid type", "--set stages.double.format=7"]);
+    check(BASE, &["--set", "stages.double.format=7"], &["unknown variant `7`", "--set stages.double.format=7"]);
     check(BASE, &["--set", "nonsense"], &["expected KEY=VALUE"]);
 }
 

@@ -217,3 +217,50 @@ fn statuses_and_resolutions_match_the_official_harness() {
     // The comparison is not vacuous: both outcomes occur.
     assert!(resolved > 0 && resolved < cases.len(), "{resolved} of {} resolved", cases.len());
 }
+
+/// `swestar grade` prints what the harness's `get_eval_report` writes for
+/// the same log and instance, on every cross-check case and on logs with
+/// no results that its triage classifies.
+#[test]
+fn grade_prints_the_harness_report() {
+    let Some(python) = harness_python() else { return };
+    let mut cases = cases();
+    let (a, b) = (strings(&["t.py::a"]), strings(&["t.py::b"]));
+    for log in ["ModuleNotFoundError: No module named 'x'\n", "setup\nKilled\n", "nothing at all\n"] {
+        cases.push(case("parse_log_pytest", log.to_string(), &a, &b));
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/harness/report.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(Value::Array(cases.clone()).to_string().as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(theirs.len(), cases.len());
+    let dir = tempfile::tempdir().unwrap();
+    let mut flagged = 0;
+    for (i, (c, t)) in cases.iter().zip(&theirs).enumerate() {
+        let log = dir.path().join(format!("{i}.log"));
+        std::fs::write(&log, c["log"].as_str().unwrap()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_swestar"))
+            .arg("grade")
+            .arg(&log)
+            .args(["--instance", "case", "--log-parser", c["parser"].as_str().unwrap()])
+            .args(["--fail-to-pass", &c["FAIL_TO_PASS"].to_string(), "--pass-to-pass", &c["PASS_TO_PASS"].to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "case {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let ours: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(normal(&ours), normal(t), "case {i} ({}): swestar grade and the harness disagree", c["parser"]);
+        flagged += usize::from(t["case"].get("infra_failure_reason").is_some());
+    }
+    assert!(flagged >= 2, "the triage cases are in the comparison");
+}

@@ -106,7 +106,7 @@ resources = {{ shards = 2 }}
     let manifest: Value = ctx
         .objects()
         .iter()
-        .map(|o| serde_json::from_str::<Value>(&std::fs::read_to_string(o.join("manifest.json")).unwrap()).unwrap())
+        .map(|o| serde_json::from_str::<Value>(&std::fs::read_to_string(o.join("_manifest.json")).unwrap()).unwrap())
         .find(|m| m["kind"] == "segment")
         .unwrap();
     let stats = &manifest["stats"];

@@ -1,7 +1,10 @@
 //! The persistent bash session with real bash on a real pseudo-terminal.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use swestar::agent::editor::{Command, Editor, LocalFiles};
 use swestar::agent::session::BashSession;
 
 async fn session(dir: &std::path::Path) -> BashSession {
@@ -37,7 +40,7 @@ async fn multi_line_commands_and_heredocs() {
     let mut s = session(dir.path()).await;
     let out = s.run("for i in 1 2 3; do\n  echo line $i\ndone", T).await.unwrap();
     assert_eq!(out.output, "line 1\nline 2\nline 3\n");
-    let out = s.run("cat > f.py <<'PY'\nprint('x' * 3)\nPY\npython3 f.py", T).await.unwrap();
+    let out = s.run(&format!("cat > f.py <<'PY'\nprint('x' * 3)\nPY\n{} f.py", common::python()), T).await.unwrap();
     assert_eq!((out.output.as_str(), out.exit_code), ("xxx\n", Some(0)));
     s.close().await;
 }
@@ -95,4 +98,32 @@ async fn many_sessions_at_once() {
     for (i, t) in tasks.into_iter().enumerate() {
         assert_eq!(t.await.unwrap(), format!("session {i}\n"));
     }
+}
+
+/// Python trusts a cached .pyc whose source has the same size and mtime
+/// second. The agent's shells write no caches, so a same-size edit in the
+/// same second as the last run is what the next run executes (the mtime is
+/// set back to the run's second to make "the same second" certain).
+#[tokio::test]
+async fn a_same_second_same_size_edit_is_what_python_runs_next() {
+    let python = common::python();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::write(root.join("m.py"), "X = 1\n").unwrap();
+    let mut s = session(&root).await;
+    let import = format!("{python} -c 'import m; print(m.X)'");
+    let out = s.run(&import, T).await.unwrap();
+    assert_eq!(out.output, "1\n", "{out:?}");
+    let out = s.run("stat -c %Y m.py", T).await.unwrap();
+    let second = out.output.trim().to_string();
+    let mut editor = Editor::new(&root);
+    let path = root.join("m.py").display().to_string();
+    let edit = Command::StrReplace { path, old_str: Some("X = 1".into()), new_str: Some("X = 2".into()) };
+    editor.run(&mut LocalFiles, edit).await.unwrap();
+    let out = s.run(&format!("touch -d @{second} m.py && stat -c '%Y %s' m.py"), T).await.unwrap();
+    assert_eq!(out.output.trim(), format!("{second} 6"), "same second, same size");
+    let out = s.run(&import, T).await.unwrap();
+    assert_eq!(out.output, "2\n", "the edited source runs: {out:?}");
+    assert!(!root.join("__pycache__").exists(), "no bytecode cache is written");
+    s.close().await;
 }

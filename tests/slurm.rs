@@ -129,7 +129,7 @@ run = "wc -l < {{{{ inputs.parts }}}} | sed 's/.*/{{\"rows\": &}}/' > {{{{ outpu
     // one node each.
     let key = split["key"].as_str().unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(ctx.store().join("objects").join(&key[..2]).join(key).join("manifest.json")).unwrap(),
+        &std::fs::read(ctx.store().join("objects").join(&key[..2]).join(key).join("_manifest.json")).unwrap(),
     )
     .unwrap();
     let usage = &manifest["usage"];
@@ -232,6 +232,8 @@ echo '{{"shard": {{{{ shard.index }}}}}}' > {{{{ output }}}}
     let urgent = Command::new("sbatch")
         .args(["--parsable", "-p", "urgent", "--exclusive", "--job-name=urgent", "--wrap", "sleep 1"])
         .env("SLURM_CONF", &cluster.conf)
+        // Its slurm-N.out goes to the test's directory, not the repository.
+        .current_dir(ctx.path(""))
         .output()
         .unwrap();
     assert!(urgent.status.success(), "{}", String::from_utf8_lossy(&urgent.stderr));
@@ -460,7 +462,16 @@ resources = {{ nodes = 1, sbatch = ["--ntasks=2"] }}
             common::tiny_sft_settings(&tune)
         ),
     );
-    let shim = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sft/cpu_shim");
+    // A copy: Python writes its bytecode cache beside the modules.
+    let shim = ctx.path("cpu_shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sft/cpu_shim")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, shim.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let shim = shim.to_str().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let r: Run = ctx
         .cmd(&["run", "wf.toml", "--json"])

@@ -40,7 +40,7 @@ parallel = 3
 fn manifest_stats(ctx: &Ctx, protocol: &str) -> Value {
     ctx.objects()
         .iter()
-        .map(|o| serde_json::from_str::<Value>(&std::fs::read_to_string(o.join("manifest.json")).unwrap()).unwrap())
+        .map(|o| serde_json::from_str::<Value>(&std::fs::read_to_string(o.join("_manifest.json")).unwrap()).unwrap())
         .find(|m| m["kind"] == "swebench_eval" && m["stats"]["protocol"] == protocol)
         .unwrap_or_else(|| panic!("no evaluation under {protocol}"))["stats"]
         .clone()

@@ -36,13 +36,16 @@ pub struct AgentArgs {
     /// OpenAI-compatible base URL, e.g. http://127.0.0.1:30000/v1
     #[arg(long)]
     model: String,
+    /// The model name the server expects.
     #[arg(long, default_value = "default")]
     model_name: String,
     /// Environment variable holding the API key.
     #[arg(long)]
     api_key_env: Option<String>,
+    /// Sampling temperature (default: the server's).
     #[arg(long)]
     temperature: Option<f64>,
+    /// Most tokens per reply (default: the server's).
     #[arg(long)]
     max_tokens: Option<u32>,
     /// The model's tokenizer.json (default: estimate tokens from length).
@@ -54,6 +57,7 @@ pub struct AgentArgs {
     /// Model calls before the episode ends (default: a rollout's, 100).
     #[arg(long)]
     max_steps: Option<u32>,
+    /// Where the episode's commands run.
     #[arg(long, default_value = "local", value_parser = isolation_parser())]
     sandbox: Isolation,
     /// The container image (default: the instance's `image_name`).

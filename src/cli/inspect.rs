@@ -14,13 +14,16 @@ use crate::store::{gc, table, Attempt, LockTimes, Locks, Manifest, Store, StoreE
 pub struct StatusArgs {
     /// A run id (or its prefix); default: the last run.
     run: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// The workflow file (TOML).
     workflow: PathBuf,
+    /// The stage, by its name under [stages].
     stage: String,
     /// How many rows to print.
     #[arg(long, default_value_t = 10)]
@@ -28,20 +31,28 @@ pub struct ShowArgs {
     /// Which sweep variant (when the stage differs between variants).
     #[arg(long)]
     variant: Option<String>,
+    /// Override a value of the workflow: a dotted TOML path (stages.NAME.params.KEY=VALUE), repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// The workflow file (TOML).
     workflow: PathBuf,
+    /// The stage, by its name under [stages].
     stage: String,
-    /// Output file: .jsonl or .parquet (a table), .jsonl (predictions) or
-    /// .json (report).
-    #[arg(long)]
+    /// Output file: .jsonl, .csv or .parquet (a table), .jsonl
+    /// (predictions) or .json (report); `-` writes JSON Lines (or
+    /// --format csv) to stdout.
+    #[arg(long, value_name = "FILE|-")]
     to: PathBuf,
+    /// The table's format, when the file name does not say it.
+    #[arg(long, value_enum)]
+    format: Option<ExportFormat>,
     /// What to write: the artifact's table (default), or for a
     /// swebench_eval stage the SWE-bench `predictions` (JSONL), the
     /// harness's run `report` (JSON), or the `summary` table (one row:
@@ -53,6 +64,7 @@ pub struct ExportArgs {
     /// (`out.n=1.jsonl`).
     #[arg(long = "variant", value_name = "NAME")]
     variants: Vec<String>,
+    /// Override a value of the workflow: a dotted TOML path (stages.NAME.params.KEY=VALUE), repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
 }
@@ -80,10 +92,19 @@ pub fn status(store_flag: Option<&Path>, args: StatusArgs) -> Result<ExitCode, E
     let store = open_existing(&store_dir(store_flag, None))?;
     let runs = store.runs();
     let run = match &args.run {
-        Some(id) => runs.iter().rev().find(|r| r.id.starts_with(id.as_str())),
-        None => runs.last(),
-    }
-    .ok_or_else(|| Exit::failed("error: no run recorded in this store"))?;
+        Some(id) => runs.iter().rev().find(|r| r.id.starts_with(id.as_str())).ok_or_else(|| {
+            let recent: Vec<&str> = runs.iter().rev().take(3).map(|r| r.id.as_str()).collect();
+            let known = if recent.is_empty() {
+                "it has no runs yet".to_string()
+            } else {
+                format!("the latest: {} (`swestar runs` lists them all)", recent.join(", "))
+            };
+            Exit::invalid(format!("error: no run `{id}` in store {}; {known}", store.root.display()))
+        })?,
+        None => runs
+            .last()
+            .ok_or_else(|| Exit::failed(format!("error: no run recorded in store {} yet", store.root.display())))?,
+    };
     let mut run = run.clone();
     if run.status == RunStatus::Running && !alive(&store, &run) {
         run.status = RunStatus::Killed;
@@ -237,6 +258,7 @@ pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit>
             "schema": manifest.schema,
             "head": rows,
             "path": store.object_dir(&manifest.key),
+            "dataset": store.parts_dir(&manifest),
         });
         println!("{}", serde_json::to_string_pretty(&out).expect("plain data"));
         return Ok(ExitCode::SUCCESS);
@@ -250,6 +272,7 @@ pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit>
         manifest.parts.len()
     );
     println!("  {}", store.object_dir(&manifest.key).display());
+    println!("  parts, to read as one table: {}", store.parts_dir(&manifest).display());
     println!("schema:");
     for f in &manifest.schema {
         println!("  {}: {}{}", f.name, f.data_type, if f.nullable { "" } else { " (not null)" });
@@ -260,6 +283,13 @@ pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit>
         println!("first {} rows:\n{text}", batches.iter().map(|b| b.num_rows()).sum::<usize>());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -274,31 +304,104 @@ pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, E
     if args.as_ != ExportAs::Table {
         return export_swebench(store_flag, args);
     }
+    let stdout = args.to.as_os_str() == "-";
     let ext = args.to.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    if ext != "jsonl" && ext != "parquet" {
-        return Err(Exit::invalid(format!("error: --to {}: write a .jsonl or .parquet file", args.to.display())));
+    let format = match (args.format, ext.as_str()) {
+        (Some(f), _) => f,
+        (None, _) if stdout => ExportFormat::Jsonl,
+        (None, "jsonl") => ExportFormat::Jsonl,
+        (None, "parquet") => ExportFormat::Parquet,
+        (None, "csv") => ExportFormat::Csv,
+        (None, _) => {
+            return Err(Exit::invalid(format!(
+            "error: --to {}: write a .jsonl, .csv or .parquet file (or - for stdout), or name the format with --format",
+            args.to.display()
+        )))
+        }
+    };
+    if stdout && format == ExportFormat::Parquet {
+        return Err(Exit::invalid("error: --to -: Parquet goes to a file; stdout takes --format jsonl or csv"));
+    }
+    if !stdout {
+        check_out_dir(&args.to)?;
     }
     let (store, found) = artifacts(store_flag, &args.workflow, &args.sets, &args.stage, &args.variants, true)?;
-    if found.len() > 1 && args.variants.is_empty() {
+    if found.len() > 1 && (args.variants.is_empty() || stdout) {
         return Err(Exit::invalid(format!(
-            "error: stage `{}` differs between variants; pick them with --variant (repeatable)",
-            args.stage
+            "error: stage `{}` differs between variants; pick {}",
+            args.stage,
+            if stdout { "one with --variant" } else { "them with --variant (repeatable)" }
         )));
     }
     let several = found.len() > 1;
+    let fail = |e: crate::store::table::TableError| Exit::failed(format!("error: {e}"));
     for (variant, manifest) in found {
-        let to = if several { per_variant(&args.to, &variant) } else { args.to.clone() };
         let parts = store.part_paths(&manifest);
         let refs: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
+        let text = match format {
+            ExportFormat::Jsonl => Some(table::TextFormat::Jsonl),
+            ExportFormat::Csv => Some(table::TextFormat::Csv),
+            ExportFormat::Parquet => None,
+        };
+        if stdout {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let text = text.expect("checked above");
+            use std::io::{ErrorKind, Write};
+            let written = table::parquet_to_text(&refs, text, &mut out, &args.to)
+                .and_then(|_| out.flush().map_err(|e| table::TableError::Io { path: args.to.clone(), source: e }));
+            match written {
+                Ok(()) => {}
+                // A closed pipe (`| head`) is the reader being done.
+                Err(e) if e.io_kind() == Some(ErrorKind::BrokenPipe) => return Ok(ExitCode::SUCCESS),
+                Err(e) => return Err(fail(e)),
+            }
+            continue;
+        }
+        let to = if several { per_variant(&args.to, &variant) } else { args.to.clone() };
         // Write beside the target and rename, so a failed export never leaves half a file.
-        let tmp = to.with_extension(format!("{ext}.partial"));
-        let rows =
-            if ext == "jsonl" { table::parquet_to_jsonl(&refs, &tmp) } else { table::concat_parquet(&refs, &tmp) }
-                .map_err(|e| Exit::failed(format!("error: {e}")))?;
+        let tmp = partial(&to);
+        let rows = match text {
+            Some(text) => std::fs::File::create(&tmp)
+                .map_err(|e| Exit::failed(format!("error: {}: {e}", to.display())))
+                .and_then(|f| {
+                    let mut out = std::io::BufWriter::new(f);
+                    let rows = table::parquet_to_text(&refs, text, &mut out, &to).map_err(fail)?;
+                    use std::io::Write;
+                    out.flush().map_err(|e| Exit::failed(format!("error: {}: {e}", to.display())))?;
+                    Ok(rows)
+                }),
+            None => table::concat_parquet(&refs, &tmp).map_err(fail),
+        };
+        let rows = rows.inspect_err(|_| {
+            let _gone_or_never_made = std::fs::remove_file(&tmp);
+        })?;
         std::fs::rename(&tmp, &to).map_err(|e| Exit::failed(format!("error: {}: {e}", to.display())))?;
         eprintln!("wrote {rows} rows of {} to {}", manifest.stage, to.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The hidden file an export is written to before it is renamed into place.
+fn partial(to: &Path) -> PathBuf {
+    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    to.with_file_name(format!(".{name}.partial"))
+}
+
+/// An output file's directory must exist: said about the file the user
+/// named, not about the temporary one beside it.
+fn check_out_dir(to: &Path) -> Result<(), Exit> {
+    let dir = match to.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(Exit::invalid(format!(
+        "error: --to {}: there is no directory {} (create it first)",
+        to.display(),
+        dir.display()
+    )))
 }
 
 /// `out.jsonl` for variant `n=1`: `out.n=1.jsonl`.
@@ -326,6 +429,7 @@ fn export_swebench(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCo
             manifest.stage, manifest.kind
         )));
     }
+    check_out_dir(&args.to)?;
     if args.as_ == ExportAs::Summary {
         return export_summary(&manifest, &args.to);
     }
@@ -393,7 +497,7 @@ fn export_swebench(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCo
             serde_json::to_string_pretty(&report).expect("plain data") + "\n"
         }
     };
-    let tmp = args.to.with_extension("partial");
+    let tmp = partial(&args.to);
     std::fs::write(&tmp, text).map_err(|e| Exit::failed(format!("error: {}: {e}", tmp.display())))?;
     std::fs::rename(&tmp, &args.to).map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
     eprintln!("wrote the {:?} of {} to {}", args.as_, manifest.stage, args.to.display());
@@ -419,7 +523,7 @@ fn export_summary(manifest: &crate::store::manifest::Manifest, to: &Path) -> Res
         }
     }
     let line = serde_json::Value::Object(row).to_string() + "\n";
-    let tmp = to.with_extension(format!("{ext}.partial"));
+    let tmp = partial(to);
     let fail = |e: String| Exit::failed(format!("error: {e}"));
     if ext == "jsonl" {
         std::fs::write(&tmp, line).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
@@ -437,6 +541,8 @@ fn export_summary(manifest: &crate::store::manifest::Manifest, to: &Path) -> Res
 
 pub fn gc(store_flag: Option<&Path>, args: GcArgs) -> Result<ExitCode, Exit> {
     let store = open_existing(&store_dir(store_flag, None))?;
+    // Even a dry run takes the gc lock.
+    let store = super::open_writable(&store.root)?;
     let fail = |e: StoreError| Exit::failed(format!("error: {e}"));
     let locks = Locks::new(&store.root, "gc", LockTimes::from_env()).map_err(fail)?;
     let guard = if args.wait {

@@ -13,12 +13,14 @@ macro_rules! outln {
 
 mod agent;
 mod charts;
+mod grade;
 mod history;
 mod inspect;
 mod kinds;
 mod render;
 mod report;
 mod run;
+mod serve;
 mod terminal;
 mod view;
 
@@ -73,6 +75,18 @@ enum Command {
     Kinds(kinds::KindsArgs),
     /// Run one agent episode on one instance, printing every turn.
     Agent(agent::AgentArgs),
+    /// Grade a recorded SWE-bench test log for an instance and print the
+    /// harness's report JSON.
+    Grade(grade::GradeArgs),
+    /// Serve recorded model replies on 127.0.0.1 (OpenAI-compatible), to
+    /// run a workflow end to end without a model.
+    Serve(serve::ServeArgs),
+    /// Print a shell completion script (bash: `source <(swestar completions bash)`).
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Run one stage body from a job file (used by the executors).
     #[command(hide = true)]
     Exec {
@@ -126,7 +140,18 @@ pub fn main() -> ExitCode {
         Command::Gc(args) => inspect::gc(cli.store.as_deref(), args),
         Command::Render(args) => render::render(cli.store.as_deref(), args),
         Command::Agent(args) => agent::agent(args),
+        Command::Grade(args) => grade::grade(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Kinds(args) => kinds::kinds(args),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "swestar", &mut out);
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| Exit::failed(format!("error: {e}")))
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Schema => {
             print!("{}", workflow::json_schema());
             Ok(ExitCode::SUCCESS)
@@ -150,9 +175,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Loads a workflow, mapping problems to exit status 2.
+/// Loads a workflow, mapping problems to exit status 2. A workflow with
+/// no stages is valid (a skeleton being written) but worth a word: a
+/// `[stage.x]` typo leaves `[stages]` empty and every command says nothing.
 fn load(path: &Path, sets: &[String]) -> Result<Loaded, Exit> {
-    Ok(workflow::load(path, sets)?)
+    let loaded = workflow::load(path, sets)?;
+    if loaded.variants.iter().all(|v| v.stages.is_empty()) {
+        eprintln!("warning: {}: the workflow has no stages (add [stages.NAME] tables): nothing to do", path.display());
+    }
+    Ok(loaded)
 }
 
 /// Keeps only the named variants (all when none is named).
@@ -203,12 +234,21 @@ fn store_dir(flag: Option<&Path>, loaded: Option<&Loaded>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".swestar"))
 }
 
-/// Human-readable byte counts.
+/// Opens (or creates) a store to write to; one that cannot be written is
+/// the user's `--store` to change (status 2).
+fn open_writable(dir: &Path) -> Result<crate::store::Store, Exit> {
+    crate::store::Store::open(dir).map_err(|e| match e {
+        crate::store::StoreError::ReadOnly { .. } => Exit::invalid(format!("error: {e}")),
+        e => Exit::failed(format!("error: cannot open store: {e}")),
+    })
+}
+
 /// Text made safe for HTML, in elements and in quoted attributes.
 fn html(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// Human-readable byte counts.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -221,5 +261,33 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` explains every argument of every command a user can see.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !arg.is_hide_set() && !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "swestar", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+        super::Cli::command().debug_assert();
     }
 }

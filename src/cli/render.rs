@@ -14,7 +14,9 @@ use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
+    /// The workflow file (TOML).
     workflow: PathBuf,
+    /// The stage, by its name under [stages].
     stage: String,
     /// Render for shard I of N: the script then runs that shard when run by
     /// hand outside SLURM (`bash script`).
@@ -24,6 +26,7 @@ pub struct RenderArgs {
     /// under a `# ---` line naming its variants).
     #[arg(long = "variant", value_name = "NAME")]
     variants: Vec<String>,
+    /// Override a value of the workflow: a dotted TOML path (stages.NAME.params.KEY=VALUE), repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
 }

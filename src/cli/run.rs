@@ -68,7 +68,9 @@ impl ForceArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// The workflow file (TOML).
     workflow: PathBuf,
+    /// Override a value of the workflow: a dotted TOML path (stages.NAME.params.KEY=VALUE), repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     #[command(flatten)]
@@ -115,7 +117,7 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     let mut loaded = load(&args.workflow, &args.sets)?;
     only_variants(&mut loaded, &args.variants)?;
     let dir = store_dir(store_flag, Some(&loaded));
-    let store = Store::open(&dir).map_err(|e| Exit::failed(format!("error: cannot open store: {e}")))?;
+    let store = super::open_writable(&dir)?;
     let run_id = new_run_id();
     // Other runs share the store; this run's lock says it is alive (for
     // `status` and gc on any host) for as long as it beats.
@@ -238,7 +240,8 @@ pub fn run(store_flag: Option<&Path>, args: RunArgs) -> Result<ExitCode, Exit> {
     match outcome {
         Outcome::Succeeded => Ok(ExitCode::SUCCESS),
         Outcome::Failed => Ok(ExitCode::from(1)),
-        Outcome::Interrupted => Ok(ExitCode::from(130)),
+        // The shell's convention: 128 + the signal (130 Ctrl-C, 143 SIGTERM).
+        Outcome::Interrupted(signal) => Ok(ExitCode::from((128 + signal).clamp(0, 255) as u8)),
     }
 }
 

@@ -105,6 +105,12 @@ fn count(n: f64) -> String {
     }
 }
 
+/// Whether spinners can be drawn: on a terminal that can move the cursor
+/// (`TERM` set and not `dumb`: Emacs shells, some batch consoles).
+fn can_draw(is_terminal: bool, term: Option<&str>) -> bool {
+    is_terminal && term.is_some_and(|t| !t.is_empty() && t != "dumb")
+}
+
 /// Turns executor events into terminal output.
 pub struct Reporter {
     multi: MultiProgress,
@@ -120,10 +126,16 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new() -> Reporter {
-        let fancy = std::io::stderr().is_terminal();
-        let target = if fancy { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let fancy = can_draw(std::io::stderr().is_terminal(), std::env::var("TERM").ok().as_deref());
+        // The library draws nothing (and prints nothing through it) on the
+        // terminals it cannot draw on, so any doubt means plain lines.
+        if !fancy || multi.is_hidden() {
+            multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let fancy = fancy && !multi.is_hidden();
         Reporter {
-            multi: MultiProgress::with_draw_target(target),
+            multi,
             bars: HashMap::new(),
             fancy,
             committed: 0,
@@ -136,9 +148,8 @@ impl Reporter {
     }
 
     fn line(&self, text: String) {
-        if self.fancy {
-            let _ = self.multi.println(text);
-        } else {
+        // println fails only when the draw target is gone; the line must not.
+        if !self.fancy || self.multi.println(&text).is_err() {
             eprintln!("{text}");
         }
     }
@@ -220,6 +231,24 @@ impl Reporter {
             Event::Stopping => self.line("  interrupt: stopping running stages...".to_string()),
             Event::Note { label, text, .. } => self.line(format!("  note     {label}  {text}")),
             Event::StoreError { what, error } => self.line(format!("  ERROR    cannot write {what}: {error}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spinners_only_where_the_terminal_can_draw_them() {
+        let cases = [
+            (true, Some("xterm-256color"), true),
+            (true, Some("screen"), true),
+            (true, Some("dumb"), false),
+            (true, Some(""), false),
+            (true, None, false),
+            (false, Some("xterm"), false),
+        ];
+        for (tty, term, want) in cases {
+            assert_eq!(super::can_draw(tty, term), want, "{tty} {term:?}");
         }
     }
 }

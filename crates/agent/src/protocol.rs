@@ -91,14 +91,48 @@ pub struct Parsed {
 pub enum FormatError {
     NoCall,
     SeveralCalls(usize),
-    Malformed,
-    UnknownFunction { name: String, known: Vec<String> },
-    UnknownParameter { function: String, name: String, allowed: Vec<String> },
-    DuplicateParameter { name: String },
-    NotInteger { name: String },
-    NotArray { name: String },
-    NotAllowed { name: String, allowed: Vec<String> },
-    Missing { function: String, names: Vec<String> },
+    /// `<function=NAME` with no `>`.
+    NameNotClosed,
+    /// `<function=NAME>` followed by anything but a line break.
+    NoNewlineAfterName {
+        name: String,
+    },
+    /// No `</function>` after the call.
+    CallNotClosed {
+        name: String,
+    },
+    /// `<parameter=NAME` with no `>`.
+    ParameterNameNotClosed,
+    /// A parameter's value with no `</parameter>` before `</function>`.
+    ParameterNotClosed {
+        name: String,
+    },
+    UnknownFunction {
+        name: String,
+        known: Vec<String>,
+    },
+    UnknownParameter {
+        function: String,
+        name: String,
+        allowed: Vec<String>,
+    },
+    DuplicateParameter {
+        name: String,
+    },
+    NotInteger {
+        name: String,
+    },
+    NotArray {
+        name: String,
+    },
+    NotAllowed {
+        name: String,
+        allowed: Vec<String>,
+    },
+    Missing {
+        function: String,
+        names: Vec<String>,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -112,11 +146,29 @@ impl fmt::Display for FormatError {
             FormatError::SeveralCalls(n) => {
                 write!(f, "Your reply contained {n} function calls. Call exactly one function per reply.")
             }
-            FormatError::Malformed => write!(
+            FormatError::NameNotClosed => write!(
                 f,
-                "Your function call is malformed. The name must be followed by a newline: \
-                 <function=NAME>\\n<parameter=PARAM>value</parameter>\\n</function>"
+                "Your function call is malformed: the function name is not closed with '>'. \
+                 Write <function=NAME>\\n<parameter=PARAM>value</parameter>\\n</function>"
             ),
+            FormatError::NoNewlineAfterName { name } => write!(
+                f,
+                "Your function call is malformed: <function={name}> must be followed by a newline. \
+                 Write <function={name}>\\n<parameter=PARAM>value</parameter>\\n</function>"
+            ),
+            FormatError::CallNotClosed { name } => write!(
+                f,
+                "Your call of '{name}' is not closed: end it with </function> on its own line (and keep \
+                 the reply short enough to finish)."
+            ),
+            FormatError::ParameterNameNotClosed => write!(
+                f,
+                "Your function call is malformed: a parameter name is not closed with '>'. \
+                 Write <parameter=PARAM>value</parameter>"
+            ),
+            FormatError::ParameterNotClosed { name } => {
+                write!(f, "Parameter '{name}' is not closed: end its value with </parameter> before </function>.")
+            }
             FormatError::UnknownFunction { name, known } => {
                 write!(f, "There is no function named '{name}'. The functions are: {}.", known.join(", "))
             }
@@ -214,6 +266,15 @@ fn restore_stop_word(content: &str) -> String {
         if content.ends_with("</") {
             return format!("{}function>", content.trim_end());
         }
+        // Prose after the last closed parameter (and no parameter opened
+        // after it) was not cut by the stop word: the call was never ended.
+        let call = &content[content.find("<function=").expect("counted")..];
+        if let Some(i) = call.rfind("</parameter>") {
+            let tail = &call[i + "</parameter>".len()..];
+            if !tail.trim().is_empty() && !tail.contains("<parameter=") {
+                return content.to_string();
+            }
+        }
         return format!("{content}\n</function>");
     }
     content.to_string()
@@ -232,11 +293,14 @@ pub fn parse(content: &str, tools: &[ToolSpec]) -> Result<Parsed, FormatError> {
     let start = content.find("<function=").expect("counted");
     let thought = content[..start].trim().to_string();
     let rest = &content[start + "<function=".len()..];
-    let name_end = rest.find('>').ok_or(FormatError::Malformed)?;
+    let name_end = rest.find(['>', '\n']).filter(|&i| rest[i..].starts_with('>')).ok_or(FormatError::NameNotClosed)?;
     let name = rest[..name_end].trim().to_string();
     let after = &rest[name_end + 1..];
-    let body = after.strip_prefix('\n').or_else(|| after.strip_prefix("\r\n")).ok_or(FormatError::Malformed)?;
-    let body = &body[..body.find("</function>").ok_or(FormatError::Malformed)?];
+    let body = after
+        .strip_prefix('\n')
+        .or_else(|| after.strip_prefix("\r\n"))
+        .ok_or_else(|| FormatError::NoNewlineAfterName { name: name.clone() })?;
+    let body = &body[..body.find("</function>").ok_or_else(|| FormatError::CallNotClosed { name: name.clone() })?];
 
     let tool = tools.iter().find(|t| t.name == name).ok_or_else(|| FormatError::UnknownFunction {
         name: name.clone(),
@@ -246,10 +310,17 @@ pub fn parse(content: &str, tools: &[ToolSpec]) -> Result<Parsed, FormatError> {
     let mut cursor = body;
     while let Some(open) = cursor.find("<parameter=") {
         let after_open = &cursor[open + "<parameter=".len()..];
-        let name_end = after_open.find('>').ok_or(FormatError::Malformed)?;
+        let name_end = after_open
+            .find(['>', '\n'])
+            .filter(|&i| after_open[i..].starts_with('>'))
+            .ok_or(FormatError::ParameterNameNotClosed)?;
         let pname = after_open[..name_end].trim().to_string();
         let value_and_rest = &after_open[name_end + 1..];
-        let close = value_and_rest.find("</parameter>").ok_or(FormatError::Malformed)?;
+        // A value runs to its own close tag, never into the next parameter.
+        let close = value_and_rest
+            .find("</parameter>")
+            .filter(|&c| value_and_rest.find("<parameter=").is_none_or(|next| c < next))
+            .ok_or_else(|| FormatError::ParameterNotClosed { name: pname.clone() })?;
         let raw = value_and_rest[..close].trim();
         cursor = &value_and_rest[close + "</parameter>".len()..];
 
@@ -392,7 +463,27 @@ mod tests {
                 "<function=submit>\n</function><function=submit>\n</function>",
                 FormatError::SeveralCalls(2),
             ),
-            ("<function=execute_bash><parameter=command>ls</parameter></function>", FormatError::Malformed),
+            (
+                "<function=execute_bash><parameter=command>ls</parameter></function>",
+                FormatError::NoNewlineAfterName { name: "execute_bash".into() },
+            ),
+            ("<function=execute_bash\n<parameter=command>ls</parameter>\n</function>", FormatError::NameNotClosed),
+            (
+                "<function=execute_bash>\n<parameter=command>ls\n</function>",
+                FormatError::ParameterNotClosed { name: "command".into() },
+            ),
+            (
+                "<function=str_replace_editor>\n<parameter=command>view\n<parameter=path>a</parameter>\n</function>",
+                FormatError::ParameterNotClosed { name: "command".into() },
+            ),
+            (
+                "<function=execute_bash>\n<parameter=command\nls</parameter>\n</function>",
+                FormatError::ParameterNameNotClosed,
+            ),
+            (
+                "<function=execute_bash>\n<parameter=command>ls</parameter>\nThis lists the files.",
+                FormatError::CallNotClosed { name: "execute_bash".into() },
+            ),
             (
                 "<function=run>\n</function>",
                 FormatError::UnknownFunction {
@@ -435,6 +526,9 @@ mod tests {
             assert!(!got.to_string().is_empty());
         }
         assert!(FormatError::NoCall.to_string().contains("<function=NAME>"));
+        // Each kind of mistake has its own words.
+        let unclosed = FormatError::ParameterNotClosed { name: "command".into() }.to_string();
+        assert!(unclosed.contains("'command' is not closed") && !unclosed.contains("newline"), "{unclosed}");
     }
 
     #[test]

@@ -41,6 +41,9 @@ impl Reply {
 #[derive(Default)]
 struct State {
     scripts: HashMap<String, Vec<Reply>>,
+    /// Match user messages with their absolute paths blanked (see
+    /// [`blank_paths`]): for scripts recorded in other sandboxes.
+    blank_paths: bool,
     /// (script, step) → faults already served.
     served: HashMap<(String, usize), u32>,
     /// Requests received, for tests.
@@ -68,9 +71,20 @@ fn words(s: &str) -> u64 {
 impl ScriptedServer {
     /// Starts on an ephemeral port of 127.0.0.1.
     pub async fn start(scripts: HashMap<String, Vec<Reply>>) -> std::io::Result<ScriptedServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::bind("127.0.0.1:0".parse().expect("an address"), scripts, false).await
+    }
+
+    /// Starts on `addr`; with `blank_paths`, keys and user messages are
+    /// compared with their absolute paths blanked, so that replies
+    /// recorded with one sandbox directory in the prompt replay in another.
+    pub async fn bind(
+        addr: SocketAddr,
+        scripts: HashMap<String, Vec<Reply>>,
+        blank_paths: bool,
+    ) -> std::io::Result<ScriptedServer> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State { scripts, ..Default::default() }));
+        let state = Arc::new(Mutex::new(State { scripts, blank_paths, ..Default::default() }));
         let s = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -113,6 +127,7 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
             // message is shared, such as demonstrations).
             let users = messages.iter().filter(|m| m["role"] == "user").filter_map(|m| m["content"].as_str());
             let key = users.into_iter().find_map(|text| {
+                let text = if st.blank_paths { blank_paths(text) } else { text.to_string() };
                 st.scripts
                     .keys()
                     .filter(|k| k.as_str() != "*" && text.contains(k.as_str()))
@@ -167,6 +182,28 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
             }
         }
     }
+}
+
+/// Text with every absolute path of two or more components (`/tmp/x/repo`,
+/// `/tmp/x/repo/src/a.py`) replaced by `<path>`.
+pub fn blank_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('/') {
+        let (before, from) = rest.split_at(start);
+        out.push_str(before);
+        let at_token_start = before.chars().next_back().is_none_or(|c| c.is_whitespace() || "\"'`([{=:,".contains(c));
+        let end = from.find(|c: char| c.is_whitespace() || "\"'`)]},;".contains(c)).unwrap_or(from.len());
+        let token = &from[..end];
+        if at_token_start && token.matches('/').count() >= 2 && token.len() > 2 {
+            out.push_str("<path>");
+        } else {
+            out.push_str(token);
+        }
+        rest = &from[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether this request gets the fault (the first `times` requests do).
@@ -235,4 +272,21 @@ async fn write_json(stream: &mut TcpStream, status: u16, body: &Value) -> std::i
     message.extend_from_slice(&body);
     stream.write_all(&message).await?;
     stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn absolute_paths_are_blanked_and_the_rest_kept() {
+        let cases = [
+            ("Fix it in /tmp/.tmpAb12/repo.", "Fix it in <path>"),
+            ("cd /testbed && ls", "cd /testbed && ls"),
+            ("files: `/tmp/a/b/c.py`, a / b", "files: `<path>`, a / b"),
+            ("path=/srv/x/y and (/opt/z/w)", "path=<path> and (<path>)"),
+            ("no paths here", "no paths here"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(super::blank_paths(text), want, "{text}");
+        }
+    }
 }

@@ -128,6 +128,7 @@ impl BashSession {
             .env("PS2", "")
             .env("PAGER", "cat")
             .env("GIT_PAGER", "cat")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(std::process::Stdio::from(slave.try_clone()?))
             .stdout(std::process::Stdio::from(slave.try_clone()?))
             .stderr(std::process::Stdio::from(slave));
@@ -153,8 +154,11 @@ impl BashSession {
         let mut s =
             BashSession { master, child, nonce, pending: Vec::new(), seq: 0, output_limit: 30_000, inside: None };
         // No echo and no CR translation: what we read is what commands print.
-        let setup =
-            "stty -echo -onlcr 2>/dev/null; unset PROMPT_COMMAND; PS1=''; PS2=''; export PAGER=cat GIT_PAGER=cat";
+        // No bytecode caches: Python trusts a .pyc whose source has the same
+        // size and mtime second, so an edit in the second after a test run
+        // would be tested as the old code.
+        let setup = "stty -echo -onlcr 2>/dev/null; unset PROMPT_COMMAND; PS1=''; PS2=''; \
+                     export PAGER=cat GIT_PAGER=cat PYTHONDONTWRITEBYTECODE=1";
         let out = s.run(setup, Duration::from_secs(30)).await?;
         if out.exit_code.is_none() {
             return Err(io::Error::other(format!("the shell did not start: {}", out.output)));

@@ -1,7 +1,7 @@
 //! The store: a global, content-addressed directory of artifacts.
 //!
 //! ```text
-//! <store>/objects/<k0k1>/<key>/manifest.json, part-00000.parquet ...
+//! <store>/objects/<k0k1>/<key>/_manifest.json, part-00000.parquet ...
 //! <store>/staging/<key>/out/                  a stage's output before commit
 //! <store>/refs/<workflow>.json                last committed key per variant and stage
 //! <store>/runs/<run-id>.json                  what each run did
@@ -47,6 +47,8 @@ pub use manifest::Manifest;
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("store {} is not writable: {source}\n  = help: run and gc write to the store; point --store (or SWESTAR_STORE) at a writable directory (plan, status, runs, show, export and report only read it)", store.display())]
+    ReadOnly { store: PathBuf, source: std::io::Error },
     #[error("store {} is being collected by {holder}\n  = help: wait for it to finish, or pass --wait to queue behind it", store.display())]
     Locked { store: PathBuf, holder: String },
     #[error(transparent)]
@@ -60,6 +62,24 @@ pub enum StoreError {
 impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// An object's manifest. Dataset readers skip names that start with `_`
+/// or `.` (pyarrow, Spark), so an object directory reads as one table.
+pub const MANIFEST_FILE: &str = "_manifest.json";
+/// Where an object's part files are, alone: a folder any reader takes as
+/// one table (polars reads every file of a folder). Objects committed by
+/// earlier versions have their parts beside the manifest; the manifest
+/// names each part's path either way.
+pub const PARTS_DIR: &str = "parts";
+/// Where objects committed by earlier versions keep it; still read.
+const OLD_MANIFEST_FILE: &str = "manifest.json";
+
+fn read_manifest(object: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(object.join(MANIFEST_FILE)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::read(object.join(OLD_MANIFEST_FILE)),
+        other => other,
     }
 }
 
@@ -138,12 +158,23 @@ fn link_tree(src: &Path, dst: &Path, rel: &Path, out: &mut Vec<manifest::FileEnt
 
 impl Store {
     /// Opens a store, creating its layout on first use.
+    /// A store that cannot be written (a read-only mount, another user's
+    /// directory) is said to be so here, before a run takes any lock.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let read_only = |p: &Path, e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+                StoreError::ReadOnly { store: root.to_path_buf(), source: e }
+            }
+            _ => StoreError::io(p, e),
+        };
         for sub in ["objects", "staging", "refs", "runs", "logs"] {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| StoreError::io(&p, e))?;
+            std::fs::create_dir_all(&p).map_err(|e| read_only(&p, e))?;
         }
         let root = std::fs::canonicalize(root).map_err(|e| StoreError::io(root, e))?;
+        let probe = root.join("staging").join(format!(".writable-{}", std::process::id()));
+        std::fs::File::create(&probe).map_err(|e| read_only(&probe, e))?;
+        std::fs::remove_file(&probe).map_err(|e| read_only(&probe, e))?;
         Ok(Store { root })
     }
 
@@ -154,6 +185,15 @@ impl Store {
 
     pub fn object_dir(&self, key: &CacheKey) -> PathBuf {
         self.root.join("objects").join(&key.as_str()[..2]).join(key.as_str())
+    }
+
+    /// The folder of an artifact's part files, to read it as a dataset.
+    pub fn parts_dir(&self, manifest: &Manifest) -> PathBuf {
+        let dir = self.object_dir(&manifest.key);
+        match manifest.parts.first().and_then(|p| Path::new(&p.file).parent()) {
+            Some(sub) => dir.join(sub),
+            None => dir,
+        }
     }
 
     pub fn staging_dir(&self, key: &CacheKey) -> PathBuf {
@@ -172,24 +212,23 @@ impl Store {
     /// size: cheap enough for every plan; content was hashed at commit).
     pub fn lookup(&self, key: &CacheKey) -> Lookup {
         let dir = self.object_dir(key);
-        let manifest_path = dir.join("manifest.json");
-        let bytes = match std::fs::read(&manifest_path) {
+        let bytes = match read_manifest(&dir) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return if dir.exists() {
-                    Lookup::Corrupt("object has no manifest.json".into())
+                    Lookup::Corrupt(format!("object has no {MANIFEST_FILE}"))
                 } else {
                     Lookup::Missing
                 };
             }
-            Err(e) => return Lookup::Corrupt(format!("cannot read manifest.json: {e}")),
+            Err(e) => return Lookup::Corrupt(format!("cannot read {MANIFEST_FILE}: {e}")),
         };
         let manifest: Manifest = match serde_json::from_slice(&bytes) {
             Ok(m) => m,
-            Err(e) => return Lookup::Corrupt(format!("manifest.json does not parse: {e}")),
+            Err(e) => return Lookup::Corrupt(format!("{MANIFEST_FILE} does not parse: {e}")),
         };
         if manifest.key != *key || manifest.format != manifest::MANIFEST_FORMAT {
-            return Lookup::Corrupt("manifest.json names another key or format".into());
+            return Lookup::Corrupt(format!("{MANIFEST_FILE} names another key or format"));
         }
         for part in &manifest.parts {
             match std::fs::metadata(dir.join(&part.file)) {
@@ -269,14 +308,15 @@ impl Store {
         if out.exists() {
             std::fs::remove_dir_all(&out).map_err(|e| StoreError::io(&out, e))?;
         }
-        std::fs::create_dir_all(&out).map_err(|e| StoreError::io(&out, e))?;
+        let parts_dir = out.join(PARTS_DIR);
+        std::fs::create_dir_all(&parts_dir).map_err(|e| StoreError::io(&parts_dir, e))?;
         for i in 0..shards {
             let shard = shard::shard_file(&staging, i);
             if !shard.is_file() {
                 return Err(StoreError::NoOutput { expected: shard });
             }
             // A link, not a move: if the commit fails the shard stays done.
-            let part = out.join(format!("part-{i:05}.parquet"));
+            let part = parts_dir.join(format!("part-{i:05}.parquet"));
             std::fs::hard_link(&shard, &part).map_err(|e| StoreError::io(&part, e))?;
         }
         // A directory artifact's files (a checkpoint, a dataset), linked
@@ -287,20 +327,20 @@ impl Store {
             link_tree(&staged_files, &out.join(FILES_DIR), Path::new(FILES_DIR), &mut files)?;
             files.sort_by(|a: &manifest::FileEntry, b| a.path.cmp(&b.path));
         }
-        let mut names: Vec<String> = std::fs::read_dir(&out)
-            .map_err(|e| StoreError::io(&out, e))?
+        let mut names: Vec<String> = std::fs::read_dir(&parts_dir)
+            .map_err(|e| StoreError::io(&parts_dir, e))?
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("part-") && n.ends_with(".parquet"))
             .collect();
         names.sort();
         if names.is_empty() {
-            return Err(StoreError::NoOutput { expected: out.join("part-00000.parquet") });
+            return Err(StoreError::NoOutput { expected: parts_dir.join("part-00000.parquet") });
         }
         let mut parts = Vec::new();
         let mut schema: Option<(String, arrow::datatypes::SchemaRef)> = None;
         for name in &names {
-            let path = out.join(name);
+            let path = parts_dir.join(name);
             let (rows, s) = table::parquet_info(&path)?;
             if let Some((first, first_schema)) = &schema {
                 if first_schema.fields() != s.fields() {
@@ -317,7 +357,7 @@ impl Store {
             let bytes = std::fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?.len();
             let blake3 = statcache::hash_file(&path).map_err(|e| StoreError::io(&path, e))?;
             fsync(&path)?;
-            parts.push(manifest::Part { file: name.clone(), rows, bytes, blake3 });
+            parts.push(manifest::Part { file: format!("{PARTS_DIR}/{name}"), rows, bytes, blake3 });
         }
         let schema = schema.map(|(_, s)| manifest::fields_of(&s)).unwrap_or_default();
         let manifest = Manifest {
@@ -352,7 +392,7 @@ impl Store {
                 u
             }),
         };
-        let mpath = out.join("manifest.json");
+        let mpath = out.join(MANIFEST_FILE);
         let bytes = serde_json::to_vec_pretty(&manifest).expect("plain data");
         std::fs::write(&mpath, bytes).map_err(|e| StoreError::io(&mpath, e))?;
         fsync(&mpath)?;
@@ -428,7 +468,7 @@ impl Store {
             .flatten()
             .flatten()
             .flat_map(|shard| std::fs::read_dir(shard.path()).into_iter().flatten().flatten())
-            .filter_map(|o| std::fs::read(o.path().join("manifest.json")).ok())
+            .filter_map(|o| read_manifest(&o.path()).ok())
             .filter_map(|b| serde_json::from_slice(&b).ok())
             .collect()
     }

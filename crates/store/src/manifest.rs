@@ -1,4 +1,4 @@
-//! `manifest.json`: what an artifact is, how it was made, and the preimage
+//! `_manifest.json`: what an artifact is, how it was made, and the preimage
 //! of its key (so `plan` can say field by field why a stage reruns).
 
 use std::collections::BTreeMap;
@@ -104,6 +104,7 @@ pub struct Field {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Part {
+    /// Relative to the object directory (`parts/part-00000.parquet`).
     pub file: String,
     pub rows: u64,
     pub bytes: u64,
@@ -111,13 +112,14 @@ pub struct Part {
 }
 
 /// The content hash of a set of parts: order-independent in the parts'
-/// listing, dependent on names and bytes.
+/// listing, dependent on names and bytes. Not on the folder they are in
+/// (layout), so an artifact hashes the same in every store version.
 pub fn content_hash(parts: &[Part]) -> String {
     let mut sorted: Vec<&Part> = parts.iter().collect();
     sorted.sort_by(|a, b| a.file.cmp(&b.file));
     let mut h = blake3::Hasher::new();
     for p in sorted {
-        h.update(p.file.as_bytes());
+        h.update(p.file.rsplit('/').next().unwrap_or(&p.file).as_bytes());
         h.update(&[0]);
         h.update(p.blake3.as_bytes());
         h.update(&[0]);

@@ -226,13 +226,8 @@ fn jsonl_part(part: Part) -> Result<Batches, TableError> {
             }
             match serde_json::from_str::<Value>(&line) {
                 Ok(v) if v.is_object() => rows.push(v),
-                _ => {
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("line {line_no}: not a JSON object"),
-                    );
-                    return Some(Err(io(&path)(e)));
-                }
+                Ok(_) => return Some(Err(table::json_line_error(&path, line_no, None))),
+                Err(e) => return Some(Err(table::json_line_error(&path, line_no, Some(e)))),
             }
             left -= 1;
         }
@@ -414,6 +409,6 @@ mod tests {
             RowReader::open(&paths, TableFormat::Jsonl, 1, 3).unwrap().flat_map(|b| b.unwrap()).collect();
         assert_eq!(got, [json!({"i": 1}), json!({"i": 2})]);
         let err = read_all(&paths, TableFormat::Jsonl).unwrap_err().to_string();
-        assert!(err.contains("t.jsonl") && err.contains("line 5"), "{err}");
+        assert!(err.contains("t.jsonl:5:2: not JSON"), "{err}");
     }
 }

@@ -22,6 +22,61 @@ pub enum TableError {
     Parquet { path: std::path::PathBuf, source: parquet::errors::ParquetError },
     #[error("{}: {source}", path.display())]
     Arrow { path: std::path::PathBuf, source: arrow::error::ArrowError },
+    /// A JSON Lines row that does not parse, at its line in the file.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    JsonLine { path: std::path::PathBuf, line: usize, column: usize, message: String },
+}
+
+impl TableError {
+    /// The I/O error underneath, if that is what this is (a closed pipe, a
+    /// full disk).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            TableError::Io { source, .. } => Some(source.kind()),
+            TableError::Arrow { source: arrow::error::ArrowError::IoError(_, e), .. } => Some(e.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// The error for line `line` (1-based) of a JSON Lines file: `parsed` is
+/// how that line failed to parse, `None` when it parsed but is not an
+/// object. serde's own position counts from the line's start.
+pub fn json_line_error(path: &Path, line: usize, parsed: Option<serde_json::Error>) -> TableError {
+    let (column, message) = match parsed {
+        Some(e) => {
+            let text = e.to_string();
+            let bare = text.rsplit_once(" at line ").map_or(text.as_str(), |(m, _)| m);
+            (e.column(), format!("not JSON: {bare}"))
+        }
+        None => (1, "not a JSON object (each line must be one row: {\"column\": value, ...})".to_string()),
+    };
+    TableError::JsonLine { path: path.to_path_buf(), line, column, message }
+}
+
+/// The first line of a JSON Lines file that is not a JSON object, if any:
+/// arrow's reader reports positions within one line, so after it fails
+/// this finds the line a user has to fix.
+fn first_bad_line(path: &Path) -> Result<Option<TableError>, TableError> {
+    use std::io::BufRead;
+    let mut reader = BufReader::new(File::open(path).map_err(io(path))?);
+    let mut line = Vec::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(io(path))? == 0 {
+            return Ok(None);
+        }
+        n += 1;
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<serde_json::Value>(&line) {
+            Ok(v) if v.is_object() => {}
+            Ok(_) => return Ok(Some(json_line_error(path, n, None))),
+            Err(e) => return Ok(Some(json_line_error(path, n, Some(e)))),
+        }
+    }
 }
 
 pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
@@ -117,8 +172,13 @@ pub fn jsonl_to_parquet(src: &Path, dst: &Path) -> Result<u64, TableError> {
         let _ = std::fs::remove_file(&tmp);
         return n;
     }
+    let located = |e: arrow::error::ArrowError| match first_bad_line(src) {
+        Ok(Some(bad)) => bad,
+        Ok(None) => ar(src)(e),
+        Err(io) => io,
+    };
     let mut reader = BufReader::new(File::open(src).map_err(io(src))?);
-    let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None).map_err(ar(src))?;
+    let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None).map_err(located)?;
     reader.rewind().map_err(io(src))?;
     let schema = Arc::new(schema);
     let json = arrow::json::ReaderBuilder::new(schema.clone()).build(reader).map_err(ar(src))?;
@@ -126,7 +186,7 @@ pub fn jsonl_to_parquet(src: &Path, dst: &Path) -> Result<u64, TableError> {
     let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties())).map_err(pq(dst))?;
     let mut rows = 0u64;
     for batch in json {
-        let batch = batch.map_err(ar(src))?;
+        let batch = batch.map_err(located)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).map_err(pq(dst))?;
     }
@@ -134,23 +194,80 @@ pub fn jsonl_to_parquet(src: &Path, dst: &Path) -> Result<u64, TableError> {
     Ok(rows)
 }
 
+/// Text formats an artifact can be written in (`export`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// RFC 4180 CSV with a header row; nested values as JSON text.
+    Csv,
+}
+
 /// Writes Parquet files as one JSON Lines file.
 pub fn parquet_to_jsonl(srcs: &[&Path], dst: &Path) -> Result<u64, TableError> {
-    let out = BufWriter::new(File::create(dst).map_err(io(dst))?);
-    let mut writer = arrow::json::LineDelimitedWriter::new(out);
+    let mut out = BufWriter::new(File::create(dst).map_err(io(dst))?);
+    let rows = parquet_to_text(srcs, TextFormat::Jsonl, &mut out, dst)?;
+    out.flush().map_err(io(dst))?;
+    Ok(rows)
+}
+
+/// Streams Parquet files to `out` as JSON Lines or CSV, a batch at a time
+/// (an export of a 20 GB rollout never holds it). `dst` names the output
+/// in errors (`-` for stdout).
+pub fn parquet_to_text(srcs: &[&Path], format: TextFormat, out: &mut dyn Write, dst: &Path) -> Result<u64, TableError> {
     let mut rows = 0u64;
+    let mut header = format == TextFormat::Csv;
     for src in srcs {
         let file = File::open(src).map_err(io(src))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(src))?.build().map_err(pq(src))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(src))?;
+        if std::mem::take(&mut header) {
+            let names: Vec<String> = builder.schema().fields().iter().map(|f| csv_field(f.name())).collect();
+            writeln!(out, "{}", names.join(",")).map_err(io(dst))?;
+        }
+        let fields: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let reader = builder.with_batch_size(1024).build().map_err(pq(src))?;
         for batch in reader {
             let batch = batch.map_err(ar(src))?;
             rows += batch.num_rows() as u64;
-            writer.write(&batch).map_err(ar(dst))?;
+            match format {
+                TextFormat::Jsonl => {
+                    let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+                    writer.write(&batch).map_err(ar(dst))?;
+                    writer.finish().map_err(ar(dst))?;
+                }
+                TextFormat::Csv => {
+                    for row in batches_to_json_rows(&[batch]).map_err(ar(src))? {
+                        let cells: Vec<String> = fields.iter().map(|f| csv_cell(row.get(f))).collect();
+                        writeln!(out, "{}", cells.join(",")).map_err(io(dst))?;
+                    }
+                }
+            }
         }
     }
-    writer.finish().map_err(ar(dst))?;
-    writer.into_inner().flush().map_err(io(dst))?;
+    if header {
+        // No part file at all: an empty table still gets its (empty) header.
+        writeln!(out).map_err(io(dst))?;
+    }
     Ok(rows)
+}
+
+/// One CSV cell: null is empty, text is itself, anything nested is its
+/// JSON; quoted when it holds a separator, a quote or a line break.
+fn csv_cell(value: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => csv_field(s),
+        Some(other) => csv_field(&other.to_string()),
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
 }
 
 /// Writes Parquet files as one Parquet file (zstd).
@@ -188,6 +305,39 @@ pub fn batches_to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_quote_what_needs_it() {
+        use serde_json::json;
+        let cases = [
+            (json!(null), ""),
+            (json!("plain"), "plain"),
+            (json!("a,b"), "\"a,b\""),
+            (json!("say \"hi\""), "\"say \"\"hi\"\"\""),
+            (json!("two\nlines"), "\"two\nlines\""),
+            (json!(3.5), "3.5"),
+            (json!(true), "true"),
+            (json!([1, {"a": "b"}]), "\"[1,{\"\"a\"\":\"\"b\"\"}]\""),
+        ];
+        for (value, want) in cases {
+            assert_eq!(csv_cell(Some(&value)), want, "{value}");
+        }
+        assert_eq!(csv_cell(None), "");
+    }
+
+    #[test]
+    fn a_bad_json_line_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("d.jsonl");
+        let mut text: String = (0..100).map(|i| format!("{{\"n\": {i}}}\n")).collect();
+        text.push_str("{\"n\": oops}\n");
+        std::fs::write(&src, text).unwrap();
+        let e = jsonl_to_parquet(&src, &dir.path().join("d.parquet")).unwrap_err().to_string();
+        assert!(e.contains("d.jsonl:101:7: not JSON: expected value"), "{e}");
+        std::fs::write(&src, "{\"n\": 1}\n\n[1, 2]\n").unwrap();
+        let e = jsonl_to_parquet(&src, &dir.path().join("d.parquet")).unwrap_err().to_string();
+        assert!(e.contains("d.jsonl:3:1: not a JSON object"), "{e}");
+    }
 
     #[test]
     fn jsonl_round_trips_through_parquet() {

@@ -6,6 +6,7 @@
 
 pub mod grading;
 pub mod parsers;
+pub mod report;
 pub mod specs;
 
 use serde_json::Value;

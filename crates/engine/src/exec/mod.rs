@@ -112,7 +112,9 @@ pub struct RunOptions {
 pub enum Outcome {
     Succeeded,
     Failed,
-    Interrupted,
+    /// Stopped by a signal: its number (SIGINT from Ctrl-C, SIGTERM from
+    /// `kill` or a scheduler), for the shell's 128+N exit status.
+    Interrupted(i32),
 }
 
 impl From<Outcome> for crate::store::runs::RunStatus {
@@ -121,7 +123,7 @@ impl From<Outcome> for crate::store::runs::RunStatus {
         match o {
             Outcome::Succeeded => RunStatus::Succeeded,
             Outcome::Failed => RunStatus::Failed,
-            Outcome::Interrupted => RunStatus::Interrupted,
+            Outcome::Interrupted(_) => RunStatus::Interrupted,
         }
     }
 }

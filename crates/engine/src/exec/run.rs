@@ -168,8 +168,8 @@ pub async fn execute<B: Backend>(
         let events = if backend.outstanding() == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(wake) => Vec::new(),
-                _ = sigint.recv() => r.interrupt(backend),
-                _ = sigterm.recv() => r.interrupt(backend),
+                _ = sigint.recv() => r.interrupt(backend, libc::SIGINT),
+                _ = sigterm.recv() => r.interrupt(backend, libc::SIGTERM),
             }
         } else {
             // Wake to look at blocked nodes again, and to write a changed
@@ -178,8 +178,8 @@ pub async fn execute<B: Backend>(
             tokio::select! {
                 events = backend.next() => events,
                 _ = tokio::time::sleep(wake), if race => Vec::new(),
-                _ = sigint.recv() => r.interrupt(backend),
-                _ = sigterm.recv() => r.interrupt(backend),
+                _ = sigint.recv() => r.interrupt(backend, libc::SIGINT),
+                _ = sigterm.recv() => r.interrupt(backend, libc::SIGTERM),
             }
         };
         for ev in events {
@@ -220,8 +220,8 @@ struct Runner<'a> {
 const RECORD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Runner<'_> {
-    fn interrupt<B: Backend>(&mut self, backend: &mut B) -> Vec<ShardEvent> {
-        self.stop = Some(Outcome::Interrupted);
+    fn interrupt<B: Backend>(&mut self, backend: &mut B, signal: i32) -> Vec<ShardEvent> {
+        self.stop = Some(Outcome::Interrupted(signal));
         let _ = self.tx.send(Event::Stopping);
         let events = backend.interrupt();
         for (node, text) in backend.take_notes() {
@@ -235,7 +235,7 @@ impl Runner<'_> {
         for i in 0..self.state.len() {
             if matches!(self.state[i], State::Waiting | State::Blocked { .. } | State::Running { .. }) {
                 let because = match self.stop {
-                    Some(Outcome::Interrupted) => "the run was interrupted".to_string(),
+                    Some(Outcome::Interrupted(_)) => "the run was interrupted".to_string(),
                     _ => "the run stopped after a failure (use --keep-going to go on)".to_string(),
                 };
                 self.record.stages[i].status = StageStatus::Skipped;
@@ -247,8 +247,8 @@ impl Runner<'_> {
         self.save_refs();
         self.flush_refs(true);
         self.flush_record(true);
-        if self.stop == Some(Outcome::Interrupted) {
-            Outcome::Interrupted
+        if let Some(stopped @ Outcome::Interrupted(_)) = self.stop {
+            stopped
         } else if self.unsaved
             || self.state.iter().any(|s| matches!(s, State::Failed | State::Skipped | State::Interrupted))
         {
@@ -478,7 +478,7 @@ impl Runner<'_> {
             }
             ShardEvent::Failed { shard, error, log_tail, log, .. } => {
                 pending.remove(&shard);
-                if *interrupted || self.stop == Some(Outcome::Interrupted) {
+                if *interrupted || matches!(self.stop, Some(Outcome::Interrupted(_))) {
                     *interrupted = true;
                 } else if failure.is_none() {
                     let error = if *count > 1 { format!("shard {shard}/{count}: {error}") } else { error };

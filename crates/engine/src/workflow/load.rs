@@ -103,8 +103,21 @@ pub(super) struct StageWire {
 /// keys. With the file's spans when there are any, so that an error
 /// points at its key.
 enum OwnKeys<'c, 'de> {
-    Spanned { cx: &'c Cx<'c>, span: std::ops::Range<usize>, table: DeTable<'de>, origin: Option<&'c str> },
-    Plain { cx: &'c Cx<'c>, table: toml::Table, origin: Option<&'c str> },
+    Spanned {
+        cx: &'c Cx<'c>,
+        span: std::ops::Range<usize>,
+        table: DeTable<'de>,
+        origin: Option<&'c str>,
+        kind: &'c str,
+        taken: Vec<String>,
+    },
+    Plain {
+        cx: &'c Cx<'c>,
+        table: toml::Table,
+        origin: Option<&'c str>,
+        kind: &'c str,
+        taken: Vec<String>,
+    },
 }
 
 impl WireSource for OwnKeys<'_, '_> {
@@ -112,7 +125,8 @@ impl WireSource for OwnKeys<'_, '_> {
 
     fn take<T: DeserializeOwned>(&mut self, keys: &[&str]) -> Result<T, WorkflowError> {
         match self {
-            OwnKeys::Spanned { cx, span, table, origin } => {
+            OwnKeys::Spanned { cx, span, table, origin, taken, .. } => {
+                taken.extend(keys.iter().map(|k| k.to_string()));
                 let mut part = DeTable::default();
                 for key in keys {
                     if let Some((k, v)) = table.remove_entry(*key) {
@@ -122,7 +136,8 @@ impl WireSource for OwnKeys<'_, '_> {
                 T::deserialize(toml::de::Deserializer::from(Spanned::new(span.clone(), part)))
                     .map_err(|e| cx.toml_error(&e, *origin))
             }
-            OwnKeys::Plain { cx, table, origin } => {
+            OwnKeys::Plain { cx, table, origin, taken, .. } => {
+                taken.extend(keys.iter().map(|k| k.to_string()));
                 let mut part = toml::Table::new();
                 for key in keys {
                     if let Some(v) = table.remove(*key) {
@@ -138,16 +153,43 @@ impl WireSource for OwnKeys<'_, '_> {
 
     fn rest<T: DeserializeOwned>(&mut self) -> Result<T, WorkflowError> {
         match self {
-            OwnKeys::Spanned { cx, span, table, origin } => {
+            OwnKeys::Spanned { cx, span, table, origin, kind, taken } => {
                 let rest = std::mem::take(table);
                 T::deserialize(toml::de::Deserializer::from(Spanned::new(span.clone(), rest)))
-                    .map_err(|e| cx.toml_error(&e, *origin))
+                    .map_err(|e| unknown_key_help(cx.toml_error(&e, *origin), kind, taken))
             }
-            OwnKeys::Plain { cx, table, origin } => toml::Value::Table(std::mem::take(table))
+            OwnKeys::Plain { cx, table, origin, kind, taken } => toml::Value::Table(std::mem::take(table))
                 .try_into()
-                .map_err(|e: toml::de::Error| WorkflowError::Invalid(vec![cx.plain(e.message(), *origin)])),
+                .map_err(|e: toml::de::Error| WorkflowError::Invalid(vec![cx.plain(e.message(), *origin)]))
+                .map_err(|e| unknown_key_help(e, kind, taken)),
         }
     }
+}
+
+/// serde names only the last group's fields when a stage has a key no
+/// group took: the help names every key a stage of this kind takes, and
+/// the close one when there is one (`parms` → `params`, a common key).
+fn unknown_key_help(mut error: WorkflowError, kind: &str, taken: &[String]) -> WorkflowError {
+    let WorkflowError::Invalid(diags) = &mut error else { return error };
+    for d in diags.iter_mut() {
+        let Some(rest) = d.message.strip_prefix("unknown field `") else { continue };
+        let quoted: Vec<String> = rest.split('`').step_by(2).map(str::to_string).collect();
+        let Some((unknown, expected)) = quoted.split_first() else { continue };
+        let mut own: Vec<&str> = taken.iter().map(String::as_str).collect();
+        for k in expected.iter().filter(|k| !k.is_empty()) {
+            if !own.contains(&k.as_str()) {
+                own.push(k);
+            }
+        }
+        let every: Vec<&str> = std::iter::once("kind").chain(wire::COMMON_KEYS.iter().copied()).collect();
+        d.message = format!("unknown field `{unknown}` for a `{kind}` stage");
+        let lists = format!("a `{kind}` stage takes {}; every stage takes {}", own.join(", "), every.join(", "));
+        d.help = Some(match did_you_mean(unknown, own.iter().chain(&every).copied()) {
+            Some(close) => format!("did you mean `{close}`? ({lists})"),
+            None => lists,
+        });
+    }
+    error
 }
 
 impl Cx<'_> {
@@ -196,7 +238,7 @@ impl Cx<'_> {
                 let common =
                     wire::StageCommon::deserialize(toml::de::Deserializer::from(Spanned::new(span.clone(), shared)))
                         .map_err(|e| self.toml_error(&e, origin))?;
-                (common, OwnKeys::Spanned { cx: self, span, table: own, origin })
+                (common, OwnKeys::Spanned { cx: self, span, table: own, origin, kind: &kind, taken: Vec::new() })
             }
             None => {
                 let (mut shared, mut own) = (toml::Table::new(), toml::Table::new());
@@ -213,7 +255,7 @@ impl Cx<'_> {
                 let common: wire::StageCommon = toml::Value::Table(shared)
                     .try_into()
                     .map_err(|e: toml::de::Error| WorkflowError::Invalid(vec![self.plain(e.message(), origin)]))?;
-                (common, OwnKeys::Plain { cx: self, table: own, origin })
+                (common, OwnKeys::Plain { cx: self, table: own, origin, kind: &kind, taken: Vec::new() })
             }
         };
         match KindWire::parse(&kind, &mut own) {

@@ -108,8 +108,45 @@ pub fn apply(root: &mut toml::Table, assignment: &Assignment) -> Result<(), Stri
     if !table.contains_key(leaf) && (is_params(parent) || is_named_collection(parent) || parent.is_empty()) {
         return Err(missing(table, parent, leaf));
     }
-    table.insert(leaf.clone(), assignment.value.clone());
+    let value = match table.get(leaf) {
+        Some(declared) => conform(declared, assignment, &path.join("."))?,
+        None => assignment.value.clone(),
+    };
+    table.insert(leaf.clone(), value);
     Ok(())
+}
+
+/// A value set over one the workflow declares takes the declared type: an
+/// integer for a float (`lr=1`), the text as typed for a string
+/// (`--set ...tag=40`); anything else of another type is a mistake that
+/// would otherwise reach the stage (and its cache key) as a string.
+fn conform(declared: &toml::Value, assignment: &Assignment, key: &str) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    let value = &assignment.value;
+    match (declared, value) {
+        (V::Float(_), V::Integer(i)) => return Ok(V::Float(*i as f64)),
+        (V::String(_), V::Integer(_) | V::Float(_) | V::Boolean(_) | V::Datetime(_)) => {
+            if let Origin::Set(arg) = &assignment.origin {
+                let raw = arg.split_once('=').map(|(_, r)| r.trim()).unwrap_or_default();
+                return Ok(V::String(raw.to_string()));
+            }
+        }
+        _ => {}
+    }
+    if std::mem::discriminant(declared) == std::mem::discriminant(value) {
+        return Ok(value.clone());
+    }
+    let article = |t: &str| if t.starts_with(['a', 'i']) { format!("an {t}") } else { format!("a {t}") };
+    Err(format!(
+        "`{key}` is {} in the workflow ({}), and {} is {}",
+        article(declared.type_str()),
+        display_value(declared),
+        match value {
+            V::String(s) => format!("`{s}`"),
+            other => other.to_string(),
+        },
+        article(value.type_str()),
+    ))
 }
 
 fn missing(table: &toml::Table, parent: &[String], name: &str) -> String {
@@ -170,5 +207,41 @@ mod tests {
         assert!(e.contains("no parameter") && e.contains("`rl`"), "{e}");
         let e = apply(&mut t, &parse_set("stages.train.run.x=1").unwrap()).unwrap_err();
         assert!(e.contains("is a string, not a table"), "{e}");
+    }
+
+    /// Declared type → what a `--set` may give it (a decision table).
+    #[test]
+    fn set_values_take_the_declared_type() {
+        let base = "[stages.a]\nkind='command'\nrun='x'\nparams={n=60, lr=5e-5, on=true, tag='v1', xs=[1]}\n";
+        let set = |arg: &str| {
+            let mut t: toml::Table = toml::from_str(base).unwrap();
+            apply(&mut t, &parse_set(arg).unwrap()).map(|()| t["stages"]["a"]["params"].clone())
+        };
+        use toml::Value as V;
+        let ok = [
+            ("n=40", "n", V::Integer(40)),
+            ("lr=1", "lr", V::Float(1.0)),
+            ("lr=2e-5", "lr", V::Float(2e-5)),
+            ("on=false", "on", V::Boolean(false)),
+            ("tag=40", "tag", V::String("40".into())),
+            ("tag=1e-5", "tag", V::String("1e-5".into())),
+            ("tag=v2", "tag", V::String("v2".into())),
+            ("xs=[1, 2]", "xs", V::Array(vec![V::Integer(1), V::Integer(2)])),
+        ];
+        for (arg, key, want) in ok {
+            let got = set(&format!("stages.a.params.{arg}")).unwrap_or_else(|e| panic!("{arg}: {e}"));
+            assert_eq!(got[key], want, "{arg}");
+        }
+        let bad = [
+            ("n=abc", "`stages.a.params.n` is an integer in the workflow (60), and `abc` is a string"),
+            ("n=1.5", "is an integer in the workflow (60), and 1.5 is a float"),
+            ("on=yes", "is a boolean in the workflow (true), and `yes` is a string"),
+            ("lr=fast", "is a float in the workflow"),
+            ("xs=1", "is an array in the workflow ([1]), and 1 is an integer"),
+        ];
+        for (arg, want) in bad {
+            let e = set(&format!("stages.a.params.{arg}")).unwrap_err();
+            assert!(e.contains(want), "{arg}: {e}");
+        }
     }
 }
