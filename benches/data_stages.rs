@@ -80,23 +80,23 @@ fn instance_id(i: u64) -> String {
 }
 
 fn generate(path: &Path, rows: u64) -> u64 {
-    let message = arrow::datatypes::Fields::from(vec![
-        arrow::datatypes::Field::new("role", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("content", arrow::datatypes::DataType::Utf8, false),
+    let message = arrow_schema::Fields::from(vec![
+        arrow_schema::Field::new("role", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("content", arrow_schema::DataType::Utf8, false),
     ]);
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-        arrow::datatypes::Field::new("instance_id", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("attempt", arrow::datatypes::DataType::UInt32, false),
-        arrow::datatypes::Field::new(
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("instance_id", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("attempt", arrow_schema::DataType::UInt32, false),
+        arrow_schema::Field::new(
             "messages",
-            arrow::datatypes::DataType::List(Arc::new(arrow::datatypes::Field::new(
+            arrow_schema::DataType::List(Arc::new(arrow_schema::Field::new(
                 "item",
-                arrow::datatypes::DataType::Struct(message),
+                arrow_schema::DataType::Struct(message),
                 false,
             ))),
             false,
         ),
-        arrow::datatypes::Field::new("patch", arrow::datatypes::DataType::Utf8, false),
+        arrow_schema::Field::new("patch", arrow_schema::DataType::Utf8, false),
     ]));
     let mut w = RowWriter::create(path, schema).unwrap();
     let mut text = Text(7);

@@ -279,7 +279,7 @@ pub fn show(store_flag: Option<&Path>, args: ShowArgs) -> Result<ExitCode, Exit>
     }
     if !batches.is_empty() {
         let text =
-            arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| Exit::failed(format!("error: {e}")))?;
+            arrow_cast::pretty::pretty_format_batches(&batches).map_err(|e| Exit::failed(format!("error: {e}")))?;
         println!("first {} rows:\n{text}", batches.iter().map(|b| b.num_rows()).sum::<usize>());
     }
     Ok(ExitCode::SUCCESS)

@@ -338,7 +338,7 @@ impl Store {
             return Err(StoreError::NoOutput { expected: parts_dir.join("part-00000.parquet") });
         }
         let mut parts = Vec::new();
-        let mut schema: Option<(String, arrow::datatypes::SchemaRef)> = None;
+        let mut schema: Option<(String, arrow_schema::SchemaRef)> = None;
         for name in &names {
             let path = parts_dir.join(name);
             let (rows, s) = table::parquet_info(&path)?;
@@ -485,7 +485,7 @@ fn shard_index(name: &str) -> Option<u32> {
     name.strip_prefix("shard-")?.strip_suffix(".parquet")?.parse().ok()
 }
 
-fn describe(s: &arrow::datatypes::Schema) -> String {
+fn describe(s: &arrow_schema::Schema) -> String {
     s.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join(", ")
 }
 

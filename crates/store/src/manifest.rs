@@ -127,7 +127,7 @@ pub fn content_hash(parts: &[Part]) -> String {
     h.finalize().to_hex().to_string()
 }
 
-pub fn fields_of(schema: &arrow::datatypes::Schema) -> Vec<Field> {
+pub fn fields_of(schema: &arrow_schema::Schema) -> Vec<Field> {
     schema
         .fields()
         .iter()

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use arrow::datatypes::SchemaRef;
+use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
@@ -300,7 +300,7 @@ impl RowWriter {
         if self.pending_rows == 0 {
             return Ok(());
         }
-        let mut decoder = arrow::json::ReaderBuilder::new(self.schema.clone())
+        let mut decoder = arrow_json::ReaderBuilder::new(self.schema.clone())
             .with_batch_size(self.pending_rows)
             .build_decoder()
             .map_err(ar(&self.path))?;
@@ -347,7 +347,7 @@ pub fn read_all_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow_schema::{DataType, Field, Schema};
     use serde_json::json;
     use std::sync::Arc;
 

@@ -7,8 +7,8 @@ use std::io::{BufReader, BufWriter, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -21,7 +21,7 @@ pub enum TableError {
     #[error("{}: not a readable Parquet file: {source}", path.display())]
     Parquet { path: std::path::PathBuf, source: parquet::errors::ParquetError },
     #[error("{}: {source}", path.display())]
-    Arrow { path: std::path::PathBuf, source: arrow::error::ArrowError },
+    Arrow { path: std::path::PathBuf, source: arrow_schema::ArrowError },
     /// A JSON Lines row that does not parse, at its line in the file.
     #[error("{}:{line}:{column}: {message}", path.display())]
     JsonLine { path: std::path::PathBuf, line: usize, column: usize, message: String },
@@ -33,7 +33,7 @@ impl TableError {
     pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
         match self {
             TableError::Io { source, .. } => Some(source.kind()),
-            TableError::Arrow { source: arrow::error::ArrowError::IoError(_, e), .. } => Some(e.kind()),
+            TableError::Arrow { source: arrow_schema::ArrowError::IoError(_, e), .. } => Some(e.kind()),
             _ => None,
         }
     }
@@ -85,7 +85,7 @@ pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ 
 pub(super) fn pq(path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> TableError + '_ {
     move |source| TableError::Parquet { path: path.to_path_buf(), source }
 }
-pub(super) fn ar(path: &Path) -> impl FnOnce(arrow::error::ArrowError) -> TableError + '_ {
+pub(super) fn ar(path: &Path) -> impl FnOnce(arrow_schema::ArrowError) -> TableError + '_ {
     move |source| TableError::Arrow { path: path.to_path_buf(), source }
 }
 
@@ -172,16 +172,16 @@ pub fn jsonl_to_parquet(src: &Path, dst: &Path) -> Result<u64, TableError> {
         let _ = std::fs::remove_file(&tmp);
         return n;
     }
-    let located = |e: arrow::error::ArrowError| match first_bad_line(src) {
+    let located = |e: arrow_schema::ArrowError| match first_bad_line(src) {
         Ok(Some(bad)) => bad,
         Ok(None) => ar(src)(e),
         Err(io) => io,
     };
     let mut reader = BufReader::new(File::open(src).map_err(io(src))?);
-    let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None).map_err(located)?;
+    let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None).map_err(located)?;
     reader.rewind().map_err(io(src))?;
     let schema = Arc::new(schema);
-    let json = arrow::json::ReaderBuilder::new(schema.clone()).build(reader).map_err(ar(src))?;
+    let json = arrow_json::ReaderBuilder::new(schema.clone()).build(reader).map_err(ar(src))?;
     let out = File::create(dst).map_err(io(dst))?;
     let mut writer = ArrowWriter::try_new(out, schema, Some(writer_properties())).map_err(pq(dst))?;
     let mut rows = 0u64;
@@ -231,7 +231,7 @@ pub fn parquet_to_text(srcs: &[&Path], format: TextFormat, out: &mut dyn Write, 
             rows += batch.num_rows() as u64;
             match format {
                 TextFormat::Jsonl => {
-                    let mut writer = arrow::json::LineDelimitedWriter::new(&mut *out);
+                    let mut writer = arrow_json::LineDelimitedWriter::new(&mut *out);
                     writer.write(&batch).map_err(ar(dst))?;
                     writer.finish().map_err(ar(dst))?;
                 }
@@ -290,10 +290,10 @@ pub fn concat_parquet(srcs: &[&Path], dst: &Path) -> Result<u64, TableError> {
 }
 
 /// Rows as JSON objects (for `show --json`).
-pub fn batches_to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, arrow::error::ArrowError> {
+pub fn batches_to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, arrow_schema::ArrowError> {
     let mut buf = Vec::new();
     {
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+        let mut writer = arrow_json::LineDelimitedWriter::new(&mut buf);
         for b in batches {
             writer.write(b)?;
         }

@@ -21,7 +21,7 @@ pub use settings::IssueSynthesisStage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

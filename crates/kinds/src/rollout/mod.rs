@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::{DataType, Field, Fields, Schema};
+use arrow_schema::{DataType, Field, Fields, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -157,7 +157,7 @@ impl RowWork for RolloutSpec {
         self.attempts
     }
 
-    fn schema(&self, _job: &Job) -> Result<arrow::datatypes::SchemaRef, StageError> {
+    fn schema(&self, _job: &Job) -> Result<arrow_schema::SchemaRef, StageError> {
         Ok(Arc::new(schema()))
     }
 

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
+use arrow_schema::SchemaRef;
 use serde_json::Value;
 use swestar_vocab::supervise::Cancel;
 

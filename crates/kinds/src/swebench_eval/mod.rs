@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -61,8 +61,8 @@ pub const DEFAULT_TEST_CMD: &str = "{{ swebench_test_cmd }}";
 /// The per-attempt table: a trajectory row plus how it was graded.
 pub fn schema() -> Schema {
     let mut fields: Vec<Field> = super::rollout::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("submitted", arrow::datatypes::DataType::Boolean, false));
-    fields.push(Field::new("counted", arrow::datatypes::DataType::Boolean, false));
+    fields.push(Field::new("submitted", arrow_schema::DataType::Boolean, false));
+    fields.push(Field::new("counted", arrow_schema::DataType::Boolean, false));
     fields.extend(super::test_filter::verdict_fields());
     Schema::new(fields)
 }

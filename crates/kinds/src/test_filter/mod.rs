@@ -19,7 +19,7 @@ pub use settings::TestFilterStage;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -88,7 +88,7 @@ pub fn input_schema(paths: &[std::path::PathBuf], format: TableFormat) -> Result
         TableFormat::Parquet => Ok(crate::store::table::parquet_info(first)?.1.as_ref().clone()),
         TableFormat::Jsonl => {
             let f = std::fs::File::open(first).map_err(|source| StageError::Io { path: first.clone(), source })?;
-            let (schema, _) = arrow::json::reader::infer_json_schema(std::io::BufReader::new(f), Some(1000))
+            let (schema, _) = arrow_json::reader::infer_json_schema(std::io::BufReader::new(f), Some(1000))
                 .map_err(|e| StageError::Failed(format!("{}: {e}", first.display())))?;
             Ok(schema)
         }
