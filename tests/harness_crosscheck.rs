@@ -182,13 +182,13 @@ fn normal(v: &Value) -> Value {
     }
 }
 
-#[test]
-fn statuses_and_resolutions_match_the_official_harness() {
-    let Some(python) = harness_python() else { return };
-    let cases = cases();
+/// The harness's results for the cases (tests/fixtures/harness/grade.py;
+/// `mode`: its steps, or `report` for the per-instance report).
+fn harness(python: &str, mode: &[&str], cases: &[Value]) -> Vec<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/harness/grade.py");
     let mut child = Command::new(python)
         .arg(script)
+        .args(mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -196,12 +196,20 @@ fn statuses_and_resolutions_match_the_official_harness() {
         .unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(Value::Array(cases.clone()).to_string().as_bytes()).unwrap();
+        child.stdin.take().unwrap().write_all(Value::Array(cases.to_vec()).to_string().as_bytes()).unwrap();
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let theirs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(theirs.len(), cases.len());
+    theirs
+}
+
+#[test]
+fn statuses_and_resolutions_match_the_official_harness() {
+    let Some(python) = harness_python() else { return };
+    let cases = cases();
+    let theirs = harness(&python, &[], &cases);
     let mut resolved = 0;
     for (i, (c, t)) in cases.iter().zip(&theirs).enumerate() {
         let o = ours(c);
@@ -229,22 +237,7 @@ fn grade_prints_the_harness_report() {
     for log in ["ModuleNotFoundError: No module named 'x'\n", "setup\nKilled\n", "nothing at all\n"] {
         cases.push(case("parse_log_pytest", log.to_string(), &a, &b));
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/harness/report.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(Value::Array(cases.clone()).to_string().as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let theirs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(theirs.len(), cases.len());
+    let theirs = harness(&python, &["report"], &cases);
     let dir = tempfile::tempdir().unwrap();
     let mut flagged = 0;
     for (i, (c, t)) in cases.iter().zip(&theirs).enumerate() {

@@ -2,7 +2,8 @@
 //! project allows, for a capable teacher model that cannot run here. It
 //! replays per-episode scripts of model replies and can inject faults (HTTP
 //! errors, slow replies, dropped connections), so that the client, the
-//! episode loop and whole rollouts are tested over real HTTP.
+//! episode loop and whole rollouts are tested over real HTTP. Users reach
+//! it as `swestar serve --replay`, to run a workflow without a model.
 //!
 //! A request belongs to the script whose key appears in its first user
 //! message (an instance id, say), else in a later user message, else to

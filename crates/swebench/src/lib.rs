@@ -1,8 +1,9 @@
 //! SWE-bench's evaluation semantics, shared by `test_filter` and
 //! `swebench_eval`: test lists of an instance, the log parser each
 //! repository's test runner needs ([`parsers`]), and grading a test log
-//! into per-test statuses and a resolution ([`grading`]), all as the
-//! official harness (the `swebench` package, 5.0.x) does them.
+//! into per-test statuses and a resolution ([`grading`]) and the
+//! per-instance report ([`report`]), all as the official harness (the
+//! `swebench` package, 5.0.x) does them.
 
 pub mod grading;
 pub mod parsers;
