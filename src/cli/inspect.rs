@@ -313,10 +313,10 @@ pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, E
         (None, "parquet") => ExportFormat::Parquet,
         (None, "csv") => ExportFormat::Csv,
         (None, _) => {
+            let to = args.to.display();
             return Err(Exit::invalid(format!(
-            "error: --to {}: write a .jsonl, .csv or .parquet file (or - for stdout), or name the format with --format",
-            args.to.display()
-        )))
+                "error: --to {to}: write a .jsonl, .csv or .parquet file (or - for stdout), or name it with --format"
+            )));
         }
     };
     if stdout && format == ExportFormat::Parquet {
@@ -334,51 +334,65 @@ pub fn export(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCode, E
         )));
     }
     let several = found.len() > 1;
-    let fail = |e: crate::store::table::TableError| Exit::failed(format!("error: {e}"));
     for (variant, manifest) in found {
         let parts = store.part_paths(&manifest);
         let refs: Vec<&Path> = parts.iter().map(PathBuf::as_path).collect();
-        let text = match format {
-            ExportFormat::Jsonl => Some(table::TextFormat::Jsonl),
-            ExportFormat::Csv => Some(table::TextFormat::Csv),
-            ExportFormat::Parquet => None,
-        };
         if stdout {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let text = text.expect("checked above");
-            use std::io::{ErrorKind, Write};
-            let written = table::parquet_to_text(&refs, text, &mut out, &args.to)
-                .and_then(|_| out.flush().map_err(|e| table::TableError::Io { path: args.to.clone(), source: e }));
-            match written {
-                Ok(()) => {}
-                // A closed pipe (`| head`) is the reader being done.
-                Err(e) if e.io_kind() == Some(ErrorKind::BrokenPipe) => return Ok(ExitCode::SUCCESS),
-                Err(e) => return Err(fail(e)),
-            }
-            continue;
+            return to_stdout(&refs, format.text().expect("checked above"));
         }
         let to = if several { per_variant(&args.to, &variant) } else { args.to.clone() };
-        // Write beside the target and rename, so a failed export never leaves half a file.
-        let tmp = partial(&to);
-        let rows = match text {
-            Some(text) => std::fs::File::create(&tmp)
-                .map_err(|e| Exit::failed(format!("error: {}: {e}", to.display())))
-                .and_then(|f| {
-                    let mut out = std::io::BufWriter::new(f);
-                    let rows = table::parquet_to_text(&refs, text, &mut out, &to).map_err(fail)?;
-                    use std::io::Write;
-                    out.flush().map_err(|e| Exit::failed(format!("error: {}: {e}", to.display())))?;
-                    Ok(rows)
-                }),
-            None => table::concat_parquet(&refs, &tmp).map_err(fail),
-        };
-        let rows = rows.inspect_err(|_| {
-            let _gone_or_never_made = std::fs::remove_file(&tmp);
-        })?;
-        std::fs::rename(&tmp, &to).map_err(|e| Exit::failed(format!("error: {}: {e}", to.display())))?;
+        let rows = to_file(&refs, format, &to)?;
         eprintln!("wrote {rows} rows of {} to {}", manifest.stage, to.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl ExportFormat {
+    fn text(self) -> Option<table::TextFormat> {
+        match self {
+            ExportFormat::Jsonl => Some(table::TextFormat::Jsonl),
+            ExportFormat::Csv => Some(table::TextFormat::Csv),
+            ExportFormat::Parquet => None,
+        }
+    }
+}
+
+/// An artifact's parts to stdout as text. A closed pipe (`| head`) is the
+/// reader being done, not an error.
+fn to_stdout(refs: &[&Path], text: table::TextFormat) -> Result<ExitCode, Exit> {
+    use std::io::Write;
+    let dash = Path::new("-");
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = table::parquet_to_text(refs, text, &mut out, dash)
+        .and_then(|_| out.flush().map_err(|e| table::TableError::Io { path: dash.into(), source: e }));
+    match written {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::BrokenPipe) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(Exit::failed(format!("error: {e}"))),
+    }
+}
+
+/// An artifact's parts to a file, written beside it and renamed into
+/// place, so that a failed export never leaves half a file: its rows.
+fn to_file(refs: &[&Path], format: ExportFormat, to: &Path) -> Result<u64, Exit> {
+    use std::io::Write;
+    let tmp = partial(to);
+    let io = |e: std::io::Error| Exit::failed(format!("error: {}: {e}", to.display()));
+    let failed = |e: table::TableError| Exit::failed(format!("error: {e}"));
+    let rows = match format.text() {
+        Some(text) => std::fs::File::create(&tmp).map_err(io).and_then(|f| {
+            let mut out = std::io::BufWriter::new(f);
+            let rows = table::parquet_to_text(refs, text, &mut out, to).map_err(failed)?;
+            out.flush().map_err(io)?;
+            Ok(rows)
+        }),
+        None => table::concat_parquet(refs, &tmp).map_err(failed),
+    };
+    let rows = rows.inspect_err(|_| {
+        let _gone_or_never_made = std::fs::remove_file(&tmp);
+    })?;
+    std::fs::rename(&tmp, to).map_err(io)?;
+    Ok(rows)
 }
 
 /// The hidden file an export is written to before it is renamed into place.

@@ -1,6 +1,7 @@
 //! The command line: argument parsing, store resolution, rendering of
 //! plans and events, and the mapping of errors to exit statuses
-//! (0 success, 1 a stage failed, 2 the workflow or arguments are invalid).
+//! (0 success, 1 a stage failed, 2 the workflow or arguments are invalid,
+//! 128 + the signal that stopped a run).
 
 /// Appends formatted text to a page being built (a `String`: no error).
 macro_rules! out {
@@ -176,8 +177,8 @@ pub fn main() -> ExitCode {
 }
 
 /// Loads a workflow, mapping problems to exit status 2. A workflow with
-/// no stages is valid (a skeleton being written) but worth a word: a
-/// `[stage.x]` typo leaves `[stages]` empty and every command says nothing.
+/// no stages is valid (a skeleton being written), but every command would
+/// then say nothing without saying why.
 fn load(path: &Path, sets: &[String]) -> Result<Loaded, Exit> {
     let loaded = workflow::load(path, sets)?;
     if loaded.variants.iter().all(|v| v.stages.is_empty()) {

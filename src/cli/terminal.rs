@@ -127,13 +127,13 @@ pub struct Reporter {
 impl Reporter {
     pub fn new() -> Reporter {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let fancy = can_draw(std::io::stderr().is_terminal(), std::env::var("TERM").ok().as_deref());
         // The library draws nothing (and prints nothing through it) on the
         // terminals it cannot draw on, so any doubt means plain lines.
-        if !fancy || multi.is_hidden() {
+        let term = std::env::var("TERM").ok();
+        let fancy = can_draw(std::io::stderr().is_terminal(), term.as_deref()) && !multi.is_hidden();
+        if !fancy {
             multi.set_draw_target(ProgressDrawTarget::hidden());
         }
-        let fancy = fancy && !multi.is_hidden();
         Reporter {
             multi,
             bars: HashMap::new(),
