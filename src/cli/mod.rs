@@ -64,7 +64,7 @@ enum Command {
     View(view::ViewArgs),
     /// Print an artifact's schema, row count and first rows.
     Show(inspect::ShowArgs),
-    /// Write an artifact to a .jsonl or .parquet file.
+    /// Write an artifact to a .jsonl, .csv or .parquet file, or to stdout.
     Export(inspect::ExportArgs),
     /// Print the SLURM job script of a stage, exactly as it would be submitted.
     Render(render::RenderArgs),
