@@ -218,6 +218,20 @@ pub fn dag(store_flag: Option<&Path>, args: DagArgs) -> Result<ExitCode, Exit> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A node's label in either syntax (its stage, the settings its variants
+/// share, its state), the state's word and colour; `q` escapes text and
+/// `br` breaks a line.
+fn node_label(plan: &Plan, i: usize, q: &dyn Fn(&str) -> String, br: &str) -> (String, &'static str, &'static str) {
+    let (word, detail, colour) = state(plan, i);
+    let mut label = q(&plan.nodes[i].stage);
+    let variants = variants_of(plan, i);
+    if !variants.is_empty() {
+        label.push_str(&format!("{br}[{}]", q(&variants)));
+    }
+    label.push_str(&format!("{br}{word}: {}", q(&detail)));
+    (label, word, colour)
+}
+
 fn dot(plan: &Plan) -> String {
     let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let mut out = format!(
@@ -225,13 +239,7 @@ fn dot(plan: &Plan) -> String {
         q(&plan.workflow)
     );
     for i in 0..plan.nodes.len() {
-        let (word, detail, colour) = state(plan, i);
-        let mut label = q(&plan.nodes[i].stage);
-        let variants = variants_of(plan, i);
-        if !variants.is_empty() {
-            label.push_str(&format!("\\n[{}]", q(&variants)));
-        }
-        label.push_str(&format!("\\n{word}: {}", q(&detail)));
+        let (label, _, colour) = node_label(plan, i, &q, "\\n");
         out.push_str(&format!("  n{i} [label=\"{label}\", fillcolor=\"{colour}\"];\n"));
     }
     for (i, n) in plan.nodes.iter().enumerate() {
@@ -251,13 +259,7 @@ fn mermaid(plan: &Plan) -> String {
     let q = |s: &str| s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;");
     let mut out = String::from("flowchart TD\n");
     for i in 0..plan.nodes.len() {
-        let (word, detail, _) = state(plan, i);
-        let mut label = q(&plan.nodes[i].stage);
-        let variants = variants_of(plan, i);
-        if !variants.is_empty() {
-            label.push_str(&format!("<br/>[{}]", q(&variants)));
-        }
-        label.push_str(&format!("<br/>{word}: {}", q(&detail)));
+        let (label, word, _) = node_label(plan, i, &q, "<br/>");
         let class = match word {
             "cached" => "cached",
             "run" => "run",

@@ -511,9 +511,8 @@ fn export_swebench(store_flag: Option<&Path>, args: ExportArgs) -> Result<ExitCo
             serde_json::to_string_pretty(&report).expect("plain data") + "\n"
         }
     };
-    let tmp = partial(&args.to);
-    std::fs::write(&tmp, text).map_err(|e| Exit::failed(format!("error: {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, &args.to).map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
+    crate::store::write_atomic(&args.to, text.as_bytes())
+        .map_err(|e| Exit::failed(format!("error: {}: {e}", args.to.display())))?;
     eprintln!("wrote the {:?} of {} to {}", args.as_, manifest.stage, args.to.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -537,18 +536,21 @@ fn export_summary(manifest: &crate::store::manifest::Manifest, to: &Path) -> Res
         }
     }
     let line = serde_json::Value::Object(row).to_string() + "\n";
-    let tmp = partial(to);
-    let fail = |e: String| Exit::failed(format!("error: {e}"));
+    let fail = |e: String| Exit::failed(format!("error: {}: {e}", to.display()));
     if ext == "jsonl" {
-        std::fs::write(&tmp, line).map_err(|e| fail(format!("{}: {e}", tmp.display())))?;
+        crate::store::write_atomic(to, line.as_bytes()).map_err(|e| fail(e.to_string()))?;
     } else {
-        let src = to.with_extension("summary.jsonl.partial");
-        std::fs::write(&src, line).map_err(|e| fail(format!("{}: {e}", src.display())))?;
-        let converted = table::jsonl_to_parquet(&src, &tmp);
-        let _ = std::fs::remove_file(&src);
-        converted.map_err(|e| fail(e.to_string()))?;
+        // The one JSON line beside the target, converted into place.
+        let (src, tmp) = (partial(to).with_extension("jsonl"), partial(to));
+        let converted = std::fs::write(&src, line)
+            .map_err(|e| e.to_string())
+            .and_then(|()| table::jsonl_to_parquet(&src, &tmp).map_err(|e| e.to_string()))
+            .and_then(|_| std::fs::rename(&tmp, to).map_err(|e| e.to_string()));
+        for leftover in [&src, &tmp] {
+            let _gone_or_never_made = std::fs::remove_file(leftover);
+        }
+        converted.map_err(fail)?;
     }
-    std::fs::rename(&tmp, to).map_err(|e| fail(format!("{}: {e}", to.display())))?;
     eprintln!("wrote the summary of {} to {}", manifest.stage, to.display());
     Ok(ExitCode::SUCCESS)
 }

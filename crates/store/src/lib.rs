@@ -174,7 +174,11 @@ impl Store {
         let root = std::fs::canonicalize(root).map_err(|e| StoreError::io(root, e))?;
         let probe = root.join("staging").join(format!(".writable-{}", std::process::id()));
         std::fs::File::create(&probe).map_err(|e| read_only(&probe, e))?;
-        std::fs::remove_file(&probe).map_err(|e| read_only(&probe, e))?;
+        match std::fs::remove_file(&probe) {
+            // Another host's run with the same pid probed at the same moment.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(read_only(&probe, e)),
+            _ => {}
+        }
         Ok(Store { root })
     }
 

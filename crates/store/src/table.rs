@@ -244,10 +244,6 @@ pub fn parquet_to_text(srcs: &[&Path], format: TextFormat, out: &mut dyn Write, 
             }
         }
     }
-    if header {
-        // No part file at all: an empty table still gets its (empty) header.
-        writeln!(out).map_err(io(dst))?;
-    }
     Ok(rows)
 }
 
